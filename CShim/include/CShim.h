@@ -1,0 +1,102 @@
+// CShim: only what Swift cannot express for Swalloc. libc headers (Embedded Swift cannot import Glibc),
+// the initial-exec TLS heap slot and its inline accessors, the static empty heap and page, the segment map,
+// errno, and the constructor / thread-exit / process-exit hooks that forward to Swift.
+#ifndef SWALLOC_CSHIM_H
+#define SWALLOC_CSHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MAP_HUGETLB
+#define MAP_HUGETLB 0x40000
+#endif
+#ifndef MADV_HUGEPAGE
+#define MADV_HUGEPAGE 14
+#endif
+
+#define SWALLOC_INLINE static inline __attribute__((always_inline))
+
+/// Number of direct page slots in a heap: one per 16-byte granule for sizes 0 ... 1024.
+#define SWALLOC_DIRECT_COUNT 65
+/// log2 of the segment size (4 MiB); the segment map has one byte per segment-sized unit of a 47-bit space.
+#define SWALLOC_SEGMENT_SHIFT 22
+#define SWALLOC_SEGMENT_MAP_COUNT 33554432 /* 1 << (47 - SWALLOC_SEGMENT_SHIFT) */
+
+// ---- thread-local heap slot ------------------------------------------------------------------------------
+// initial-exec: a read is one %fs-relative load (research/swift-feasibility.md section 3). It starts at the
+// static empty heap, so the malloc fast path needs no "initialized?" branch.
+extern __thread void *swalloc_tls_heap __attribute__((tls_model("initial-exec")));
+
+SWALLOC_INLINE void *_Nonnull swalloc_heap_get(void) { return swalloc_tls_heap; }
+SWALLOC_INLINE void swalloc_heap_set(void *_Nonnull heap) { swalloc_tls_heap = heap; }
+
+/// The static empty heap: SWALLOC_DIRECT_COUNT direct slots, each pointing at the static empty page.
+SWALLOC_INLINE void *_Nonnull swalloc_empty_heap_address(void) {
+  extern void *swalloc_empty_heap[SWALLOC_DIRECT_COUNT];
+  return swalloc_empty_heap;
+}
+
+/// The segment map: one byte per 4 MiB unit of the address space, in .bss (costs no memory until touched).
+/// 0 = not Swalloc's; 1 = a segment starts in this unit; k > 1 = the segment starts k - 1 units lower.
+SWALLOC_INLINE uint8_t *_Nonnull swalloc_segment_map_address(void) {
+  extern uint8_t swalloc_segment_map[SWALLOC_SEGMENT_MAP_COUNT];
+  return swalloc_segment_map;
+}
+
+/// Number of slots in the span cache (recently freed segments and huge spans kept for reuse).
+#define SWALLOC_SPAN_CACHE_COUNT 64
+
+SWALLOC_INLINE uint64_t *_Nonnull swalloc_span_cache_address(void) {
+  extern uint64_t swalloc_span_cache[SWALLOC_SPAN_CACHE_COUNT];
+  return swalloc_span_cache;
+}
+
+SWALLOC_INLINE uint64_t *_Nonnull swalloc_span_cache_time_address(void) {
+  extern uint64_t swalloc_span_cache_time[SWALLOC_SPAN_CACHE_COUNT];
+  return swalloc_span_cache_time;
+}
+
+// ---- errno -------------------------------------------------------------------------------------------------
+SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }
+SWALLOC_INLINE void swalloc_errno_set(int value) { errno = value; }
+
+// ---- environment -------------------------------------------------------------------------------------------
+SWALLOC_INLINE char **swalloc_environ(void) {
+  extern char **environ;
+  return environ;
+}
+
+/// open(2) for reading (Swift cannot call the variadic `open`).
+SWALLOC_INLINE int swalloc_open_read_only(const char *path) { return open(path, O_RDONLY | O_CLOEXEC); }
+
+// ---- clock -------------------------------------------------------------------------------------------------
+/// Monotonic milliseconds (clock_gettime through the vDSO; no allocation).
+SWALLOC_INLINE uint64_t swalloc_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+SWALLOC_INLINE void swalloc_cpu_pause(void) { __builtin_ia32_pause(); }
+
+/// An empty instruction sequence after a slow-path call keeps that call out of tail position, so that the
+/// fast path of free needs no stack frame (SwiftPM builds with frame pointers, and a tail call from a
+/// function with a frame must set up and pop that frame on every path).
+SWALLOC_INLINE void swalloc_after_slow_call(void) { __asm__ volatile(""); }
+
+// ---- thread exit -------------------------------------------------------------------------------------------
+/// Registers `heap` so that swalloc_core_thread_exit(heap) runs when the calling thread exits
+/// (a pthread key destructor; the key is created on first use, which does not allocate).
+void swalloc_thread_register(void *heap);
+
+/// Aborts the process after a fatal allocator error (message already written).
+void swalloc_abort(void) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,158 @@
+// Heap+Allocate: the malloc fast path (direct slot, pop) and the slow path that finds or makes a page.
+import CShim
+import Synchronization
+
+extension Heap {
+  /// malloc's fast path: one TLS load, one direct-slot load, a free-list pop. Everything else is out of line.
+  @inline(__always)
+  static func allocate(byteCount: Int) -> UnsafeMutableRawPointer? {
+    let heap = swalloc_heap_get()
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
+      let page = Heap(heap).directPage((byteCount &+ 15) &>> 4)
+      if let block = page.pointee.free {
+        page.pointee.free = nextBlock(block)
+        page.pointee.used &+= 1
+        Heap(heap).state.pointee.mallocCount &+= 1
+        return block
+      }
+    }
+    return allocateSlow(heap: Heap(heap), byteCount: byteCount)
+  }
+
+  /// Everything malloc's fast path does not handle: the first allocation of a thread, sizes above 1 KiB,
+  /// an empty current page. Sets `ENOMEM` on failure.
+  @inline(never)
+  static func allocateSlow(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
+    var heap = heap
+    if heap.isEmpty {
+      guard let initialized = Heap.initializeForThread() else {
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+      heap = initialized
+    }
+    if UInt(bitPattern: byteCount) > UInt(SizeClass.largeMaxByteCount) {
+      return HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
+    }
+    return heap.allocate(sizeClass: SizeClass.of(byteCount: byteCount))
+  }
+
+  /// Allocates a block of `sizeClass` from this heap (the calling thread's). Sets `ENOMEM` on failure.
+  func allocate(sizeClass: Int) -> UnsafeMutableRawPointer? {
+    var page = queue(sizeClass).pointee.first
+    if page == nil || page!.pointee.free == nil {
+      page = findPage(sizeClass: sizeClass)
+      if page == nil {
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+    }
+    let found = page!
+    let block = found.pointee.free!
+    found.pointee.free = nextBlock(block)
+    found.pointee.used &+= 1
+    state.pointee.mallocCount &+= 1
+    return block
+  }
+
+  /// Finds a page of `sizeClass` with a free block and makes it the current one: collects frees into the
+  /// pages of the queue, extends them, moves exhausted ones to the full list, and maps a new page last.
+  @inline(never)
+  func findPage(sizeClass: Int) -> UnsafeMutablePointer<Page>? {
+    processDelayed()
+    var candidate = queue(sizeClass).pointee.first
+    while let page = candidate {
+      let following = page.pointee.next
+      if page.pointee.free == nil { page.collect() }
+      if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
+      if page.pointee.free != nil {
+        moveToFront(page, sizeClass: sizeClass)
+        return page
+      }
+      // Exhausted. Park it on the full list, asking the next remote free to report it; if a remote free
+      // slipped in since `collect`, the compare-and-swap fails and the page is collected again instead.
+      if page.pointee.threadFree.compareExchange(
+        expected: NotifyState.none, desired: NotifyState.notify, ordering: .relaxed
+      ).exchanged {
+        unlink(page, sizeClass: sizeClass)
+        pushFull(page)
+        candidate = following
+      } else {
+        candidate = page
+      }
+    }
+    return newPage(sizeClass: sizeClass)
+  }
+
+  /// Takes a free page from one of this heap's segments (or a new segment) and formats it for `sizeClass`.
+  func newPage(sizeClass: Int) -> UnsafeMutablePointer<Page>? {
+    purgeIfDue(now: nil)
+    let kind = SizeClass.pageKind(sizeClass)
+    var segment: UnsafeMutablePointer<Segment>
+    switch kind {
+    case .small, .medium:
+      if let available = kind == .small ? state.pointee.availableSmall : state.pointee.availableMedium {
+        segment = available
+      } else {
+        guard let fresh = acquireSegment(kind: kind) else { return nil }
+        segment = fresh
+        addAvailable(segment)
+      }
+    case .large, .huge:
+      guard let fresh = acquireSegment(kind: .large) else { return nil }
+      segment = fresh
+    }
+    let index = segment.takeFreePage()
+    if segment.pointee.freeMask == 0 && segment.pointee.isAvailable { removeAvailable(segment) }
+
+    let page = segment.page(at: index)
+    let area = segment.pageArea(at: index)
+    let blockByteCount = SizeClass.blockByteCount(sizeClass)
+    page.pointee.threadFree.store(NotifyState.none, ordering: .relaxed)
+    page.pointee.free = nil
+    page.pointee.localFree = nil
+    page.pointee.heap = base
+    page.pointee.used = 0
+    page.pointee.state = .inUse
+    page.pointee.sizeClass = UInt8(sizeClass)
+    page.pointee.capacity = 0
+    page.pointee.reserved = Int32(area.byteCount / blockByteCount)
+    page.pointee.blockByteCount = blockByteCount
+    page.pointee.start = area.start
+    page.pointee.nextDelayed = nil
+    page.extend()
+    pushFront(page, sizeClass: sizeClass)
+    Statistics.pageBytesInUse(adding: area.byteCount)
+    return page
+  }
+
+  /// Takes the pages that remote frees reported while they were full, and puts them back in their queues.
+  @inline(__always)
+  func processDelayed() {
+    if state.pointee.delayed.load(ordering: .relaxed) == 0 { return }
+    processDelayedSlow()
+  }
+
+  @inline(never)
+  func processDelayedSlow() {
+    var word = state.pointee.delayed.exchange(0, ordering: .acquiring)
+    while let page = UnsafeMutablePointer<Page>(bitPattern: word) {
+      word = UInt(bitPattern: page.pointee.nextDelayed)
+      page.pointee.nextDelayed = nil
+      if page.pointee.isFull { moveFromFullToQueue(page) }
+    }
+  }
+
+  /// A full page got a free block: back to the end of its queue, with the notify request cleared.
+  func moveFromFullToQueue(_ page: UnsafeMutablePointer<Page>) {
+    unlinkFull(page)
+    var word = page.pointee.threadFree.load(ordering: .relaxed)
+    while word & NotifyState.mask != NotifyState.none {
+      let (exchanged, original) = page.pointee.threadFree.compareExchange(
+        expected: word, desired: word & ~NotifyState.mask, ordering: .relaxed)
+      if exchanged { break }
+      word = original
+    }
+    pushBack(page, sizeClass: Int(page.pointee.sizeClass))
+  }
+}

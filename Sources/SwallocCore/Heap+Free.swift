@@ -1,0 +1,158 @@
+// Heap+Free: the free fast path (segment map, mask, shift, push on the page's local list), the remote free
+// (one compare-and-swap on the page's thread-free list) and page retirement.
+import CShim
+import Synchronization
+
+extension Heap {
+  /// free's fast path: segment map, mask, shift, and a push on the page's local list. `block` may be nil.
+  @inline(__always)
+  static func free(_ block: UnsafeMutableRawPointer?) {
+    let address = UInt(bitPattern: block)
+    // Null, foreign and 4 MiB-aligned huge pointers all have a map entry other than 1.
+    if SegmentMap.entry(address) == 1 {
+      let page = pageOf(address)
+      if page.pointee.owner == UInt(bitPattern: swalloc_heap_get()) {
+        setNextBlock(block.unsafelyUnwrapped, page.pointee.localFree)
+        page.pointee.localFree = block
+        page.pointee.used &-= 1
+        // A queue's current page holds one extra count: `used` reaches 0 only on pages that can be retired.
+        if page.pointee.used != 0 { return }
+      }
+    }
+    // One call site, not in tail position: the fast path then needs no stack frame.
+    freeSlow(block)
+    swalloc_after_slow_call()
+  }
+
+  /// The descriptor of the page that holds `address`, whose segment-map entry is 1.
+  @inline(__always)
+  static func pageOf(_ address: UInt) -> UnsafeMutablePointer<Page> {
+    // Wrapping arithmetic and unchecked unwraps: the segment map said a segment starts in this unit.
+    let segmentAddress = address & ~Segment.mask
+    let pageShift = UInt(UnsafeMutablePointer<Segment>(bitPattern: segmentAddress).unsafelyUnwrapped.pointee.pageShift)
+    return UnsafeMutablePointer<Page>(
+      bitPattern: segmentAddress &+ UInt(Segment.pageDescriptorOffset)
+        &+ (((address &- segmentAddress) &>> pageShift) &<< UInt(Page.strideShift))).unsafelyUnwrapped
+  }
+
+  /// Everything the free fast path does not finish: null, foreign and huge pointers, a local free that
+  /// emptied its page (the block is already pushed), a free into a full page, and remote frees.
+  @inline(never)
+  static func freeSlow(_ block: UnsafeMutableRawPointer?) {
+    guard let block else { return }
+    let address = UInt(bitPattern: block)
+    if SegmentMap.entry(address) != 1 { return freeUnusual(block) }
+    let page = pageOf(address)
+    let heap = Heap.current
+    if page.pointee.owner == UInt(bitPattern: heap.base) {
+      // Pushed by the fast path, and the page is now empty.
+      return heap.retire(page)
+    }
+    if page.pointee.owner == UInt(bitPattern: heap.base) | Page.fullTag {
+      // A local free into a full page: back to its queue, then push.
+      heap.processDelayed()
+      if page.pointee.isFull { heap.moveFromFullToQueue(page) }
+      setNextBlock(block, page.pointee.localFree)
+      page.pointee.localFree = block
+      page.pointee.used &-= 1
+      if page.pointee.used == 0 { heap.retire(page) }
+      return
+    }
+    freeRemote(page, block)
+  }
+
+  /// A free of a block this thread's heap does not own: push it on the page's thread-free list.
+  @inline(never)
+  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) {
+    let pageState = page.pointee.state
+    if pageState != .inUse {
+      if pageState == .huge { return HugeSpan.free(page, block) }
+      return Diagnostics.invalidFree(block, reason: .pageNotInUse)
+    }
+    var word = page.pointee.threadFree.load(ordering: .relaxed)
+    while true {
+      if word & NotifyState.mask == NotifyState.notify {
+        // The page is on its owner's full list. Claim the notification, then queue the page on the owner's
+        // delayed list *before* pushing the block: until the block is pushed the page cannot be retired.
+        let (claimed, original) = page.pointee.threadFree.compareExchange(
+          expected: word, desired: word & ~NotifyState.mask, ordering: .relaxed)
+        if !claimed {
+          word = original
+          continue
+        }
+        word &= ~NotifyState.mask
+        Heap(page.pointee.heap.unsafelyUnwrapped).pushDelayed(page)
+      }
+      setNextBlock(block, UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask))
+      let (pushed, original) = page.pointee.threadFree.compareExchange(
+        expected: word, desired: UInt(bitPattern: block) | (word & NotifyState.mask), ordering: .releasing)
+      if pushed { break }
+      word = original
+    }
+    let current = Heap.current
+    if current.isEmpty {
+      Statistics.unownedRemoteFrees.wrappingAdd(1, ordering: .relaxed)
+    } else {
+      current.state.pointee.remoteFreeCount &+= 1
+    }
+  }
+
+  /// Queues `page` on this heap's delayed list (any thread).
+  func pushDelayed(_ page: UnsafeMutablePointer<Page>) {
+    var head = state.pointee.delayed.load(ordering: .relaxed)
+    while true {
+      page.pointee.nextDelayed = UnsafeMutablePointer<Page>(bitPattern: head)
+      let (pushed, original) = state.pointee.delayed.compareExchange(
+        expected: head, desired: UInt(bitPattern: page), ordering: .releasing)
+      if pushed { return }
+      head = original
+    }
+  }
+
+  /// Returns an empty page to its segment (used == 0, or 1 for the current page of its class, which holds
+  /// the queue's extra count). Its memory is purged after the purge delay.
+  func retire(_ page: UnsafeMutablePointer<Page>) {
+    // A remote free may have queued this page on the delayed list before pushing its (now collected) block:
+    // take the list first, so that no freed page stays reachable from it.
+    processDelayed()
+    if page.pointee.isFull { unlinkFull(page) } else { unlink(page, sizeClass: Int(page.pointee.sizeClass)) }
+    let segment = page.segment
+    let index = segment.index(of: page)
+    Statistics.pageBytesInUse(adding: -segment.pageArea(at: index).byteCount)
+    page.pointee.state = .free
+    page.pointee.heap = nil
+    page.pointee.free = nil
+    page.pointee.localFree = nil
+    page.pointee.capacity = 0
+    page.pointee.reserved = 0
+    let now = swalloc_now_ms()
+    page.pointee.retiredAt = now
+    segment.returnPage(at: index)
+    if segment.pointee.kind == .large {
+      releaseSegment(segment)
+      return
+    }
+    if !segment.pointee.isAvailable { addAvailable(segment) }
+    if segment.isEntirelyFree
+      && (segment.pointee.nextAvailable != nil || segment.pointee.previousAvailable != nil) {
+      // Another segment of this kind has room: give this one back (to the span cache, then the kernel).
+      releaseSegment(segment)
+    } else {
+      let due = now &+ UInt64(Options.purgeDelayMs)
+      if state.pointee.purgeDueAt == 0 || due < state.pointee.purgeDueAt { state.pointee.purgeDueAt = due }
+    }
+    purgeIfDue(now: now)
+  }
+
+  /// A free of something whose segment-map entry is not 1: a foreign pointer, or a huge block with an
+  /// alignment of 4 MiB or more (its map entry says how far back its header is).
+  @inline(never)
+  static func freeUnusual(_ block: UnsafeMutableRawPointer) {
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)),
+      segment.pointee.kind == .huge
+    else {
+      return Diagnostics.invalidFree(block, reason: .foreign)
+    }
+    HugeSpan.free(segment.page(at: 0), block)
+  }
+}

@@ -1,0 +1,63 @@
+// Heap+Segments: where a heap gets its segments (span cache, then the kernel) and where they go back.
+import CShim
+
+extension Heap {
+  /// A new segment of `kind` owned by this heap: a recycled span of 4 MiB, or a fresh 4 MiB-aligned mapping.
+  func acquireSegment(kind: SegmentKind) -> UnsafeMutablePointer<Segment>? {
+    let segment: UnsafeMutablePointer<Segment>
+    if let cached = SpanCache.take(minimumByteCount: Segment.byteCount, maximumByteCount: 2 * Segment.byteCount,
+                                   alignment: Segment.byteCount) {
+      segment = cached
+    } else {
+      guard let fresh = OSMemory.reserveAligned(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
+        return nil
+      }
+      segment = fresh.assumingMemoryBound(to: Segment.self)
+      segment.pointee.mappingByteCount = Segment.byteCount
+      Statistics.mapped(adding: Segment.byteCount)
+      SegmentMap.set(UInt(bitPattern: fresh), 1)
+    }
+    segment.format(kind: kind, heap: base)
+    segment.pointee.nextInHeap = state.pointee.segments
+    if let first = state.pointee.segments { first.pointee.previousInHeap = segment }
+    state.pointee.segments = segment
+    return segment
+  }
+
+  /// Gives an entirely free segment back: to the span cache, or to the kernel when the cache is full.
+  func releaseSegment(_ segment: UnsafeMutablePointer<Segment>) {
+    if segment.pointee.isAvailable { removeAvailable(segment) }
+    let next = segment.pointee.nextInHeap
+    let previous = segment.pointee.previousInHeap
+    if let next { next.pointee.previousInHeap = previous }
+    if let previous { previous.pointee.nextInHeap = next } else { state.pointee.segments = next }
+    segment.pointee.heap = nil
+    SpanCache.putOrRelease(segment)
+  }
+
+  func addAvailable(_ segment: UnsafeMutablePointer<Segment>) {
+    let small = segment.pointee.kind == .small
+    let head = small ? state.pointee.availableSmall : state.pointee.availableMedium
+    segment.pointee.previousAvailable = nil
+    segment.pointee.nextAvailable = head
+    if let head { head.pointee.previousAvailable = segment }
+    if small { state.pointee.availableSmall = segment } else { state.pointee.availableMedium = segment }
+    segment.pointee.isAvailable = true
+  }
+
+  func removeAvailable(_ segment: UnsafeMutablePointer<Segment>) {
+    let next = segment.pointee.nextAvailable
+    let previous = segment.pointee.previousAvailable
+    if let next { next.pointee.previousAvailable = previous }
+    if let previous {
+      previous.pointee.nextAvailable = next
+    } else if segment.pointee.kind == .small {
+      state.pointee.availableSmall = next
+    } else {
+      state.pointee.availableMedium = next
+    }
+    segment.pointee.nextAvailable = nil
+    segment.pointee.previousAvailable = nil
+    segment.pointee.isAvailable = false
+  }
+}

@@ -1,0 +1,76 @@
+// HugeSpan: a block above 512 KiB (or with an alignment above 64 KiB) gets a span of its own: a 4 MiB-aligned
+// mapping whose segment header describes one page holding one block. Freed spans wait in the span cache.
+import CShim
+import Synchronization
+
+enum HugeSpan {
+  /// Spans are sized in steps of 64 KiB (the span cache stores sizes in those units).
+  static let granularity = 64 * 1024
+
+  /// Allocates a huge block of `byteCount` bytes aligned to `alignment` (a power of two). On failure sets
+  /// `ENOMEM` and returns nil. `zeroed`, when given, is set to whether the memory is known to be zero.
+  static func allocate(byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?)
+    -> UnsafeMutableRawPointer?
+  {
+    // Requests above PTRDIFF_MAX arrive negative. The largest span the segment map can describe with its
+    // one-byte back distance bounds the alignment.
+    Options.initializeIfNeeded()
+    let dataOffset = Swift.max(OSMemory.pageByteCount, alignment)
+    let limit = Int.max / 2
+    if byteCount < 0 || byteCount > limit || alignment > 254 * Segment.byteCount {
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    let mappingByteCount = (dataOffset + byteCount + granularity - 1) & ~(granularity - 1)
+    let spanAlignment = Swift.max(Segment.byteCount, alignment)
+    var segment: UnsafeMutablePointer<Segment>
+    var fresh = false
+    if let cached = SpanCache.take(
+      minimumByteCount: mappingByteCount, maximumByteCount: mappingByteCount + mappingByteCount / 2,
+      alignment: spanAlignment)
+    {
+      segment = cached
+    } else {
+      // A span that has to be given back anyway makes room for this one.
+      guard let raw = OSMemory.reserveAligned(byteCount: mappingByteCount, alignment: spanAlignment) else {
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+      segment = raw.assumingMemoryBound(to: Segment.self)
+      segment.pointee.mappingByteCount = mappingByteCount
+      Statistics.mapped(adding: mappingByteCount)
+      SegmentMap.set(UInt(bitPattern: raw), 1)
+      fresh = true
+    }
+    segment.format(kind: .huge, heap: nil)
+    segment.pointee.freeMask = 0
+    segment.pointee.usedPageCount = 1
+    let block = segment.address + dataOffset
+    if dataOffset >= Segment.byteCount {
+      // The block starts in a later unit: its map entry says how many units back the header is.
+      SegmentMap.set(UInt(bitPattern: block), UInt8(1 + dataOffset >> Segment.shift))
+    }
+    let page = segment.page(at: 0)
+    page.pointee.state = .huge
+    page.pointee.used = 1
+    page.pointee.start = block
+    page.pointee.blockByteCount = segment.pointee.mappingByteCount - dataOffset
+    page.pointee.sizeClass = 0
+    Statistics.huge(allocatedByteCount: page.pointee.blockByteCount)
+    zeroed?.pointee = fresh
+    return block
+  }
+
+  /// Frees the block of a huge span: the span goes to the span cache (or back to the kernel).
+  static func free(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) {
+    if block != page.pointee.start || page.pointee.used != 1 {
+      return Diagnostics.invalidFree(block, reason: page.pointee.used == 1 ? .interior : .pageNotInUse)
+    }
+    page.pointee.used = 0
+    page.pointee.state = .free
+    Statistics.huge(freedByteCount: page.pointee.blockByteCount)
+    let segment = page.segment
+    if block - segment.address >= Segment.byteCount { SegmentMap.set(UInt(bitPattern: block), 0) }
+    SpanCache.putOrRelease(segment)
+  }
+}

@@ -1,0 +1,168 @@
+// LibC: the C library's allocation semantics on top of the heap, as glibc defines them (DESIGN.md section 4):
+// errno, overflow, realloc(p, 0), alignment rules, usable size. The exported C symbols forward here.
+import CShim
+
+public enum LibC {
+  /// Alignment of every block (glibc's MALLOC_ALIGNMENT on x86-64).
+  public static let minimumAlignment = 16
+
+  @inline(__always)
+  public static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+    Heap.allocate(byteCount: byteCount)
+  }
+
+  @inline(__always)
+  public static func free(_ pointer: UnsafeMutableRawPointer?) {
+    Heap.free(pointer)
+  }
+
+  public static func calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+    let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: byteCount))
+    if overflow || total > UInt(Int.max) {
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    let n = Int(bitPattern: total)
+    if n > SizeClass.largeMaxByteCount {
+      var zeroed = false
+      guard let block = HugeSpan.allocate(byteCount: n, alignment: minimumAlignment, zeroed: &zeroed) else {
+        return nil
+      }
+      if !zeroed { memset(block, 0, n) }
+      return block
+    }
+    guard let block = Heap.allocate(byteCount: n) else { return nil }
+    memset(block, 0, n)
+    return block
+  }
+
+  public static func realloc(_ pointer: UnsafeMutableRawPointer?, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+    guard let pointer else { return malloc(byteCount) }
+    if byteCount == 0 {
+      // glibc: realloc(p, 0) frees p and returns NULL.
+      free(pointer)
+      return nil
+    }
+    let usable = usableSize(pointer, orMinusOne: true)
+    if usable < 0 {
+      // Not ours: we cannot know how much to copy. Refuse rather than guess.
+      Diagnostics.invalidFree(pointer, reason: .foreign)
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    let requested = UInt(bitPattern: byteCount)
+    // Shrink or grow within the block when the new size still uses at least half of it.
+    if requested <= UInt(usable) && requested >= UInt(usable / 2) { return pointer }
+    guard let block = malloc(byteCount) else { return nil }
+    memcpy(block, pointer, Swift.min(usable, byteCount))
+    free(pointer)
+    return block
+  }
+
+  public static func reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ byteCount: Int)
+    -> UnsafeMutableRawPointer?
+  {
+    let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: byteCount))
+    if overflow || total > UInt(Int.max) {
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    return realloc(pointer, Int(bitPattern: total))
+  }
+
+  /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
+  public static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    if alignment <= minimumAlignment { return malloc(byteCount) }
+    if byteCount < 0 {
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    var heap = Heap.current
+    if heap.isEmpty {
+      guard let initialized = Heap.initializeForThread() else {
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+      heap = initialized
+    }
+    let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
+    if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass) }
+    return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
+  }
+
+  public static func posixMemalign(
+    _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ byteCount: Int
+  ) -> Int32 {
+    let a = UInt(bitPattern: alignment)
+    if a < UInt(MemoryLayout<UnsafeRawPointer>.size) || a & (a &- 1) != 0 { return EINVAL }
+    let saved = swalloc_errno_get()
+    guard let block = allocateAligned(byteCount, alignment: alignment) else {
+      swalloc_errno_set(saved)
+      return ENOMEM
+    }
+    result.pointee = block
+    return 0
+  }
+
+  /// C11 aligned_alloc: any size (not only multiples of the alignment); a non-power-of-two alignment is
+  /// EINVAL (glibc 2.38 and later).
+  public static func alignedAlloc(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+    let a = UInt(bitPattern: alignment)
+    if a == 0 || a & (a &- 1) != 0 {
+      swalloc_errno_set(EINVAL)
+      return nil
+    }
+    return allocateAligned(byteCount, alignment: alignment)
+  }
+
+  /// memalign: glibc rounds an alignment that is not a power of two up to the next one, and refuses
+  /// alignments above half the address space with EINVAL.
+  public static func memalign(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+    var a = UInt(bitPattern: alignment)
+    if a > UInt(Int.max) / 2 + 1 {
+      swalloc_errno_set(EINVAL)
+      return nil
+    }
+    if a & (a &- 1) != 0 { a = 1 &<< UInt(UInt.bitWidth - a.leadingZeroBitCount) }
+    return allocateAligned(byteCount, alignment: Int(bitPattern: Swift.max(a, 1)))
+  }
+
+  public static func valloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+    allocateAligned(byteCount, alignment: OSMemory.pageByteCount)
+  }
+
+  /// pvalloc: page-aligned, size rounded up to whole pages (0 becomes one page).
+  public static func pvalloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+    let page = UInt(OSMemory.pageByteCount)
+    let n = UInt(bitPattern: byteCount)
+    if n > UInt(Int.max) - page {
+      swalloc_errno_set(ENOMEM)
+      return nil
+    }
+    let rounded = n == 0 ? page : (n &+ page &- 1) & ~(page &- 1)
+    return allocateAligned(Int(bitPattern: rounded), alignment: OSMemory.pageByteCount)
+  }
+
+  public static func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
+    guard let pointer else { return 0 }
+    return Swift.max(0, usableSize(pointer, orMinusOne: true))
+  }
+
+  /// The usable size of a live block, or -1 when the pointer is not a live Swalloc block.
+  static func usableSize(_ pointer: UnsafeMutableRawPointer, orMinusOne: Bool) -> Int {
+    let address = UInt(bitPattern: pointer)
+    guard let segment = SegmentMap.segment(of: address) else { return -1 }
+    if segment.pointee.kind == .huge {
+      let page = segment.page(at: 0)
+      if page.pointee.state != .huge { return -1 }
+      return page.pointee.blockByteCount - (pointer - page.pointee.start!)
+    }
+    let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
+    let page = segment.page(at: index)
+    if page.pointee.state != .inUse { return -1 }
+    let offset = pointer - page.pointee.start!
+    if offset < 0 { return -1 }
+    // Interior pointers get what is left of their block.
+    return page.pointee.blockByteCount - offset % page.pointee.blockByteCount
+  }
+}

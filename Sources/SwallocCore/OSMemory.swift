@@ -1,0 +1,59 @@
+// OSMemory: the only file that calls mmap, munmap, madvise. Every call preserves the caller's errno
+// (free must not change errno; a failed purge is not the program's business).
+import CShim
+
+/// Thin wrappers over the kernel's memory calls.
+enum OSMemory {
+  static let pageByteCount = 4096
+
+  /// Maps `byteCount` bytes of fresh, zeroed, private anonymous memory; nil when the kernel refuses.
+  /// The corresponding call is `mmap(MAP_PRIVATE | MAP_ANONYMOUS)` (plus `MAP_NORESERVE`: commit is lazy anyway).
+  static func reserve(byteCount: Int, extraFlags: Int32 = 0) -> UnsafeMutableRawPointer? {
+    let saved = swalloc_errno_get()
+    defer { swalloc_errno_set(saved) }
+    let address = mmap(nil, byteCount, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extraFlags, -1, 0)
+    if address == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }  // MAP_FAILED
+    return address
+  }
+
+  /// Maps `byteCount` bytes aligned to `alignment` (a power of two >= the page size).
+  /// Maps `byteCount + alignment` and releases the unaligned head and the tail.
+  static func reserveAligned(byteCount: Int, alignment: Int, extraFlags: Int32 = 0) -> UnsafeMutableRawPointer? {
+    guard let raw = reserve(byteCount: byteCount + alignment, extraFlags: extraFlags) else { return nil }
+    let address = UInt(bitPattern: raw)
+    let aligned = (address &+ UInt(alignment) &- 1) & ~(UInt(alignment) &- 1)
+    let head = Int(aligned &- address)
+    if head > 0 { release(raw, byteCount: head) }
+    let tail = alignment - head
+    if tail > 0 { release(UnsafeMutableRawPointer(bitPattern: aligned &+ UInt(byteCount))!, byteCount: tail) }
+    return UnsafeMutableRawPointer(bitPattern: aligned)
+  }
+
+  /// Returns a mapping to the kernel. The corresponding call is `munmap`.
+  static func release(_ address: UnsafeMutableRawPointer, byteCount: Int) {
+    let saved = swalloc_errno_get()
+    _ = munmap(address, byteCount)
+    swalloc_errno_set(saved)
+  }
+
+  /// Drops the physical pages behind a range; the next touch gets zeroed pages. RSS drops at once.
+  /// The corresponding call is `madvise(MADV_DONTNEED)` (not MADV_FREE: with it RSS stops dropping).
+  static func purge(_ address: UnsafeMutableRawPointer, byteCount: Int) {
+    let saved = swalloc_errno_get()
+    _ = madvise(address, byteCount, MADV_DONTNEED)
+    swalloc_errno_set(saved)
+  }
+
+  /// Writes `byteCount` bytes to standard error, ignoring failures. The corresponding call is `write(2)`.
+  static func writeStandardError(_ bytes: UnsafeRawPointer, byteCount: Int) {
+    let saved = swalloc_errno_get()
+    var offset = 0
+    while offset < byteCount {
+      let written = write(2, bytes + offset, byteCount - offset)
+      if written <= 0 { break }
+      offset += written
+    }
+    swalloc_errno_set(saved)
+  }
+}

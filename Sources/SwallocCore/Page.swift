@@ -1,0 +1,149 @@
+// Page: a run of same-size blocks inside a segment, with three free lists (mimalloc's free-list sharding):
+// `free` (malloc pops), `localFree` (same-thread frees push) and `threadFree` (other threads push atomically).
+import Synchronization
+
+/// The descriptor of one page. Lives in the segment header at `Segment.pageDescriptorOffset + index * stride`.
+///
+/// Invariant while the page is in use, with `|tf|` the blocks on `threadFree` not yet collected:
+/// `used - |tf| + |free| + |localFree| == capacity`, and `capacity <= reserved`.
+struct Page: ~Copyable {
+  /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
+  /// Pushed by any thread with one compare-and-swap; taken whole by the owner.
+  let threadFree: Atomic<UInt>
+  /// Free blocks ready for malloc. Fast path (malloc).
+  var free: UnsafeMutableRawPointer?
+  /// Blocks freed by the owning thread. Fast path (free).
+  var localFree: UnsafeMutableRawPointer?
+  /// The owning heap's address, with `fullTag` set while the page sits on the heap's full list; 0 while the
+  /// page is not in use and for huge spans. Fast path (free compares it with the caller's heap, so a free
+  /// into a full page, which must move the page back to its queue, takes the slow path).
+  var owner: UInt
+  /// Blocks handed out and not yet returned to this page's lists (plus one for a queue's current page).
+  /// Fast path (both).
+  var used: Int32
+  var state: PageState
+  var sizeClass: UInt8
+  /// Blocks carved out of the page so far (lazily, a few KiB at a time) and blocks that fit in it.
+  var capacity: Int32
+  var reserved: Int32
+  var blockByteCount: Int
+  /// First byte of the page's block area.
+  var start: UnsafeMutableRawPointer?
+  /// Links in the heap's page queue for `sizeClass`, or in its full list.
+  var next: UnsafeMutablePointer<Page>?
+  var previous: UnsafeMutablePointer<Page>?
+  /// Link in the heap's delayed list (pages that remote frees reported while full).
+  var nextDelayed: UnsafeMutablePointer<Page>?
+  /// When the page became free (monotonic ms); it is purged `purgeDelay` later.
+  var retiredAt: UInt64
+
+  /// Bytes between two descriptors. Page descriptors are found by shifting, so it is a power of two.
+  static let strideShift = 7
+  static let stride = 1 << strideShift
+}
+
+enum PageState: UInt8 {
+  /// Not in use (a free page of its segment). Zero: the state of fresh descriptors and the static empty page.
+  case free = 0
+  /// Owned by a heap, holding blocks of one size class.
+  case inUse = 1
+  /// The single page of a huge span: one block, no heap.
+  case huge = 2
+}
+
+/// The low two bits of `Page.threadFree`.
+enum NotifyState {
+  /// Nothing to do: a remote free just pushes.
+  static let none: UInt = 0
+  /// The page is on its heap's full list: the first remote free must queue it on the heap's delayed list.
+  static let notify: UInt = 1
+  static let mask: UInt = 3
+}
+
+/// The intrusive free-list link stored in the first word of a free block.
+@inline(__always)
+func nextBlock(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+  block.load(as: UnsafeMutableRawPointer?.self)
+}
+
+@inline(__always)
+func setNextBlock(_ block: UnsafeMutableRawPointer, _ next: UnsafeMutableRawPointer?) {
+  block.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
+}
+
+extension UnsafeMutablePointer where Pointee == Page {
+  /// The segment that holds this descriptor.
+  @inline(__always)
+  var segment: UnsafeMutablePointer<Segment> {
+    UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: self) & ~Segment.mask)!
+  }
+
+  /// Carves up to `extendByteCount` more blocks out of the page onto `free` (which must be empty).
+  /// Touches only the memory of the new blocks: fresh pages stay untouched until needed.
+  func extend() {
+    let blockByteCount = pointee.blockByteCount
+    let remaining = Int(pointee.reserved &- pointee.capacity)
+    let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
+    let first = pointee.start! + Int(pointee.capacity) &* blockByteCount
+    var block = first
+    for _ in 1..<count {
+      let following = block + blockByteCount
+      setNextBlock(block, following)
+      block = following
+    }
+    setNextBlock(block, pointee.free)
+    pointee.free = first
+    pointee.capacity &+= Int32(truncatingIfNeeded: count)
+  }
+
+  /// Moves the blocks other threads freed onto `localFree`, then `localFree` onto `free` if `free` is empty.
+  /// Returns the number of blocks collected from `threadFree`, with their byte count.
+  @discardableResult
+  func collect() -> Int {
+    var collected = 0
+    var word = pointee.threadFree.load(ordering: .relaxed)
+    if word & ~NotifyState.mask != 0 {
+      // Take the whole list, keeping the notify bits.
+      while true {
+        let (exchanged, original) = pointee.threadFree.compareExchange(
+          expected: word, desired: word & NotifyState.mask, ordering: .acquiring)
+        if exchanged { break }
+        word = original
+      }
+      let head = UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask)!
+      var tail = head
+      collected = 1
+      while let following = nextBlock(tail) {
+        tail = following
+        collected &+= 1
+      }
+      setNextBlock(tail, pointee.localFree)
+      pointee.localFree = head
+      pointee.used &-= Int32(truncatingIfNeeded: collected)
+    }
+    if pointee.free == nil {
+      pointee.free = pointee.localFree
+      pointee.localFree = nil
+    }
+    return collected
+  }
+}
+
+extension Page {
+  static let fullTag: UInt = 1
+
+  /// The owning heap, nil while the page is not in use.
+  var heap: UnsafeMutableRawPointer? {
+    get { UnsafeMutableRawPointer(bitPattern: owner & ~Page.fullTag) }
+    set { owner = UInt(bitPattern: newValue) }
+  }
+
+  /// Whether the page is on its heap's full list.
+  var isFull: Bool {
+    get { owner & Page.fullTag != 0 }
+    set { owner = newValue ? owner | Page.fullTag : owner & ~Page.fullTag }
+  }
+
+  /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.
+  static let extendByteCount = 8 * 1024
+}

@@ -1,0 +1,98 @@
+// SpanCache: recently freed segments and huge spans, kept for reuse and returned to the kernel after the
+// purge delay (page faults cost about 1.6 us each here: returning every large block at once is slow).
+// Lock-free: each slot is one atomic word, so a forked child or a signal handler never waits on it.
+import CShim
+import Synchronization
+
+enum SpanCache {
+  @inline(__always)
+  static func slot(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt>> {
+    UnsafeMutableRawPointer(swalloc_span_cache_address()).assumingMemoryBound(to: Atomic<UInt>.self) + index
+  }
+
+  @inline(__always)
+  static func time(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    UnsafeMutableRawPointer(swalloc_span_cache_time_address()).assumingMemoryBound(to: Atomic<UInt64>.self)
+      + index
+  }
+
+  static let count = Int(SWALLOC_SPAN_CACHE_COUNT)
+  /// Mapping sizes are multiples of 64 KiB; the slot word keeps `byteCount >> 16` in the low 22 bits.
+  static let sizeShift = 16
+
+  /// Takes a cached span whose mapping is between the two sizes and whose base is `alignment`-aligned.
+  static func take(minimumByteCount: Int, maximumByteCount: Int, alignment: Int)
+    -> UnsafeMutablePointer<Segment>?
+  {
+    for index in 0..<count {
+      let word = slot(index).pointee.load(ordering: .relaxed)
+      if word == 0 { continue }
+      let byteCount = Int(word & Segment.mask) &<< sizeShift
+      let base = word & ~Segment.mask
+      if byteCount < minimumByteCount || byteCount > maximumByteCount || base & UInt(alignment &- 1) != 0 {
+        continue
+      }
+      if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
+        return UnsafeMutablePointer<Segment>(bitPattern: base)
+      }
+    }
+    return nil
+  }
+
+  /// Caches a span that nobody uses any more, or returns it to the kernel when every slot is taken.
+  static func putOrRelease(_ segment: UnsafeMutablePointer<Segment>) {
+    let byteCount = segment.pointee.mappingByteCount
+    let word = UInt(bitPattern: segment) | UInt(byteCount &>> sizeShift)
+    let now = swalloc_now_ms()
+    if byteCount <= maximumCachedByteCount {
+      for index in 0..<count where slot(index).pointee.load(ordering: .relaxed) == 0 {
+        time(index).pointee.store(now, ordering: .relaxed)
+        if slot(index).pointee.compareExchange(expected: 0, desired: word, ordering: .releasing).exchanged {
+          let due = now &+ UInt64(Options.purgeDelayMs)
+          if due < nextPurgeCheck.load(ordering: .relaxed) { nextPurgeCheck.store(due, ordering: .relaxed) }
+          return
+        }
+      }
+    }
+    release(segment)
+  }
+
+  /// Spans larger than this go straight back to the kernel.
+  static let maximumCachedByteCount = 256 << 20
+
+  /// Returns a span to the kernel and forgets it in the segment map.
+  static func release(_ segment: UnsafeMutablePointer<Segment>) {
+    let byteCount = segment.pointee.mappingByteCount
+    let base = UInt(bitPattern: segment)
+    var unit = base
+    while unit < base &+ UInt(byteCount) {
+      SegmentMap.set(unit, 0)
+      unit &+= UInt(Segment.byteCount)
+    }
+    OSMemory.release(UnsafeMutableRawPointer(segment), byteCount: byteCount)
+    Statistics.mapped(adding: -byteCount)
+  }
+
+  /// When the oldest cached span becomes due (monotonic ms). A hint: a race only delays a purge.
+  static let nextPurgeCheck = Atomic<UInt64>(UInt64.max)
+
+  /// Releases the spans cached longer than the purge delay (all of them when `force`).
+  static func purgeIfDue(now: UInt64, force: Bool = false) {
+    if !force && now < nextPurgeCheck.load(ordering: .relaxed) { return }
+    let delay = UInt64(Options.purgeDelayMs)
+    var earliest = UInt64.max
+    for index in 0..<count {
+      let word = slot(index).pointee.load(ordering: .relaxed)
+      if word == 0 { continue }
+      let cachedAt = time(index).pointee.load(ordering: .relaxed)
+      if force || cachedAt &+ delay <= now {
+        if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
+          release(UnsafeMutablePointer<Segment>(bitPattern: word & ~Segment.mask)!)
+        }
+      } else if cachedAt &+ delay < earliest {
+        earliest = cachedAt &+ delay
+      }
+    }
+    nextPurgeCheck.store(earliest, ordering: .relaxed)
+  }
+}

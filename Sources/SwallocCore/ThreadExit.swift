@@ -1,0 +1,118 @@
+// ThreadExit: a thread's heap is created (or taken from the pool) on its first slow path, and at thread exit
+// it is tidied and pooled for the next thread, live pages and all: nothing is lost per exited thread, and
+// remote frees into its pages keep working. The pool and the registry are lock-free (fork-safe).
+import CShim
+import Synchronization
+
+/// The pool of heaps whose threads exited: a Treiber stack of heap addresses (page-aligned) with a
+/// 16-bit version tag in the top bits against ABA.
+let heapPool = Atomic<UInt>(0)
+/// Every heap ever created, newest first (push-only): statistics walk it.
+let heapRegistry = Atomic<UInt>(0)
+
+extension Heap {
+  static let addressMask: UInt = (1 << 48) - 1
+
+  /// Gives the calling thread a heap: a pooled one, or a new one. Registers the thread-exit hook.
+  @inline(never)
+  static func initializeForThread() -> Heap? {
+    Options.initializeIfNeeded()
+    let heap: Heap
+    if let pooled = popPool() {
+      heap = pooled
+    } else {
+      guard let memory = OSMemory.reserve(byteCount: Heap.byteCount) else { return nil }
+      Statistics.mapped(adding: Heap.byteCount)
+      heap = Heap(memory)
+      let emptyPage = Heap.emptyPage
+      for index in 0..<Int(SWALLOC_DIRECT_COUNT) {
+        memory.storeBytes(of: emptyPage, toByteOffset: index &<< 3, as: UnsafeMutablePointer<Page>.self)
+      }
+      // The rest of the mapping is zero: empty queues, empty lists, zero counters.
+      var head = heapRegistry.load(ordering: .relaxed)
+      while true {
+        heap.state.pointee.nextInRegistry = UnsafeMutableRawPointer(bitPattern: head)
+        let (pushed, original) = heapRegistry.compareExchange(
+          expected: head, desired: UInt(bitPattern: memory), ordering: .releasing)
+        if pushed { break }
+        head = original
+      }
+    }
+    heap.state.pointee.isOwned = true
+    swalloc_heap_set(heap.base)
+    // pthread_setspecific may allocate for high keys; the TLS slot is already set, so that nests safely.
+    swalloc_thread_register(heap.base)
+    return heap
+  }
+
+  static func popPool() -> Heap? {
+    var word = heapPool.load(ordering: .acquiring)
+    while true {
+      guard let top = UnsafeMutableRawPointer(bitPattern: word & addressMask) else { return nil }
+      let next = Heap(top).state.pointee.nextInPool
+      let tag = (word &>> 48) &+ 1
+      let (popped, original) = heapPool.compareExchange(
+        expected: word, desired: (next & addressMask) | (tag &<< 48), ordering: .acquiring)
+      if popped { return Heap(top) }
+      word = original
+    }
+  }
+
+  func pushPool() {
+    state.pointee.isOwned = false
+    var word = heapPool.load(ordering: .relaxed)
+    while true {
+      state.pointee.nextInPool = word & Heap.addressMask
+      let tag = (word &>> 48) &+ 1
+      let (pushed, original) = heapPool.compareExchange(
+        expected: word, desired: UInt(bitPattern: base) | (tag &<< 48), ordering: .releasing)
+      if pushed { return }
+      word = original
+    }
+  }
+
+  /// Tidies the heap of an exiting thread: collects remote frees, retires every empty page (the current
+  /// ones too), purges all free memory now, and pools the heap.
+  func abandon() {
+    processDelayed()
+    // Pages on the full list that received remote frees go back to their queues first.
+    var candidate = state.pointee.fullFirst
+    while let page = candidate {
+      candidate = page.pointee.next
+      if page.collect() > 0 { moveFromFullToQueue(page) }
+    }
+    for sizeClass in 1..<SizeClass.count {
+      var next = queue(sizeClass).pointee.first
+      while let page = next {
+        next = page.pointee.next
+        page.collect()
+        if usedBlockCount(page) == 0 { retire(page) }
+      }
+    }
+    purgePages(now: swalloc_now_ms(), force: true)
+    pushPool()
+  }
+}
+
+/// Called by the pthread key destructor when a thread that allocated exits.
+@_cdecl("swalloc_core_thread_exit")
+func swallocCoreThreadExit(_ heapAddress: UnsafeMutableRawPointer) {
+  let heap = Heap(heapAddress)
+  if heap.isEmpty || !heap.state.pointee.isOwned { return }
+  // Later thread-exit destructors may still allocate: they start from the empty heap again, and get
+  // a (pooled) heap and another destructor round.
+  if swalloc_heap_get() == heapAddress { swalloc_heap_set(swalloc_empty_heap_address()) }
+  heap.abandon()
+}
+
+/// Called from the library constructor (after the first allocations, which may come earlier).
+@_cdecl("swalloc_core_process_init")
+func swallocCoreProcessInit() {
+  Options.initializeIfNeeded()
+}
+
+/// Called from the library destructor at exit: prints statistics when asked to.
+@_cdecl("swalloc_core_process_exit")
+func swallocCoreProcessExit() {
+  if Options.showStatistics != .off { Statistics.print() }
+}
