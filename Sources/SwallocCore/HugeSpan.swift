@@ -21,10 +21,12 @@ enum HugeSpan {
       swalloc_errno_set(ENOMEM)
       return nil
     }
-    let mappingByteCount = (dataOffset + byteCount + granularity - 1) & ~(granularity - 1)
+    // At least one byte: a zero-byte request still gets a distinct, writable block.
+    let mappingByteCount = (dataOffset + Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1)
     let spanAlignment = Swift.max(Segment.byteCount, alignment)
     var segment: UnsafeMutablePointer<Segment>
     var fresh = false
+    SpanCache.purgeIfDue(now: swalloc_now_ms())
     if let cached = SpanCache.take(
       minimumByteCount: mappingByteCount, maximumByteCount: mappingByteCount + mappingByteCount / 2,
       alignment: spanAlignment)

@@ -33,6 +33,7 @@ enum SpanCache {
         continue
       }
       if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
+        cachedByteCount.wrappingSubtract(byteCount, ordering: .relaxed)
         return UnsafeMutablePointer<Segment>(bitPattern: base)
       }
     }
@@ -44,7 +45,9 @@ enum SpanCache {
     let byteCount = segment.pointee.mappingByteCount
     let word = UInt(bitPattern: segment) | UInt(byteCount &>> sizeShift)
     let now = swalloc_now_ms()
-    if byteCount <= maximumCachedByteCount {
+    purgeIfDue(now: now)
+    // Reserve room in the byte budget first; give it back if no slot is free.
+    if cachedByteCount.wrappingAdd(byteCount, ordering: .relaxed).newValue <= maximumCachedByteCount {
       for index in 0..<count where slot(index).pointee.load(ordering: .relaxed) == 0 {
         time(index).pointee.store(now, ordering: .relaxed)
         if slot(index).pointee.compareExchange(expected: 0, desired: word, ordering: .releasing).exchanged {
@@ -54,11 +57,14 @@ enum SpanCache {
         }
       }
     }
+    cachedByteCount.wrappingSubtract(byteCount, ordering: .relaxed)
     release(segment)
   }
 
-  /// Spans larger than this go straight back to the kernel.
-  static let maximumCachedByteCount = 256 << 20
+  /// The cache holds at most this many bytes of spans (their memory stays resident until they are released,
+  /// and without a background thread a process that goes idle keeps them).
+  static let maximumCachedByteCount = 64 << 20
+  static let cachedByteCount = Atomic<Int>(0)
 
   /// Returns a span to the kernel and forgets it in the segment map.
   static func release(_ segment: UnsafeMutablePointer<Segment>) {
@@ -87,6 +93,7 @@ enum SpanCache {
       let cachedAt = time(index).pointee.load(ordering: .relaxed)
       if force || cachedAt &+ delay <= now {
         if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
+          cachedByteCount.wrappingSubtract(Int(word & Segment.mask) &<< sizeShift, ordering: .relaxed)
           release(UnsafeMutablePointer<Segment>(bitPattern: word & ~Segment.mask)!)
         }
       } else if cachedAt &+ delay < earliest {

@@ -1,0 +1,202 @@
+import CShim
+import Glibc
+import Synchronization
+import Testing
+@testable import SwallocCore
+
+/// Runs `body` on `count` new pthreads (each with its own heap) and waits for them.
+func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+  final class Box: @unchecked Sendable {
+    let body: @Sendable (Int) -> Void
+    let index: Int
+    init(_ body: @escaping @Sendable (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
+  }
+  var threads: [pthread_t] = []
+  for index in 0..<count {
+    var thread = pthread_t()
+    let box = Unmanaged.passRetained(Box(body, index)).toOpaque()
+    let created = pthread_create(&thread, nil, { raw in
+      let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+      box.body(box.index)
+      return nil
+    }, box)
+    precondition(created == 0)
+    threads.append(thread)
+  }
+  for thread in threads { pthread_join(thread, nil) }
+}
+
+/// Addresses passed between threads.
+final class Mailbox: @unchecked Sendable {
+  private let lock = Mutex<[UInt]>([])
+  func put(_ address: UnsafeMutableRawPointer) { lock.withLock { $0.append(UInt(bitPattern: address)) } }
+  func takeAll() -> [UnsafeMutableRawPointer] {
+    lock.withLock { all in
+      defer { all.removeAll() }
+      return all.map { UnsafeMutableRawPointer(bitPattern: $0)! }
+    }
+  }
+}
+
+/// Fills a block with a pattern derived from its address and size, and checks it.
+func fill(_ block: UnsafeMutableRawPointer, _ byteCount: Int) {
+  let seed = UInt8(truncatingIfNeeded: UInt(bitPattern: block) >> 4 ^ UInt(byteCount))
+  for index in stride(from: 0, to: byteCount, by: 61) {
+    block.storeBytes(of: seed &+ UInt8(truncatingIfNeeded: index), toByteOffset: index, as: UInt8.self)
+  }
+}
+
+func check(_ block: UnsafeMutableRawPointer, _ byteCount: Int) -> Bool {
+  let seed = UInt8(truncatingIfNeeded: UInt(bitPattern: block) >> 4 ^ UInt(byteCount))
+  for index in stride(from: 0, to: byteCount, by: 61)
+  where block.load(fromByteOffset: index, as: UInt8.self) != seed &+ UInt8(truncatingIfNeeded: index) {
+    return false
+  }
+  return true
+}
+
+@Suite("Heaps and threads")
+struct HeapTests {
+  @Test("blocks allocated on one thread and freed on others keep their contents and are reused")
+  func crossThreadFrees() {
+    let mailboxes = (0..<4).map { _ in Mailbox() }
+    let corrupted = Atomic<Int>(0)
+    let sizes = [16, 24, 100, 1000, 3000, 20_000, 200_000]
+    onThreads(4) { me in
+      for round in 0..<200 {
+        for index in 0..<50 {
+          let byteCount = sizes[(index + round + me) % sizes.count]
+          let block = LibC.malloc(byteCount)!
+          block.storeBytes(of: byteCount, as: Int.self)  // size in the first word, pattern after it
+          fill(block + 8, byteCount - 8)
+          mailboxes[(me + 1) % 4].put(block)
+        }
+        for block in mailboxes[me].takeAll() {
+          let byteCount = block.load(as: Int.self)
+          if !check(block + 8, byteCount - 8) || LibC.mallocUsableSize(block) < byteCount { corrupted.add(1, ordering: .relaxed) }
+          LibC.free(block)
+        }
+      }
+    }
+    for mailbox in mailboxes { for block in mailbox.takeAll() { LibC.free(block) } }
+    #expect(corrupted.load(ordering: .relaxed) == 0)
+  }
+
+  @Test("remote frees into a full page make it usable again (delayed list)")
+  func fullPageReturns() throws {
+    let mailbox = Mailbox()
+    // Fill several pages of one class on a producer thread; free everything on a consumer thread;
+    // then the producer allocates again and must reuse those pages rather than map new ones.
+    onThreads(1) { _ in
+      var blocks: [UnsafeMutableRawPointer] = []
+      for _ in 0..<20_000 { blocks.append(LibC.malloc(48)!) }
+      for block in blocks { mailbox.put(block) }
+    }
+    let blocks = mailbox.takeAll().map { UInt(bitPattern: $0) }
+    #expect(blocks.count == 20_000)
+    onThreads(1) { _ in for block in blocks { LibC.free(UnsafeMutableRawPointer(bitPattern: block)) } }
+    // The producer's heap went to the pool at thread exit; the next thread adopts it and collects.
+    let reused = Atomic<Int>(0)
+    let original = Set(blocks)
+    onThreads(1) { _ in
+      var again: [UnsafeMutableRawPointer] = []
+      for _ in 0..<20_000 {
+        let block = LibC.malloc(48)!
+        if original.contains(UInt(bitPattern: block)) { reused.add(1, ordering: .relaxed) }
+        again.append(block)
+      }
+      for block in again { LibC.free(block) }
+    }
+    #expect(reused.load(ordering: .relaxed) > 10_000)
+  }
+
+  @Test("thread churn reuses pooled heaps instead of making one per thread")
+  func threadChurn() {
+    let survivors = Mailbox()
+    for _ in 0..<20 {
+      onThreads(4) { _ in
+        for index in 0..<100 {
+          let block = LibC.malloc(32 + index)!
+          if index % 10 == 0 { survivors.put(block) } else { LibC.free(block) }
+        }
+      }
+    }
+    for block in survivors.takeAll() { LibC.free(block) }
+    // 80 threads ran, at most 4 (plus the test runner's own threads) at a time.
+    #expect(Statistics.snapshot().heapCount < 40)
+  }
+
+  @Test("statistics count allocations and frees")
+  func statistics() throws {
+    let before = Statistics.snapshot()
+    onThreads(1) { _ in
+      var blocks: [UnsafeMutableRawPointer] = []
+      for index in 0..<1000 { blocks.append(LibC.malloc(index % 300 + 1)!) }
+      for block in blocks { LibC.free(block) }
+    }
+    let after = Statistics.snapshot()
+    #expect(after.allocationCount - before.allocationCount >= 1000)
+    #expect(after.freeCount - before.freeCount >= 1000)
+    #expect(after.mappedByteCount > 0)
+    #expect(after.peakByteCount > 0)
+    #expect(after.residentByteCount > 0)
+  }
+
+  @Test("free pages leave RSS after the purge delay")
+  func purge() throws {
+    let sampled = Mutex<[UInt]>([])
+    let residentBefore = Atomic<Int>(0)
+    let residentAfter = Atomic<Int>(0)
+    onThreads(1) { _ in
+      var blocks: [UnsafeMutableRawPointer] = []
+      for _ in 0..<(64 * 1024) { blocks.append(LibC.malloc(1000)!) }  // 64 MiB
+      for block in blocks { memset(block, 1, 1000) }
+      let pages = stride(from: 0, to: blocks.count, by: 97).map { UInt(bitPattern: blocks[$0]) & ~4095 }
+      residentBefore.store(residentCount(pages), ordering: .relaxed)
+      for block in blocks { LibC.free(block) }
+      usleep(UInt32(Options.purgeDelayMs * 1000 + 20_000))
+      Heap.current.purgeIfDue(now: nil)
+      residentAfter.store(residentCount(pages), ordering: .relaxed)
+      sampled.withLock { $0 = pages }
+    }
+    let count = sampled.withLock { $0.count }
+    #expect(residentBefore.load(ordering: .relaxed) == count)
+    // Other tests may reuse a few of these pages meanwhile; nearly all must have left RSS.
+    #expect(residentAfter.load(ordering: .relaxed) < count / 10)
+  }
+
+  @Test("the span cache hands back a cached span, and releases it to the kernel")
+  func spanCache() throws {
+    let byteCount = 24 << 20  // a size no other test asks for
+    var handedBack = false
+    for _ in 0..<100 where !handedBack {
+      usleep(5000)
+      SpanCache.purgeIfDue(now: swalloc_now_ms())
+      let raw = try #require(OSMemory.reserveAligned(byteCount: byteCount, alignment: Segment.byteCount))
+      let segment = raw.assumingMemoryBound(to: Segment.self)
+      segment.pointee.mappingByteCount = byteCount
+      Statistics.mapped(adding: byteCount)
+      SegmentMap.set(UInt(bitPattern: raw), 1)
+      SpanCache.putOrRelease(segment)
+      // Concurrent tests may fill the cache (the span is then released) or purge it: try again.
+      guard let taken = SpanCache.take(minimumByteCount: byteCount, maximumByteCount: byteCount,
+                                       alignment: Segment.byteCount) else { continue }
+      #expect(taken == segment)
+      #expect(taken.pointee.mappingByteCount == byteCount)
+      SpanCache.release(taken)
+      #expect(SegmentMap.entry(UInt(bitPattern: raw)) == 0)
+      handedBack = true
+    }
+    #expect(handedBack)
+  }
+}
+
+/// How many of these page addresses are resident (mincore); unmapped pages count as not resident.
+func residentCount(_ pages: [UInt]) -> Int {
+  var resident = 0
+  var vector: UInt8 = 0
+  for page in pages where mincore(UnsafeMutableRawPointer(bitPattern: page), 4096, &vector) == 0 && vector & 1 != 0 {
+    resident += 1
+  }
+  return resident
+}

@@ -1,0 +1,97 @@
+import Testing
+import CShim
+@testable import SwallocCore
+
+@Suite("Size classes")
+struct SizeClassTests {
+  @Test("every request fits its class, classes grow with the size")
+  func everySizeFits() {
+    var previous = 1
+    for byteCount in 0...SizeClass.largeMaxByteCount {
+      let sizeClass = SizeClass.of(byteCount: byteCount)
+      #expect(sizeClass >= previous)
+      #expect(sizeClass < SizeClass.count)
+      let blockByteCount = SizeClass.blockByteCount(sizeClass)
+      if blockByteCount < byteCount || sizeClass < previous { Issue.record("size \(byteCount) class \(sizeClass)"); return }
+      previous = sizeClass
+    }
+    #expect(SizeClass.of(byteCount: SizeClass.largeMaxByteCount) == SizeClass.largeMaxClass)
+    #expect(SizeClass.of(byteCount: SizeClass.smallMaxByteCount) == SizeClass.smallMaxClass)
+    #expect(SizeClass.of(byteCount: SizeClass.mediumMaxByteCount) == SizeClass.mediumMaxClass)
+  }
+
+  @Test("each class is the smallest that fits: the previous class is too small")
+  func smallestClass() {
+    for byteCount in 17...SizeClass.largeMaxByteCount {
+      let sizeClass = SizeClass.of(byteCount: byteCount)
+      #expect(SizeClass.blockByteCount(sizeClass - 1) < byteCount, "size \(byteCount)")
+      if SizeClass.blockByteCount(sizeClass - 1) >= byteCount { return }
+    }
+  }
+
+  @Test("rounding loss is under 20 % above 64 bytes, and every block is a multiple of 16")
+  func internalWaste() {
+    for sizeClass in 1..<SizeClass.count {
+      let blockByteCount = SizeClass.blockByteCount(sizeClass)
+      #expect(blockByteCount % 16 == 0)
+      let smallestRequest = sizeClass == 1 ? 1 : SizeClass.blockByteCount(sizeClass - 1) + 1
+      if smallestRequest > 64 {
+        let waste = Double(blockByteCount - smallestRequest) / Double(blockByteCount)
+        #expect(waste < 0.20, "class \(sizeClass): \(smallestRequest) -> \(blockByteCount)")
+      }
+    }
+  }
+
+  @Test("class table: 16-byte steps, then four classes per power of two")
+  func table() {
+    let expected = [16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640]
+    for (index, byteCount) in expected.enumerated() {
+      #expect(SizeClass.blockByteCount(index + 1) == byteCount)
+    }
+    #expect(SizeClass.blockByteCount(SizeClass.smallMaxClass) == 8 * 1024)
+    #expect(SizeClass.blockByteCount(SizeClass.largeMaxClass) == 512 * 1024)
+  }
+
+  @Test("aligned classes are multiples of the alignment", arguments: [32, 64, 128, 256, 1024, 4096, 8192, 65536])
+  func alignedClasses(alignment: Int) {
+    for byteCount in [1, 15, 16, 17, 100, 1000, 5000, 40000, 300_000] {
+      let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
+      if sizeClass == 0 { continue }  // a huge span
+      let blockByteCount = SizeClass.blockByteCount(sizeClass)
+      #expect(blockByteCount >= byteCount)
+      #expect(blockByteCount % alignment == 0)
+    }
+  }
+}
+
+@Suite("Layout")
+struct LayoutTests {
+  @Test("descriptors fit their slots")
+  func descriptorSizes() {
+    #expect(MemoryLayout<Page>.stride <= Page.stride)
+    #expect(MemoryLayout<Segment>.size <= Segment.pageDescriptorOffset)
+    // Small segments: the header and 64 descriptors end before page 0's blocks.
+    #expect(Segment.pageDescriptorOffset + 64 * Page.stride <= Segment.firstPageOffset(.small))
+    #expect(Heap.stateOffset >= Int(SWALLOC_DIRECT_COUNT) * 8)
+    #expect(Heap.stateOffset + MemoryLayout<HeapState>.size <= Heap.queuesOffset)
+    #expect(Heap.queuesOffset + SizeClass.count * MemoryLayout<PageQueue>.stride <= Heap.byteCount)
+  }
+
+  @Test("page areas tile each segment kind", arguments: [SegmentKind.small, .medium, .large])
+  func pageAreas(kind: SegmentKind) throws {
+    let raw = try #require(OSMemory.reserveAligned(byteCount: Segment.byteCount, alignment: Segment.byteCount))
+    defer { OSMemory.release(raw, byteCount: Segment.byteCount) }
+    let segment = raw.assumingMemoryBound(to: Segment.self)
+    segment.format(kind: kind, heap: nil)
+    var end = raw + Segment.firstPageOffset(kind)
+    for index in 0..<Segment.pageCount(kind) {
+      let area = segment.pageArea(at: index)
+      #expect(area.start == end)
+      #expect(UInt(bitPattern: area.start) % 16384 == 0)
+      end = area.start + area.byteCount
+      #expect(segment.index(of: segment.page(at: index)) == index)
+    }
+    #expect(end == raw + Segment.byteCount)
+    #expect(segment.pointee.freeMask.nonzeroBitCount == Segment.pageCount(kind))
+  }
+}
