@@ -23,6 +23,8 @@
 
 #define SWALLOC_INLINE static inline __attribute__((always_inline))
 
+#pragma clang assume_nonnull begin
+
 /// Number of direct page slots in a heap: one per 16-byte granule for sizes 0 ... 1024.
 #define SWALLOC_DIRECT_COUNT 65
 /// log2 of the segment size (4 MiB); the segment map has one byte per segment-sized unit of a 47-bit space.
@@ -32,7 +34,7 @@
 // ---- thread-local heap slot ------------------------------------------------------------------------------
 // initial-exec: a read is one %fs-relative load (research/swift-feasibility.md section 3). It starts at the
 // static empty heap, so the malloc fast path needs no "initialized?" branch.
-extern __thread void *swalloc_tls_heap __attribute__((tls_model("initial-exec")));
+extern __thread void *_Nonnull swalloc_tls_heap __attribute__((tls_model("initial-exec")));
 
 SWALLOC_INLINE void *_Nonnull swalloc_heap_get(void) { return swalloc_tls_heap; }
 SWALLOC_INLINE void swalloc_heap_set(void *_Nonnull heap) { swalloc_tls_heap = heap; }
@@ -68,13 +70,16 @@ SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }
 SWALLOC_INLINE void swalloc_errno_set(int value) { errno = value; }
 
 // ---- environment -------------------------------------------------------------------------------------------
-SWALLOC_INLINE char **swalloc_environ(void) {
+SWALLOC_INLINE char *_Nullable *_Nullable swalloc_environ(void) {
   extern char **environ;
   return environ;
 }
 
 /// open(2) for reading (Swift cannot call the variadic `open`).
 SWALLOC_INLINE int swalloc_open_read_only(const char *path) { return open(path, O_RDONLY | O_CLOEXEC); }
+
+/// A close-on-exec duplicate of `fd` numbered 100 or above, or -1 (fcntl is variadic: Swift cannot call it).
+SWALLOC_INLINE int swalloc_duplicate_descriptor(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
 
 // ---- clock -------------------------------------------------------------------------------------------------
 /// Monotonic milliseconds (clock_gettime through the vDSO; no allocation).
@@ -98,5 +103,7 @@ void swalloc_thread_register(void *heap);
 
 /// Aborts the process after a fatal allocator error (message already written).
 void swalloc_abort(void) __attribute__((noreturn));
+
+#pragma clang assume_nonnull end
 
 #endif

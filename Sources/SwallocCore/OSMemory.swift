@@ -45,12 +45,24 @@ enum OSMemory {
     swalloc_errno_set(saved)
   }
 
+  /// Where diagnostics go: standard error, or a duplicate of it taken at start-up when statistics are to be
+  /// printed at exit (some programs close standard error before exiting: coreutils' close_stdout does).
+  nonisolated(unsafe) static var errorDescriptor: Int32 = 2
+
+  /// Keeps a private duplicate of standard error for the statistics printed at exit.
+  static func keepStandardError() {
+    let saved = swalloc_errno_get()
+    let duplicate = swalloc_duplicate_descriptor(2)
+    if duplicate >= 0 { errorDescriptor = duplicate }
+    swalloc_errno_set(saved)
+  }
+
   /// Writes `byteCount` bytes to standard error, ignoring failures. The corresponding call is `write(2)`.
   static func writeStandardError(_ bytes: UnsafeRawPointer, byteCount: Int) {
     let saved = swalloc_errno_get()
     var offset = 0
     while offset < byteCount {
-      let written = write(2, bytes + offset, byteCount - offset)
+      let written = write(errorDescriptor, bytes + offset, byteCount - offset)
       if written <= 0 { break }
       offset += written
     }

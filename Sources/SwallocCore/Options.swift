@@ -18,11 +18,13 @@ enum Options {
   /// SWALLOC_PURGE_DELAY_MS: how long a free page keeps its memory before MADV_DONTNEED (default 10).
   nonisolated(unsafe) static var purgeDelayMs = 10
 
-  /// Reads the environment the first time it is called. Racing threads read the same values.
+  /// Reads the environment the first time it is called with one. Racing threads read the same values.
+  /// The first allocations can come before libc has set `environ` (the loader allocates early): those leave
+  /// the options for a later call, at the latest the library constructor.
   static func initializeIfNeeded() {
     if isInitialized { return }
-    isInitialized = true
     guard let environment = swalloc_environ() else { return }
+    isInitialized = true
     var index = 0
     while let entry = environment[index] {
       index &+= 1
@@ -36,6 +38,7 @@ enum Options {
         } else {
           warn(entry, accepted: "0, 1, json")
         }
+        if showStatistics != .off { OSMemory.keepStandardError() }
       } else if let value = match(entry, "SWALLOC_VERBOSE=") {
         if equals(value, "0") || equals(value, "") {
           verbose = false

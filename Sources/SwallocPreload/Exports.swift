@@ -1,59 +1,61 @@
-// Exports: the C ABI of libswalloc.so. One-line forwards to LibC (Core/LibC.swift); the malloc-family names
-// are link-time aliases of these `swalloc_` functions (Package.swift), so `malloc` costs no extra jump.
+// Exports: the Swift side of libswalloc.so's C ABI. One-line forwards to LibC (Core/LibC.swift), exported as
+// hidden `swalloc_impl_` symbols; Sources/SwallocExports/Exports.c gives them their public names. (A public
+// Swift function is emitted with protected visibility, and ld.so warns about direct references to protected
+// functions from non-PIE programs such as gcc's cc1; the C definitions have default visibility.)
 
-@c(swalloc_malloc)
-public func swalloc_malloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.malloc(size) }
+@c(swalloc_impl_malloc)
+func exportedMalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.malloc(size) }
 
-@c(swalloc_free)
-public func swalloc_free(_ pointer: UnsafeMutableRawPointer?) { LibC.free(pointer) }
+@c(swalloc_impl_free)
+func exportedFree(_ pointer: UnsafeMutableRawPointer?) { LibC.free(pointer) }
 
-@c(swalloc_calloc)
-public func swalloc_calloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
+@c(swalloc_impl_calloc)
+func exportedCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
 
-@c(swalloc_realloc)
-public func swalloc_realloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swalloc_impl_realloc)
+func exportedRealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
   LibC.realloc(pointer, size)
 }
 
-@c(swalloc_reallocarray)
-public func swalloc_reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int)
+@c(swalloc_impl_reallocarray)
+func exportedReallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ size: Int)
   -> UnsafeMutableRawPointer?
 {
   LibC.reallocarray(pointer, count, size)
 }
 
-@c(swalloc_posix_memalign)
-public func swalloc_posix_memalign(
+@c(swalloc_impl_posix_memalign)
+func exportedPosixMemalign(
   _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ size: Int
 ) -> Int32 {
   LibC.posixMemalign(result, alignment, size)
 }
 
-@c(swalloc_aligned_alloc)
-public func swalloc_aligned_alloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swalloc_impl_aligned_alloc)
+func exportedAlignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
   LibC.alignedAlloc(alignment, size)
 }
 
-@c(swalloc_memalign)
-public func swalloc_memalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
+@c(swalloc_impl_memalign)
+func exportedMemalign(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
   LibC.memalign(alignment, size)
 }
 
-@c(swalloc_valloc)
-public func swalloc_valloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.valloc(size) }
+@c(swalloc_impl_valloc)
+func exportedValloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.valloc(size) }
 
-@c(swalloc_pvalloc)
-public func swalloc_pvalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.pvalloc(size) }
+@c(swalloc_impl_pvalloc)
+func exportedPvalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.pvalloc(size) }
 
-@c(swalloc_malloc_usable_size)
-public func swalloc_malloc_usable_size(_ pointer: UnsafeMutableRawPointer?) -> Int {
+@c(swalloc_impl_malloc_usable_size)
+func exportedMallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
   LibC.mallocUsableSize(pointer)
 }
 
-@c(swalloc_free_sized)
-public func swalloc_free_sized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.free(pointer) }
+@c(swalloc_impl_free_sized)
+func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.free(pointer) }
 
-@c(swalloc_free_aligned_sized)
-public func swalloc_free_aligned_sized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
+@c(swalloc_impl_free_aligned_sized)
+func exportedFreeAlignedSized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
   LibC.free(pointer)
 }

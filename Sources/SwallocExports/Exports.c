@@ -1,0 +1,60 @@
+// Exports.c: the public C names of libswalloc.so. Each `swalloc_` function is one jump to the hidden Swift
+// implementation in Sources/SwallocPreload/Exports.swift; the C library's names are aliases of them.
+// Defined in C so that they have default visibility: see Exports.swift for why. They are naked (no frame
+// setup: SwiftPM compiles with frame pointers, which would cost four instructions per forward).
+#include <stddef.h>
+
+#define SWALLOC_EXPORT __attribute__((visibility("default"), naked))
+#define SWALLOC_FORWARD(name) __asm__ volatile("jmp swalloc_impl_" #name)
+#define SWALLOC_ALIAS(target) __attribute__((alias(#target), visibility("default")))
+
+void *swalloc_impl_malloc(size_t size);
+void swalloc_impl_free(void *pointer);
+void *swalloc_impl_calloc(size_t count, size_t size);
+void *swalloc_impl_realloc(void *pointer, size_t size);
+void *swalloc_impl_reallocarray(void *pointer, size_t count, size_t size);
+int swalloc_impl_posix_memalign(void **result, size_t alignment, size_t size);
+void *swalloc_impl_aligned_alloc(size_t alignment, size_t size);
+void *swalloc_impl_memalign(size_t alignment, size_t size);
+void *swalloc_impl_valloc(size_t size);
+void *swalloc_impl_pvalloc(size_t size);
+size_t swalloc_impl_malloc_usable_size(void *pointer);
+void swalloc_impl_free_sized(void *pointer, size_t size);
+void swalloc_impl_free_aligned_sized(void *pointer, size_t alignment, size_t size);
+
+SWALLOC_EXPORT void *swalloc_malloc(size_t size) { SWALLOC_FORWARD(malloc); }
+SWALLOC_EXPORT void swalloc_free(void *pointer) { SWALLOC_FORWARD(free); }
+SWALLOC_EXPORT void *swalloc_calloc(size_t count, size_t size) { SWALLOC_FORWARD(calloc); }
+SWALLOC_EXPORT void *swalloc_realloc(void *pointer, size_t size) { SWALLOC_FORWARD(realloc); }
+SWALLOC_EXPORT void *swalloc_reallocarray(void *pointer, size_t count, size_t size) { SWALLOC_FORWARD(reallocarray); }
+SWALLOC_EXPORT int swalloc_posix_memalign(void **result, size_t alignment, size_t size) { SWALLOC_FORWARD(posix_memalign); }
+SWALLOC_EXPORT void *swalloc_aligned_alloc(size_t alignment, size_t size) { SWALLOC_FORWARD(aligned_alloc); }
+SWALLOC_EXPORT void *swalloc_memalign(size_t alignment, size_t size) { SWALLOC_FORWARD(memalign); }
+SWALLOC_EXPORT void *swalloc_valloc(size_t size) { SWALLOC_FORWARD(valloc); }
+SWALLOC_EXPORT void *swalloc_pvalloc(size_t size) { SWALLOC_FORWARD(pvalloc); }
+SWALLOC_EXPORT size_t swalloc_malloc_usable_size(void *pointer) { SWALLOC_FORWARD(malloc_usable_size); }
+SWALLOC_EXPORT void swalloc_free_sized(void *pointer, size_t size) { SWALLOC_FORWARD(free_sized); }
+SWALLOC_EXPORT void swalloc_free_aligned_sized(void *pointer, size_t alignment, size_t size) { SWALLOC_FORWARD(free_aligned_sized); }
+
+void *malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);
+void *__libc_malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);
+void free(void *pointer) SWALLOC_ALIAS(swalloc_free);
+void __libc_free(void *pointer) SWALLOC_ALIAS(swalloc_free);
+void cfree(void *pointer) SWALLOC_ALIAS(swalloc_free);
+void *calloc(size_t count, size_t size) SWALLOC_ALIAS(swalloc_calloc);
+void *__libc_calloc(size_t count, size_t size) SWALLOC_ALIAS(swalloc_calloc);
+void *realloc(void *pointer, size_t size) SWALLOC_ALIAS(swalloc_realloc);
+void *__libc_realloc(void *pointer, size_t size) SWALLOC_ALIAS(swalloc_realloc);
+void *reallocarray(void *pointer, size_t count, size_t size) SWALLOC_ALIAS(swalloc_reallocarray);
+int posix_memalign(void **result, size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_posix_memalign);
+int __posix_memalign(void **result, size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_posix_memalign);
+void *aligned_alloc(size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_aligned_alloc);
+void *memalign(size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_memalign);
+void *__libc_memalign(size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_memalign);
+void *valloc(size_t size) SWALLOC_ALIAS(swalloc_valloc);
+void *__libc_valloc(size_t size) SWALLOC_ALIAS(swalloc_valloc);
+void *pvalloc(size_t size) SWALLOC_ALIAS(swalloc_pvalloc);
+void *__libc_pvalloc(size_t size) SWALLOC_ALIAS(swalloc_pvalloc);
+size_t malloc_usable_size(void *pointer) SWALLOC_ALIAS(swalloc_malloc_usable_size);
+void free_sized(void *pointer, size_t size) SWALLOC_ALIAS(swalloc_free_sized);
+void free_aligned_sized(void *pointer, size_t alignment, size_t size) SWALLOC_ALIAS(swalloc_free_aligned_sized);
