@@ -1,0 +1,344 @@
+// The child-process harness: finds libswalloc.so and the build's tools, compiles the C/C++ fixtures, runs a
+// program under LD_PRELOAD behind a kill timeout, and checks the statistics block that proves swalloc was loaded.
+import Foundation
+import Glibc
+import Testing
+
+// MARK: - Locations
+
+enum Preload {
+  /// The package root, three levels above this file (Tests/SwallocPreloadTests/PreloadHarness.swift).
+  static let packageRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+  static let fixtures = packageRoot.appendingPathComponent("Tests/SwallocPreloadTests/Fixtures")
+
+  static func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name).path }
+
+  /// The directories a build product may sit in: those of the running test binary and their ancestors, up to
+  /// the `.build` folder or package root. `swift test` runs `.build/<triple>/debug/<Package>PackageTests.xctest`,
+  /// which sits next to libswalloc.so and swalloc-stress.
+  static var testBinaryAncestors: [URL] {
+    var starts = [Bundle.main.bundlePath]
+    if let first = CommandLine.arguments.first { starts.append(first) }
+    if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+      starts.append(executable)
+    }
+    var directories: [URL] = []
+    for start in starts {
+      var directory = URL(fileURLWithPath: start).standardizedFileURL.resolvingSymlinksInPath()
+      if !isDirectory(directory.path) { directory.deleteLastPathComponent() }
+      while true {
+        if !directories.contains(directory) { directories.append(directory) }
+        let isTop = directory.lastPathComponent == ".build"
+          || FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path)
+        let parent = directory.deletingLastPathComponent()
+        if isTop || parent.path == directory.path { break }
+        directory = parent
+      }
+    }
+    return directories
+  }
+
+  /// The library to preload: `$SWALLOC_LIB`, else the `libswalloc.so` nearest above the test binary, else
+  /// `<package>/.build/release/libswalloc.so`. Throws (failing the test) when none exists: the loader would
+  /// silently ignore a missing preload file.
+  static func library() throws -> String {
+    if let path = ProcessInfo.processInfo.environment["SWALLOC_LIB"], !path.isEmpty {
+      guard FileManager.default.isReadableFile(atPath: path) else {
+        throw HarnessError("SWALLOC_LIB is set to \(path), which does not exist")
+      }
+      return URL(fileURLWithPath: path).standardizedFileURL.path
+    }
+    var candidates = testBinaryAncestors.map { $0.appendingPathComponent("libswalloc.so").path }
+    candidates.append(packageRoot.appendingPathComponent(".build/release/libswalloc.so").path)
+    if let found = candidates.first(where: FileManager.default.isReadableFile(atPath:)) { return found }
+    throw HarnessError("libswalloc.so not found; set SWALLOC_LIB or build it. Looked in:\n"
+      + candidates.joined(separator: "\n"))
+  }
+
+  /// A build product that sits next to the library (the same build folder), e.g. `swalloc-stress`.
+  static func buildProduct(_ name: String) throws -> String {
+    var directories = [URL(fileURLWithPath: try library()).deletingLastPathComponent()]
+    directories += testBinaryAncestors
+    let candidates = directories.map { $0.appendingPathComponent(name).path }
+    if let found = candidates.first(where: FileManager.default.isExecutableFile(atPath:)) { return found }
+    throw HarnessError("build product \(name) not found. Looked in:\n" + candidates.joined(separator: "\n"))
+  }
+
+  /// A stock tool such as `python3`: /usr/bin, /bin or /usr/local/bin first (not a version manager's shim),
+  /// then `$PATH`. Throws when it is missing, since CI installs every tool these tests use.
+  static func tool(_ name: String) throws -> String {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+    let directories = ["/usr/bin", "/bin", "/usr/local/bin"] + path.split(separator: ":").map(String.init)
+    for directory in directories where !directory.isEmpty {
+      let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name).path
+      if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    throw HarnessError("\(name) is not installed (searched \(directories.joined(separator: ":")))")
+  }
+
+  private static func isDirectory(_ path: String) -> Bool {
+    var isDirectory: ObjCBool = false
+    return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+  }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+  let description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// A fresh directory under the system temporary directory; the caller removes it.
+func makeTemporaryDirectory(_ label: String) throws -> URL {
+  let name = "swalloc-preload-\(label)-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString)"
+  let directory = FileManager.default.temporaryDirectory.appendingPathComponent(name)
+  try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+  return directory
+}
+
+// MARK: - Child processes
+
+/// The seconds a child may run before `timeout -s KILL` ends it; generous because CI machines are slow and shared.
+let defaultChildTimeout = 240
+
+struct ChildResult {
+  var commandLine: String
+  /// The exit status, or the signal number when `signaled`.
+  var status: Int32
+  /// Whether the child died of a signal. `timeout` passes a child's death by signal on by raising the same
+  /// signal, and kills itself along with the child when the time runs out (SIGKILL).
+  var signaled: Bool
+  var standardOutput: String
+  var standardError: String
+  var timeoutSeconds: Int
+
+  var succeeded: Bool { !signaled && status == 0 }
+
+  /// stdout split at newlines; output that ends with a newline ends with an empty line.
+  var outputLines: [String] {
+    standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+  }
+
+  /// How the child ended, in words.
+  var ending: String {
+    if !signaled { return "exit status \(status)" }
+    if status == SIGKILL { return "killed by SIGKILL: it ran past its \(timeoutSeconds) s timeout" }
+    return "killed by signal \(status) (\(String(cString: strsignal(status))))"
+  }
+
+  /// The command, how it ended and the ends of both streams, for failure messages.
+  var summary: String {
+    func tail(_ text: String) -> String {
+      text.count > 6000 ? "[...]" + text.suffix(6000) : text
+    }
+    return """
+      $ \(commandLine)
+      \(ending)
+      --- stdout ---
+      \(tail(standardOutput))
+      --- stderr ---
+      \(tail(standardError))
+      """
+  }
+}
+
+/// An expectation on a result shows how the child ended; its comment carries the full summary.
+extension ChildResult: CustomTestStringConvertible {
+  var testDescription: String { ending }
+}
+
+/// Runs `program` as `/usr/bin/timeout -s KILL <timeout> /usr/bin/env [LD_PRELOAD=<preload> SWALLOC_SHOW_STATS=1]
+/// [environment] <program> <arguments>`, so that neither `timeout` nor `env` is preloaded and a hang ends as a
+/// failed test. Without `preload`, LD_PRELOAD is removed from the child's environment. Output goes to files
+/// (no pipe can fill up and deadlock), and the wait does not block a thread.
+func runChild(
+  _ program: String, _ arguments: [String] = [], preload: String?, environment: [String: String] = [:],
+  in directory: URL? = nil, timeout: Int = defaultChildTimeout
+) async throws -> ChildResult {
+  var envArguments: [String] = []
+  if let preload {
+    envArguments += ["LD_PRELOAD=\(preload)", "SWALLOC_SHOW_STATS=1"]
+  } else {
+    envArguments += ["-u", "LD_PRELOAD"]
+  }
+  envArguments += environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+  let timeoutArguments = ["-s", "KILL", String(timeout), "/usr/bin/env"] + envArguments + [program] + arguments
+
+  let outputDirectory = try makeTemporaryDirectory("output")
+  defer { try? FileManager.default.removeItem(at: outputDirectory) }
+  let outputURL = outputDirectory.appendingPathComponent("stdout")
+  let errorURL = outputDirectory.appendingPathComponent("stderr")
+  for url in [outputURL, errorURL] where !FileManager.default.createFile(atPath: url.path, contents: nil) {
+    throw HarnessError("cannot create \(url.path)")
+  }
+  let output = try FileHandle(forWritingTo: outputURL)
+  let error = try FileHandle(forWritingTo: errorURL)
+  defer {
+    try? output.close()
+    try? error.close()
+  }
+
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+  process.arguments = timeoutArguments
+  if let directory { process.currentDirectoryURL = directory }
+  process.standardInput = FileHandle.nullDevice
+  process.standardOutput = output
+  process.standardError = error
+  let (status, signaled): (Int32, Bool) = try await withCheckedThrowingContinuation { continuation in
+    process.terminationHandler = { finished in
+      continuation.resume(returning: (finished.terminationStatus, finished.terminationReason == .uncaughtSignal))
+    }
+    do {
+      try process.run()
+    } catch {
+      process.terminationHandler = nil
+      continuation.resume(throwing: error)
+    }
+  }
+  let commandLine = (["/usr/bin/timeout"] + timeoutArguments).joined(separator: " ")
+  return ChildResult(
+    commandLine: directory.map { "(cd \($0.path) && \(commandLine))" } ?? commandLine,
+    status: status,
+    signaled: signaled,
+    standardOutput: String(decoding: try Data(contentsOf: outputURL), as: UTF8.self),
+    standardError: String(decoding: try Data(contentsOf: errorURL), as: UTF8.self),
+    timeoutSeconds: timeout)
+}
+
+/// Runs `program` under the preloaded libswalloc.so and records a failure unless it exited 0 and swalloc
+/// proved itself active. Returns the result for further checks.
+@discardableResult
+func runPreloaded(
+  _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL? = nil,
+  timeout: Int = defaultChildTimeout, sourceLocation: SourceLocation = #_sourceLocation
+) async throws -> ChildResult {
+  let result = try await runChild(
+    program, arguments, preload: try Preload.library(), environment: environment, in: directory, timeout: timeout)
+  #expect(result.succeeded, "the preloaded program failed\n\(result.summary)", sourceLocation: sourceLocation)
+  assertSwallocActive(result, sourceLocation: sourceLocation)
+  return result
+}
+
+/// Records a failure unless `expected` is one of the child's stdout lines.
+func expectLine(_ expected: String, in result: ChildResult, sourceLocation: SourceLocation = #_sourceLocation) {
+  #expect(result.outputLines.contains(expected), "missing stdout line \"\(expected)\"\n\(result.summary)",
+          sourceLocation: sourceLocation)
+}
+
+// MARK: - Proof that swalloc was loaded
+
+/// One `swalloc: statistics (pid N)` block that libswalloc.so prints to stderr at exit with SWALLOC_SHOW_STATS=1.
+struct StatisticsBlock {
+  var pid: Int
+  /// From the block's `swalloc:   allocations   N` line; nil when the block has none.
+  var allocationCount: Int?
+}
+
+/// The statistics blocks in `standardError`, in order. Other output may be interleaved between their lines;
+/// an `allocations` line belongs to the latest header that has none yet.
+func statisticsBlocks(in standardError: String) -> [StatisticsBlock] {
+  var blocks: [StatisticsBlock] = []
+  for line in standardError.split(separator: "\n") where line.hasPrefix("swalloc: ") {
+    if let header = line.wholeMatch(of: #/swalloc: statistics \(pid ([0-9]+)\)\s*/#) {
+      blocks.append(StatisticsBlock(pid: Int(header.1) ?? -1, allocationCount: nil))
+    } else if let count = line.prefixMatch(of: #/swalloc: +allocations +([0-9]+)/#),
+      let index = blocks.lastIndex(where: { $0.allocationCount == nil })
+    {
+      blocks[index].allocationCount = Int(count.1)
+    }
+  }
+  return blocks
+}
+
+/// Records a failure unless stderr holds a statistics block with a positive allocation count: proof that
+/// libswalloc.so was loaded and served allocations (the loader ignores a missing preload file silently).
+/// With `pid`, that process's own block must be the one. Returns all blocks.
+@discardableResult
+func assertSwallocActive(
+  _ standardError: String, pid: Int? = nil, context: @autoclosure () -> String = "",
+  sourceLocation: SourceLocation = #_sourceLocation
+) -> [StatisticsBlock] {
+  let blocks = statisticsBlocks(in: standardError)
+  let candidates = pid.map { pid in blocks.filter { $0.pid == pid } } ?? blocks
+  let active = candidates.contains { ($0.allocationCount ?? 0) > 0 }
+  if !active {
+    let what = pid.map { "for pid \($0) " } ?? ""
+    let found = blocks.isEmpty
+      ? "none"
+      : blocks.map { "pid \($0.pid): \($0.allocationCount.map(String.init) ?? "no count")" }.joined(separator: ", ")
+    let details = context()
+    Issue.record(
+      """
+      swalloc was not active: no "swalloc: statistics" block \(what)with allocations > 0 on stderr \
+      (blocks: \(found))
+      \(details.isEmpty ? "--- stderr ---\n" + standardError.suffix(6000) : details)
+      """, sourceLocation: sourceLocation)
+  }
+  return blocks
+}
+
+func assertSwallocActive(
+  _ result: ChildResult, pid: Int? = nil, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  assertSwallocActive(result.standardError, pid: pid, context: result.summary, sourceLocation: sourceLocation)
+}
+
+// MARK: - Fixture programs
+
+enum FixtureKind {
+  case c, cxx, sharedLibrary
+
+  var compiler: String { self == .cxx ? "g++" : "gcc" }
+
+  var flags: [String] {
+    switch self {
+    // -fno-builtin: GCC folds alignment checks on malloc results and deletes unused malloc/free pairs.
+    case .c: ["-std=gnu11", "-O2", "-g", "-fno-builtin", "-Wall", "-Wextra", "-pthread"]
+    case .cxx: ["-std=gnu++17", "-O2", "-g", "-Wall", "-Wextra", "-pthread"]
+    case .sharedLibrary: ["-std=gnu11", "-O2", "-g", "-fno-builtin", "-Wall", "-Wextra", "-shared", "-fPIC",
+                          "-fvisibility=hidden", "-pthread"]
+    }
+  }
+}
+
+/// Where this test process compiles the fixtures; removed when the process exits.
+private let fixtureDirectoryPath = FileManager.default.temporaryDirectory
+  .appendingPathComponent("swalloc-preload-fixtures-\(getpid())-\(UUID().uuidString)").path
+
+/// Compiles each fixture once per test run, into one temporary directory, without the preload.
+actor FixtureBuilds {
+  static let shared = FixtureBuilds()
+
+  private var builds: [String: Task<String, any Error>] = [:]
+  private var directory: URL?
+
+  /// The path of the compiled `source` (a file name in Fixtures/).
+  func build(_ source: String, as kind: FixtureKind) async throws -> String {
+    let key = "\(source)|\(kind)"
+    if let build = builds[key] { return try await build.value }
+    let outputDirectory = try buildDirectory()
+    let build = Task { try await Self.compile(source, as: kind, into: outputDirectory) }
+    builds[key] = build
+    return try await build.value
+  }
+
+  private func buildDirectory() throws -> URL {
+    if let directory { return directory }
+    let created = URL(fileURLWithPath: fixtureDirectoryPath)
+    try FileManager.default.createDirectory(at: created, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: fixtureDirectoryPath) }
+    directory = created
+    return created
+  }
+
+  private static func compile(_ source: String, as kind: FixtureKind, into directory: URL) async throws -> String {
+    let baseName = (source as NSString).deletingPathExtension
+    let output = directory.appendingPathComponent(kind == .sharedLibrary ? "lib\(baseName).so" : baseName).path
+    let arguments = kind.flags + ["-I", Preload.fixtures.path, "-o", output, Preload.fixture(source), "-ldl"]
+    let result = try await runChild(try Preload.tool(kind.compiler), arguments, preload: nil, timeout: 180)
+    guard result.succeeded else { throw HarnessError("cannot compile fixture \(source)\n\(result.summary)") }
+    return output
+  }
+}

@@ -1,0 +1,36 @@
+// Threaded C and C++ fixtures under the preload: cross-thread frees, every operator new/delete flavour, and
+// fork from a multithreaded process. The fixtures check contents themselves and exit 1 on the first mismatch.
+import Foundation
+import Testing
+
+@Suite("Threads and fork under the preload")
+struct ThreadTests {
+  @Test("C: a ring of 12 threads hands blocks over; blocks outlive the threads that allocated them")
+  func crossThreadFrees() async throws {
+    let program = try await FixtureBuilds.shared.build("threads.c", as: .c)
+    let result = try await runPreloaded(program)
+    expectLine("swalloc active", in: result)
+    expectLine("threads ok: 12 ring threads handed over 120000 blocks, 16000 blocks outlived their threads",
+               in: result)
+  }
+
+  @Test("C++: new/delete in every flavour across 8 threads; bad_alloc and nothrow failures")
+  func cxxOperators() async throws {
+    let program = try await FixtureBuilds.shared.build("cxx_threads.cpp", as: .cxx)
+    let result = try await runPreloaded(program)
+    expectLine("swalloc active", in: result)
+    expectLine("cxx ok: 8 threads, 20000 objects each, failure paths checked", in: result)
+  }
+
+  @Test("fork 50 times while 4 threads allocate; every child allocates in a new thread and exits 0")
+  func forkWhileThreadsAllocate() async throws {
+    let program = try await FixtureBuilds.shared.build("fork_threads.c", as: .c)
+    let result = try await runPreloaded(program)
+    expectLine("swalloc active", in: result)
+    expectLine("fork ok: 50 children exited 0", in: result)
+    // The parent's own statistics block, not only the children's.
+    let pidLine = result.outputLines.first { $0.hasPrefix("parent pid ") }
+    let parentPid = try #require(pidLine.flatMap { Int($0.dropFirst("parent pid ".count)) }, "\(result.summary)")
+    assertSwallocActive(result, pid: parentPid)
+  }
+}
