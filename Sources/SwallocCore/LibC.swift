@@ -43,7 +43,7 @@ public enum LibC {
       free(pointer)
       return nil
     }
-    let usable = usableSize(pointer, orMinusOne: true)
+    let usable = usableSize(pointer)
     if usable < 0 {
       // Not ours: we cannot know how much to copy. Refuse rather than guess.
       Diagnostics.invalidFree(pointer, reason: .foreign)
@@ -145,17 +145,18 @@ public enum LibC {
 
   public static func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
-    return Swift.max(0, usableSize(pointer, orMinusOne: true))
+    return Swift.max(0, usableSize(pointer))
   }
 
   /// The usable size of a live block, or -1 when the pointer is not a live Swalloc block.
-  static func usableSize(_ pointer: UnsafeMutableRawPointer, orMinusOne: Bool) -> Int {
+  static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {
       let page = segment.page(at: 0)
-      if page.pointee.state != .huge { return -1 }
-      return page.pointee.blockByteCount - (pointer - page.pointee.start!)
+      // Only the block's own address: the rest of the 4 MiB unit past a short span may be someone else's.
+      if page.pointee.state != .huge || pointer != page.pointee.start { return -1 }
+      return page.pointee.blockByteCount
     }
     let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
     let page = segment.page(at: index)
