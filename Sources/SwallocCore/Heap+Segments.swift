@@ -1,5 +1,6 @@
 // Heap+Segments: where a heap gets its segments (span cache, then the kernel) and where they go back.
 import CShim
+import Synchronization
 
 extension Heap {
   /// A new segment of `kind` owned by this heap: a recycled span of 4 MiB, or a fresh 4 MiB-aligned mapping.
@@ -15,6 +16,7 @@ extension Heap {
       segment = fresh.assumingMemoryBound(to: Segment.self)
       segment.pointee.mappingByteCount = Segment.byteCount
       Statistics.mapped(adding: Segment.byteCount)
+      Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
       SegmentMap.set(UInt(bitPattern: fresh), 1)
     }
     segment.format(kind: kind, heap: base)

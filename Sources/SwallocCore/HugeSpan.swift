@@ -9,7 +9,9 @@ enum HugeSpan {
 
   /// Allocates a huge block of `byteCount` bytes aligned to `alignment` (a power of two). On failure sets
   /// `ENOMEM` and returns nil. `zeroed`, when given, is set to whether the memory is known to be zero.
-  static func allocate(byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?)
+  /// A cached span up to `reuseFactor` times the size needed is reused (its pages are already backed: no page
+  /// faults); realloc growth passes a larger factor, since the block is likely to keep growing into it.
+  static func allocate(byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?, reuseFactor: Int = 2)
     -> UnsafeMutableRawPointer?
   {
     // Requests above PTRDIFF_MAX arrive negative. The largest span the segment map can describe with its
@@ -28,7 +30,7 @@ enum HugeSpan {
     var fresh = false
     SpanCache.purgeIfDue(now: swalloc_now_ms())
     if let cached = SpanCache.take(
-      minimumByteCount: mappingByteCount, maximumByteCount: mappingByteCount + mappingByteCount / 2,
+      minimumByteCount: mappingByteCount, maximumByteCount: mappingByteCount * reuseFactor,
       alignment: spanAlignment)
     {
       segment = cached
@@ -41,6 +43,7 @@ enum HugeSpan {
       segment = raw.assumingMemoryBound(to: Segment.self)
       segment.pointee.mappingByteCount = mappingByteCount
       Statistics.mapped(adding: mappingByteCount)
+      Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
       SegmentMap.set(UInt(bitPattern: raw), 1)
       fresh = true
     }

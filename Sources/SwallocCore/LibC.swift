@@ -51,9 +51,22 @@ public enum LibC {
       return nil
     }
     let requested = UInt(bitPattern: byteCount)
-    // Shrink or grow within the block when the new size still uses at least half of it.
-    if requested <= UInt(usable) && requested >= UInt(usable / 2) { return pointer }
-    guard let block = malloc(byteCount) else { return nil }
+    // Shrink or grow within the block when the new size still uses at least half of it (a quarter for huge
+    // blocks: giving back their tail and growing again later costs page faults).
+    if requested <= UInt(usable)
+      && requested >= UInt(usable > SizeClass.largeMaxByteCount ? usable / 4 : usable / 2)
+    {
+      return pointer
+    }
+    // Huge blocks are not resized in place with mremap: the grown part would be faulted in fresh, while a
+    // copy into a cached span (already backed, and usually larger, so later growth stays in place) costs no
+    // faults. Measured on the realloc workload: 0.66 s with mremap growth, 0.50 s with copies; unmapping the
+    // tail on a shrink made it 0.9 s (the chain grows back into it).
+    let growsHuge = requested > UInt(SizeClass.largeMaxByteCount) && requested > UInt(usable)
+    guard let block = growsHuge
+      ? HugeSpan.allocate(byteCount: byteCount, alignment: minimumAlignment, zeroed: nil, reuseFactor: 8)
+      : malloc(byteCount)
+    else { return nil }
     memcpy(block, pointer, Swift.min(usable, byteCount))
     free(pointer)
     return block

@@ -34,6 +34,7 @@ enum SpanCache {
       }
       if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
         cachedByteCount.wrappingSubtract(byteCount, ordering: .relaxed)
+        Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
         return UnsafeMutablePointer<Segment>(bitPattern: base)
       }
     }

@@ -18,6 +18,8 @@ public struct StatisticsSnapshot {
   public var invalidFreeCount = 0
   public var hugeLiveCount = 0
   public var hugeLiveByteCount = 0
+  public var freshSpanCount = 0
+  public var reusedSpanCount = 0
 }
 
 public enum Statistics {
@@ -29,6 +31,9 @@ public enum Statistics {
   static let hugeLiveCount = Atomic<Int>(0)
   static let hugeLiveByteCount = Atomic<Int>(0)
   static let unownedRemoteFrees = Atomic<Int>(0)
+  /// Spans (segments and huge blocks) mapped fresh from the kernel, and taken from the span cache instead.
+  static let freshSpanCount = Atomic<Int>(0)
+  static let reusedSpanCount = Atomic<Int>(0)
 
   static func mapped(adding byteCount: Int) {
     mappedByteCount.wrappingAdd(byteCount, ordering: .relaxed)
@@ -112,6 +117,8 @@ public enum Statistics {
     result.purgedByteCount = purgedByteCount.load(ordering: .relaxed)
     result.residentByteCount = residentByteCount()
     result.invalidFreeCount = Diagnostics.invalidFreeCount.load(ordering: .relaxed)
+    result.freshSpanCount = freshSpanCount.load(ordering: .relaxed)
+    result.reusedSpanCount = reusedSpanCount.load(ordering: .relaxed)
     return result
   }
 
@@ -165,6 +172,8 @@ public enum Statistics {
       row(&w, "resident bytes  ", s.residentByteCount)
       row(&w, "purged bytes    ", s.purgedByteCount)
       row(&w, "huge live blocks", s.hugeLiveCount)
+      row(&w, "spans mapped    ", s.freshSpanCount)
+      row(&w, "spans reused    ", s.reusedSpanCount)
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
       w.text("swalloc:   class  block bytes  blocks in use  pages\n")
@@ -198,6 +207,8 @@ public enum Statistics {
       field(&w, "resident_bytes", s.residentByteCount)
       field(&w, "purged_bytes", s.purgedByteCount)
       field(&w, "huge_live_blocks", s.hugeLiveCount)
+      field(&w, "spans_mapped", s.freshSpanCount)
+      field(&w, "spans_reused", s.reusedSpanCount)
       field(&w, "heaps", s.heapCount)
       field(&w, "invalid_frees", s.invalidFreeCount)
       w.text(",\"classes\":[")
