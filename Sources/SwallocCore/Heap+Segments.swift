@@ -6,8 +6,7 @@ extension Heap {
   /// A new segment of `kind` owned by this heap: a recycled span of 4 MiB, or a fresh 4 MiB-aligned mapping.
   func acquireSegment(kind: SegmentKind) -> UnsafeMutablePointer<Segment>? {
     let segment: UnsafeMutablePointer<Segment>
-    if let cached = SpanCache.take(minimumByteCount: Segment.byteCount, maximumByteCount: 2 * Segment.byteCount,
-                                   alignment: Segment.byteCount) {
+    if let cached = SpanCache.take(byteCount: Segment.byteCount, alignment: Segment.byteCount, reuseFactor: 2) {
       segment = cached
     } else {
       guard let fresh = OSMemory.reserveAligned(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
@@ -34,6 +33,9 @@ extension Heap {
     if let next { next.pointee.previousInHeap = previous }
     if let previous { previous.pointee.nextInHeap = next } else { state.pointee.segments = next }
     segment.pointee.heap = nil
+    // The span cache keeps spans whole and backed for reuse, but an idle process would keep these pages
+    // resident (nothing purges without allocator activity): purge the segment's free pages first.
+    _ = segment.purgePages(now: 0, delay: 0, force: true)
     SpanCache.putOrRelease(segment)
   }
 

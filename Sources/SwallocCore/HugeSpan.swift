@@ -29,10 +29,7 @@ enum HugeSpan {
     var segment: UnsafeMutablePointer<Segment>
     var fresh = false
     SpanCache.purgeIfDue(now: swalloc_now_ms())
-    if let cached = SpanCache.take(
-      minimumByteCount: mappingByteCount, maximumByteCount: mappingByteCount * reuseFactor,
-      alignment: spanAlignment)
-    {
+    if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor) {
       segment = cached
     } else {
       // A span that has to be given back anyway makes room for this one.

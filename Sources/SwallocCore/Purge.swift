@@ -22,30 +22,42 @@ extension Heap {
     var candidate = state.pointee.segments
     while let segment = candidate {
       candidate = segment.pointee.nextInHeap
-      var dirty = segment.pointee.dirtyMask
-      var runStart: UnsafeMutableRawPointer? = nil
-      var runEnd: UnsafeMutableRawPointer? = nil
-      while dirty != 0 {
-        let index = dirty.trailingZeroBitCount
-        dirty &= dirty &- 1
-        let retiredAt = segment.page(at: index).pointee.retiredAt
-        if force || retiredAt &+ delay <= now {
-          let area = segment.pageArea(at: index)
-          segment.pointee.dirtyMask &= ~(UInt64(1) &<< UInt64(index))
-          if runEnd == area.start {
-            runEnd = area.start + area.byteCount
-          } else {
-            if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
-            runStart = area.start
-            runEnd = area.start + area.byteCount
-          }
-          Statistics.purged(byteCount: area.byteCount)
-        } else if nextDue == 0 || retiredAt &+ delay < nextDue {
-          nextDue = retiredAt &+ delay
-        }
+      if let due = segment.purgePages(now: now, delay: delay, force: force), nextDue == 0 || due < nextDue {
+        nextDue = due
       }
-      if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
     }
     state.pointee.purgeDueAt = nextDue
+  }
+}
+
+extension UnsafeMutablePointer where Pointee == Segment {
+  /// Purges this segment's free, dirty pages retired at least `delay` ago (all of them when `force`), with
+  /// one call per run of adjacent pages. Returns when the next page becomes due, or nil.
+  func purgePages(now: UInt64, delay: UInt64, force: Bool) -> UInt64? {
+    var nextDue: UInt64? = nil
+    var dirty = pointee.dirtyMask
+    var runStart: UnsafeMutableRawPointer? = nil
+    var runEnd: UnsafeMutableRawPointer? = nil
+    while dirty != 0 {
+      let index = dirty.trailingZeroBitCount
+      dirty &= dirty &- 1
+      let due = page(at: index).pointee.retiredAt &+ delay
+      if !force && due > now {
+        if nextDue == nil || due < nextDue! { nextDue = due }
+        continue
+      }
+      let area = pageArea(at: index)
+      pointee.dirtyMask &= ~(UInt64(1) &<< UInt64(index))
+      Statistics.purged(byteCount: area.byteCount)
+      if runEnd == area.start {
+        runEnd = area.start + area.byteCount
+        continue
+      }
+      if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
+      runStart = area.start
+      runEnd = area.start + area.byteCount
+    }
+    if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
+    return nextDue
   }
 }

@@ -20,25 +20,45 @@ enum SpanCache {
   /// Mapping sizes are multiples of 64 KiB; the slot word keeps `byteCount >> 16` in the low 22 bits.
   static let sizeShift = 16
 
-  /// Takes a cached span whose mapping is between the two sizes and whose base is `alignment`-aligned.
-  static func take(minimumByteCount: Int, maximumByteCount: Int, alignment: Int)
-    -> UnsafeMutablePointer<Segment>?
-  {
-    for index in 0..<count {
-      let word = slot(index).pointee.load(ordering: .relaxed)
-      if word == 0 { continue }
-      let byteCount = Int(word & Segment.mask) &<< sizeShift
-      let base = word & ~Segment.mask
-      if byteCount < minimumByteCount || byteCount > maximumByteCount || base & UInt(alignment &- 1) != 0 {
-        continue
+  /// Takes the cached span that best fits a mapping of `byteCount` bytes aligned to `alignment`, or nil.
+  /// A span with 4 MiB or more to spare is split: its tail (4 MiB-aligned) goes back to the cache as a span of
+  /// its own. A span is taken only if what is kept is at most `reuseFactor` times `byteCount`; the kept span's
+  /// `mappingByteCount` says its size.
+  static func take(byteCount: Int, alignment: Int, reuseFactor: Int) -> UnsafeMutablePointer<Segment>? {
+    let headByteCount = (byteCount + Segment.byteCount - 1) & ~(Segment.byteCount - 1)
+    while true {
+      var bestIndex = -1
+      var bestWord: UInt = 0
+      var bestKept = Int.max
+      for index in 0..<count {
+        let word = slot(index).pointee.load(ordering: .relaxed)
+        if word == 0 || (word & ~Segment.mask) & UInt(alignment &- 1) != 0 { continue }
+        let spanByteCount = Int(word & Segment.mask) &<< sizeShift
+        if spanByteCount < byteCount { continue }
+        let kept = spanByteCount - headByteCount >= Segment.byteCount ? headByteCount : spanByteCount
+        if kept <= byteCount &* reuseFactor && kept < bestKept {
+          bestIndex = index
+          bestWord = word
+          bestKept = kept
+        }
       }
-      if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
-        cachedByteCount.wrappingSubtract(byteCount, ordering: .relaxed)
-        Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
-        return UnsafeMutablePointer<Segment>(bitPattern: base)
+      if bestIndex < 0 { return nil }
+      if !slot(bestIndex).pointee.compareExchange(expected: bestWord, desired: 0, ordering: .acquiring).exchanged {
+        continue  // another thread took it: look again
       }
+      let spanByteCount = Int(bestWord & Segment.mask) &<< sizeShift
+      cachedByteCount.wrappingSubtract(spanByteCount, ordering: .relaxed)
+      Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
+      let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
+      span.pointee.mappingByteCount = bestKept
+      if bestKept < spanByteCount {
+        let tail = (span.address + bestKept).assumingMemoryBound(to: Segment.self)
+        tail.pointee.mappingByteCount = spanByteCount - bestKept
+        SegmentMap.set(UInt(bitPattern: tail), 1)
+        putOrRelease(tail)
+      }
+      return span
     }
-    return nil
   }
 
   /// Caches a span that nobody uses any more, or returns it to the kernel when every slot is taken.

@@ -193,8 +193,8 @@ struct HeapTests {
       SegmentMap.set(UInt(bitPattern: raw), 1)
       SpanCache.putOrRelease(segment)
       // Concurrent tests may fill the cache (the span is then released) or purge it: try again.
-      guard let taken = SpanCache.take(minimumByteCount: byteCount, maximumByteCount: byteCount,
-                                       alignment: Segment.byteCount) else { continue }
+      guard let taken = SpanCache.take(byteCount: byteCount, alignment: Segment.byteCount, reuseFactor: 1)
+      else { continue }
       #expect(taken == segment)
       #expect(taken.pointee.mappingByteCount == byteCount)
       SpanCache.release(taken)
