@@ -9,8 +9,10 @@ extension Heap {
   static func free(_ block: UnsafeMutableRawPointer?) {
     let address = UInt(bitPattern: block)
     // Null, foreign and 4 MiB-aligned huge pointers all have a map entry other than 1.
+    var slot: UInt = 0
     if SegmentMap.entry(address) == 1 {
-      let page = pageOf(address)
+      slot = descriptorSlot(address)
+      let page = pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: swalloc_heap_get()) {
         setNextBlock(block.unsafelyUnwrapped, page.pointee.localFree)
         page.pointee.localFree = block
@@ -19,30 +21,34 @@ extension Heap {
         if page.pointee.used != 0 { return }
       }
     }
-    // One call site, not in tail position: the fast path then needs no stack frame.
-    freeSlow(block)
+    // One call site, not in tail position: the fast path then needs no stack frame. The page goes along as
+    // its descriptor slot (0: no page), which keeps its address computation to one instruction.
+    freeSlow(block, slot)
     swalloc_after_slow_call()
   }
 
-  /// The descriptor of the page that holds `address`, whose segment-map entry is 1.
+  /// The address of the page descriptor that holds `address`, less `Segment.pageDescriptorOffset`; the
+  /// address's segment-map entry must be 1.
   @inline(__always)
-  static func pageOf(_ address: UInt) -> UnsafeMutablePointer<Page> {
+  static func descriptorSlot(_ address: UInt) -> UInt {
     // Wrapping arithmetic and unchecked unwraps: the segment map said a segment starts in this unit.
     let segmentAddress = address & ~Segment.mask
     let pageShift = UInt(UnsafeMutablePointer<Segment>(bitPattern: segmentAddress).unsafelyUnwrapped.pointee.pageShift)
-    return UnsafeMutablePointer<Page>(
-      bitPattern: segmentAddress &+ UInt(Segment.pageDescriptorOffset)
-        &+ (((address &- segmentAddress) &>> pageShift) &<< UInt(Page.strideShift))).unsafelyUnwrapped
+    return segmentAddress &+ (((address &- segmentAddress) &>> pageShift) &<< UInt(Page.strideShift))
   }
 
-  /// Everything the free fast path does not finish: null, foreign and huge pointers, a local free that
-  /// emptied its page (the block is already pushed), a free into a full page, and remote frees.
+  @inline(__always)
+  static func pageAt(_ slot: UInt) -> UnsafeMutablePointer<Page> {
+    UnsafeMutablePointer<Page>(bitPattern: slot &+ UInt(Segment.pageDescriptorOffset)).unsafelyUnwrapped
+  }
+
+  /// Everything the free fast path does not finish: null, foreign and huge pointers (`slot` is 0), a local
+  /// free that emptied its page (the block is already pushed), a free into a full page, and remote frees.
   @inline(never)
-  static func freeSlow(_ block: UnsafeMutableRawPointer?) {
+  static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
     guard let block else { return }
-    let address = UInt(bitPattern: block)
-    if SegmentMap.entry(address) != 1 { return freeUnusual(block) }
-    let page = pageOf(address)
+    if slot == 0 { return freeUnusual(block) }
+    let page = pageAt(slot)
     let heap = Heap.current
     if page.pointee.owner == UInt(bitPattern: heap.base) {
       // Pushed by the fast path, and the page is now empty.
@@ -58,12 +64,12 @@ extension Heap {
       if page.pointee.used == 0 { heap.retire(page) }
       return
     }
-    freeRemote(page, block)
+    freeRemote(page, block, heap)
   }
 
   /// A free of a block this thread's heap does not own: push it on the page's thread-free list.
-  @inline(never)
-  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) {
+  @inline(__always)
+  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap) {
     let pageState = page.pointee.state
     if pageState != .inUse {
       if pageState == .huge { return HugeSpan.free(page, block) }
@@ -89,7 +95,6 @@ extension Heap {
       if pushed { break }
       word = original
     }
-    let current = Heap.current
     if current.isEmpty {
       Statistics.unownedRemoteFrees.wrappingAdd(1, ordering: .relaxed)
     } else {

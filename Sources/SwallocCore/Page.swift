@@ -2,14 +2,12 @@
 // `free` (malloc pops), `localFree` (same-thread frees push) and `threadFree` (other threads push atomically).
 import Synchronization
 
-/// The descriptor of one page. Lives in the segment header at `Segment.pageDescriptorOffset + index * stride`.
+/// The descriptor of one page. Lives in the segment header at `Segment.pageDescriptorOffset + index * stride`,
+/// 64-byte aligned: the first cache line holds what the fast paths touch.
 ///
 /// Invariant while the page is in use, with `|tf|` the blocks on `threadFree` not yet collected:
 /// `used - |tf| + |free| + |localFree| == capacity`, and `capacity <= reserved`.
 struct Page: ~Copyable {
-  /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
-  /// Pushed by any thread with one compare-and-swap; taken whole by the owner.
-  let threadFree: Atomic<UInt>
   /// Free blocks ready for malloc. Fast path (malloc).
   var free: UnsafeMutableRawPointer?
   /// Blocks freed by the owning thread. Fast path (free).
@@ -29,6 +27,10 @@ struct Page: ~Copyable {
   var blockByteCount: Int
   /// First byte of the page's block area.
   var start: UnsafeMutableRawPointer?
+  /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
+  /// Pushed by any thread with one compare-and-swap; taken whole by the owner. In the descriptor's second
+  /// cache line (offset 64), away from the fields the owner's fast paths write.
+  let threadFree: Atomic<UInt>
   /// Links in the heap's page queue for `sizeClass`, or in its full list.
   var next: UnsafeMutablePointer<Page>?
   var previous: UnsafeMutablePointer<Page>?

@@ -1,5 +1,6 @@
 import Testing
 import CShim
+import Synchronization
 @testable import SwallocCore
 
 @Suite("Size classes")
@@ -75,6 +76,27 @@ struct LayoutTests {
     #expect(Heap.stateOffset >= Int(SWALLOC_DIRECT_COUNT) * 8)
     #expect(Heap.stateOffset + MemoryLayout<HeapState>.size <= Heap.queuesOffset)
     #expect(Heap.queuesOffset + SizeClass.count * MemoryLayout<PageQueue>.stride <= Heap.byteCount)
+  }
+
+  @Test("the fast-path fields of a page share its first cache line; threadFree lives in the second")
+  func pageCacheLines() {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: Page.stride, alignment: 64)
+    defer { raw.deallocate() }
+    raw.initializeMemory(as: UInt8.self, repeating: 0, count: Page.stride)
+    let page = raw.assumingMemoryBound(to: Page.self)
+    /// The offset at which a field's 8-byte marker landed.
+    func offset(of marker: UInt) -> Int? {
+      (0..<(Page.stride / 8)).first { raw.load(fromByteOffset: $0 * 8, as: UInt.self) == marker }.map { $0 * 8 }
+    }
+    page.pointee.free = UnsafeMutableRawPointer(bitPattern: 0x1111_0000)
+    page.pointee.localFree = UnsafeMutableRawPointer(bitPattern: 0x2222_0000)
+    page.pointee.owner = 0x3333_0000
+    page.pointee.start = UnsafeMutableRawPointer(bitPattern: 0x4444_0000)
+    page.pointee.threadFree.store(0x5555_0000, ordering: .relaxed)
+    for marker: UInt in [0x1111_0000, 0x2222_0000, 0x3333_0000, 0x4444_0000] {
+      #expect((offset(of: marker) ?? 64) < 64)
+    }
+    #expect((offset(of: 0x5555_0000) ?? 0) >= 64)
   }
 
   @Test("page areas tile each segment kind", arguments: [SegmentKind.small, .medium, .large])
