@@ -27,12 +27,12 @@ struct Page: ~Copyable {
   var blockByteCount: Int
   /// First byte of the page's block area.
   var start: UnsafeMutableRawPointer?
+  /// Links in the heap's page queue for `sizeClass`, or in its full list.
+  var next: UnsafeMutablePointer<Page>?
   /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
   /// Pushed by any thread with one compare-and-swap; taken whole by the owner. In the descriptor's second
   /// cache line (offset 64), away from the fields the owner's fast paths write.
   let threadFree: Atomic<UInt>
-  /// Links in the heap's page queue for `sizeClass`, or in its full list.
-  var next: UnsafeMutablePointer<Page>?
   var previous: UnsafeMutablePointer<Page>?
   /// Link in the heap's delayed list (pages that remote frees reported while full).
   var nextDelayed: UnsafeMutablePointer<Page>?
