@@ -27,14 +27,13 @@ extension Heap {
     swalloc_after_slow_call()
   }
 
-  /// The address of the page descriptor that holds `address`, less `Segment.pageDescriptorOffset`; the
-  /// address's segment-map entry must be 1.
+  /// The address of the descriptor of the 64 KiB slice that holds `address`, less
+  /// `Segment.pageDescriptorOffset`; the address's segment-map entry must be 1.
   @inline(__always)
   static func descriptorSlot(_ address: UInt) -> UInt {
-    // Wrapping arithmetic and unchecked unwraps: the segment map said a segment starts in this unit.
+    // Wrapping arithmetic: the segment map said a segment starts in this unit.
     let segmentAddress = address & ~Segment.mask
-    let pageShift = UInt(UnsafeMutablePointer<Segment>(bitPattern: segmentAddress).unsafelyUnwrapped.pointee.pageShift)
-    return segmentAddress &+ (((address &- segmentAddress) &>> pageShift) &<< UInt(Page.strideShift))
+    return segmentAddress &+ (((address & Segment.mask) &>> UInt(Segment.sliceShift)) &<< UInt(Page.strideShift))
   }
 
   @inline(__always)
@@ -48,16 +47,24 @@ extension Heap {
   static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
     guard let block else { return }
     if slot == 0 { return freeUnusual(block) }
-    let page = pageAt(slot)
+    var page = pageAt(slot)
     let heap = Heap.current
-    if page.pointee.owner == UInt(bitPattern: heap.base) {
+    let owned = UInt(bitPattern: heap.base)
+    if page.pointee.state == .stub {
+      // A slice after the first of a medium, large or huge page: the fast path found a stub.
+      let segment = page.segment
+      page = segment.page(ofSlice: segment.index(ofSlice: page))
+    } else if page.pointee.owner == owned {
       // Pushed by the fast path, and the page is now empty.
       return heap.retire(page)
     }
-    if page.pointee.owner == UInt(bitPattern: heap.base) | Page.fullTag {
-      // A local free into a full page: back to its queue, then push.
-      heap.processDelayed()
-      if page.pointee.isFull { heap.moveFromFullToQueue(page) }
+    if page.pointee.owner & ~Page.fullTag == owned {
+      // A local free that the fast path did not push: into a full page (back to its queue), or into a
+      // page found through a stub.
+      if page.pointee.isFull {
+        heap.processDelayed()
+        if page.pointee.isFull { heap.moveFromFullToQueue(page) }
+      }
       setNextBlock(block, page.pointee.localFree)
       page.pointee.localFree = block
       page.pointee.used &-= 1

@@ -17,7 +17,9 @@ enum HugeSpan {
     // Requests above PTRDIFF_MAX arrive negative. The largest span the segment map can describe with its
     // one-byte back distance bounds the alignment.
     Options.initializeIfNeeded()
-    let dataOffset = Swift.max(OSMemory.pageByteCount, alignment)
+    // The block starts after the header and slice descriptors (so that a free of any address in the first
+    // 4 MiB finds a descriptor, not block data), or at its alignment.
+    let dataOffset = Swift.max(Segment.headerByteCount, alignment)
     let limit = Int.max / 2
     if byteCount < 0 || byteCount > limit || alignment > 254 * Segment.byteCount {
       swalloc_errno_set(ENOMEM)

@@ -51,6 +51,8 @@ enum PageState: UInt8 {
   case inUse = 1
   /// The single page of a huge span: one block, no heap.
   case huge = 2
+  /// Not a page: the descriptor of a slice after the first of a page (see `Segment.sliceShift`).
+  case stub = 3
 }
 
 /// The low two bits of `Page.threadFree`.

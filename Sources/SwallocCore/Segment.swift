@@ -45,10 +45,18 @@ struct Segment: ~Copyable {
   static let byteCount = 1 << shift
   static let mask = UInt(byteCount - 1)
   static let pageDescriptorOffset = 128
+  /// Every segment has one descriptor per 64 KiB slice, so that free finds a block's descriptor with a
+  /// constant shift. In medium, large and huge segments the descriptors after a page's first slice are
+  /// stubs (`PageState.stub`) that send free to its slow path, which looks up the page itself.
+  static let sliceShift = 16
+  static let sliceCount = byteCount >> sliceShift
 
-  /// Offset of the first block area of page 0 in each kind of segment.
+  /// Bytes reserved at the start of a segment for the header and the 64 slice descriptors.
+  static let headerByteCount = 16 * 1024
+
+  /// Offset of the first block area of page 0 in each kind of segment (huge spans: see HugeSpan).
   static func firstPageOffset(_ kind: SegmentKind) -> Int {
-    kind == .small ? 16 * 1024 : 64 * 1024
+    kind == .small ? headerByteCount : 64 * 1024
   }
 
   static func pageShift(_ kind: SegmentKind) -> Int {
@@ -72,16 +80,39 @@ extension UnsafeMutablePointer where Pointee == Segment {
   @inline(__always)
   var address: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) }
 
-  /// The descriptor of page `index`.
+  /// log2 of the number of slices per page: 0 (small), 3 (medium), 6 (large and huge).
+  @inline(__always)
+  var slicesPerPageShift: Int { Int(pointee.pageShift) &- Segment.sliceShift }
+
+  /// The descriptor of page `index` (the descriptor of its first slice).
   @inline(__always)
   func page(at index: Int) -> UnsafeMutablePointer<Page> {
-    (address + Segment.pageDescriptorOffset + (index &<< Page.strideShift)).assumingMemoryBound(to: Page.self)
+    descriptor(ofSlice: index &<< slicesPerPageShift)
   }
 
-  /// The index of a page descriptor of this segment.
+  /// The descriptor of slice `slice`: a page's own descriptor for the first slice of a page, a stub after it.
+  @inline(__always)
+  func descriptor(ofSlice slice: Int) -> UnsafeMutablePointer<Page> {
+    (address + Segment.pageDescriptorOffset + (slice &<< Page.strideShift)).assumingMemoryBound(to: Page.self)
+  }
+
+  /// The index of a page of this segment, from its descriptor.
   @inline(__always)
   func index(of page: UnsafeMutablePointer<Page>) -> Int {
-    (UnsafeMutableRawPointer(page) - (address + Segment.pageDescriptorOffset)) &>> Page.strideShift
+    ((UnsafeMutableRawPointer(page) - (address + Segment.pageDescriptorOffset)) &>> Page.strideShift)
+      &>> slicesPerPageShift
+  }
+
+  /// The slice index of a descriptor of this segment.
+  @inline(__always)
+  func index(ofSlice descriptor: UnsafeMutablePointer<Page>) -> Int {
+    (UnsafeMutableRawPointer(descriptor) - (address + Segment.pageDescriptorOffset)) &>> Page.strideShift
+  }
+
+  /// The page that holds slice `slice`.
+  @inline(__always)
+  func page(ofSlice slice: Int) -> UnsafeMutablePointer<Page> {
+    page(at: slice &>> slicesPerPageShift)
   }
 
   /// The first byte of page `index`'s block area and the number of bytes it has.
@@ -110,14 +141,14 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.nextAvailable = nil
     pointee.previousAvailable = nil
     pointee.isAvailable = false
-    for index in 0..<pageCount {
-      let page = page(at: index)
+    for slice in 0..<Segment.sliceCount {
+      let page = descriptor(ofSlice: slice)
       page.pointee.threadFree.store(0, ordering: .relaxed)
       page.pointee.free = nil
       page.pointee.localFree = nil
       page.pointee.heap = nil
       page.pointee.used = 0
-      page.pointee.state = .free
+      page.pointee.state = slice & ((1 << slicesPerPageShift) - 1) == 0 ? .free : .stub
       page.pointee.capacity = 0
       page.pointee.reserved = 0
       page.pointee.next = nil

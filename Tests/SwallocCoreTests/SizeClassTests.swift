@@ -72,7 +72,8 @@ struct LayoutTests {
     #expect(MemoryLayout<Page>.stride <= Page.stride)
     #expect(MemoryLayout<Segment>.size <= Segment.pageDescriptorOffset)
     // Small segments: the header and 64 descriptors end before page 0's blocks.
-    #expect(Segment.pageDescriptorOffset + 64 * Page.stride <= Segment.firstPageOffset(.small))
+    #expect(Segment.pageDescriptorOffset + Segment.sliceCount * Page.stride <= Segment.headerByteCount)
+    #expect(Segment.firstPageOffset(.small) >= Segment.headerByteCount)
     #expect(Heap.stateOffset >= Int(SWALLOC_DIRECT_COUNT) * 8)
     #expect(Heap.stateOffset + MemoryLayout<HeapState>.size <= Heap.queuesOffset)
     #expect(Heap.queuesOffset + SizeClass.count * MemoryLayout<PageQueue>.stride <= Heap.byteCount)
@@ -112,6 +113,14 @@ struct LayoutTests {
       #expect(UInt(bitPattern: area.start) % 16384 == 0)
       end = area.start + area.byteCount
       #expect(segment.index(of: segment.page(at: index)) == index)
+      // Every slice of the page leads to it: its own descriptor first, stubs after.
+      let firstSlice = (area.start - raw) >> Segment.sliceShift
+      let lastSlice = (area.start + area.byteCount - 1 - raw) >> Segment.sliceShift
+      for slice in firstSlice...lastSlice {
+        #expect(segment.page(ofSlice: slice) == segment.page(at: index))
+        let slicesPerPage = 1 << (Segment.pageShift(kind) - Segment.sliceShift)
+        #expect((segment.descriptor(ofSlice: slice).pointee.state == .stub) == (slice % slicesPerPage != 0))
+      }
     }
     #expect(end == raw + Segment.byteCount)
     #expect(segment.pointee.freeMask.nonzeroBitCount == Segment.pageCount(kind))
