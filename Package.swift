@@ -9,6 +9,11 @@ let package = Package(
     // libswalloc.so: the preload library. Embedded Swift core + C shim + C++ operators; needs libc (and libstdc++).
     .library(name: "swalloc", type: .dynamic, targets: ["SwallocPreload"]),
     .executable(name: "swalloc-stress", targets: ["swalloc-stress"]),
+    // The main job: Swalloc against jemalloc, glibc, mimalloc and tcmalloc (Benchmarks/README.md).
+    .executable(name: "swalloc-bench", targets: ["swalloc-bench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
   ],
   targets: [
     // Only what Swift cannot express: libc headers, the initial-exec TLS heap slot, the static empty heap,
@@ -45,6 +50,12 @@ let package = Package(
 
     // A C stress program: random sizes, threads, cross-thread frees, contents verified.
     .executableTarget(name: "swalloc-stress", path: "Sources/swalloc-stress"),
+
+    // The benchmark driver: builds Benchmarks/Workloads and compares allocators side by side.
+    .executableTarget(
+      name: "swalloc-bench",
+      dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "Sources/swalloc-bench"),
 
     .testTarget(name: "SwallocCoreTests", dependencies: ["SwallocCore", "CShim"]),
     .testTarget(

@@ -1,0 +1,70 @@
+// The allocators compared: swalloc, jemalloc, mimalloc and tcmalloc through LD_PRELOAD, and glibc's own
+// malloc with no preload. Finds each library and says which are missing instead of failing.
+
+/// One allocator under test.
+struct Allocator: Codable, Hashable, Sendable {
+  /// Short name used in tables and options: swalloc, jemalloc, mimalloc, tcmalloc, glibc.
+  let name: String
+  /// The library put in LD_PRELOAD, or nil for glibc (no preload).
+  let library: String?
+
+  /// The environment a child needs to run on this allocator.
+  var environment: [String: String] { library.map { ["LD_PRELOAD": $0] } ?? [:] }
+}
+
+/// An allocator that could not be used in this run, and why.
+struct MissingAllocator: Codable, Sendable {
+  let name: String
+  let reason: String
+}
+
+/// Finds the allocators on this machine.
+enum AllocatorCatalog {
+  /// Every allocator name, in table order. jemalloc is the baseline the ratios are taken against.
+  static let names = ["swalloc", "jemalloc", "mimalloc", "tcmalloc", "glibc"]
+  static let baseline = "jemalloc"
+
+  /// The Debian/Ubuntu library file and package of each third-party allocator.
+  static let thirdParty: [String: (file: String, package: String)] = [
+    "jemalloc": ("libjemalloc.so.2", "libjemalloc2"),
+    "mimalloc": ("libmimalloc.so.2", "libmimalloc2.0"),
+    "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
+  ]
+
+  static let libraryDirectories = [
+    "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
+  ]
+
+  /// The allocators named in `selection` (all when empty) that exist here, and the ones that do not.
+  /// `swallocLibrary` is --lib, or nil to look in the default places.
+  static func resolve(selection: [String], swallocLibrary: String?) throws -> (available: [Allocator], missing: [MissingAllocator]) {
+    let unknown = selection.filter { !names.contains($0) }
+    guard unknown.isEmpty else {
+      throw BenchError("unknown allocator \(unknown.joined(separator: ", ")); choose from \(names.joined(separator: ", "))")
+    }
+    var available: [Allocator] = []
+    var missing: [MissingAllocator] = []
+    for name in names where selection.isEmpty || selection.contains(name) {
+      switch name {
+      case "glibc":
+        available.append(Allocator(name: name, library: nil))
+      case "swalloc":
+        let candidates = swallocLibrary.map { [BenchPaths.absolute($0)] } ?? BenchPaths.defaultSwallocCandidates
+        if let found = candidates.first(where: BenchPaths.exists) {
+          available.append(Allocator(name: name, library: found))
+        } else {
+          missing.append(MissingAllocator(name: name, reason: "libswalloc.so not found at "
+            + candidates.joined(separator: " or ") + " (build it: swift build -c release --product swalloc)"))
+        }
+      default:
+        let (file, package) = thirdParty[name]!
+        if let directory = libraryDirectories.first(where: { BenchPaths.exists($0 + "/" + file) }) {
+          available.append(Allocator(name: name, library: directory + "/" + file))
+        } else {
+          missing.append(MissingAllocator(name: name, reason: "\(file) not found (apt-get install -y \(package))"))
+        }
+      }
+    }
+    return (available, missing)
+  }
+}
