@@ -1,5 +1,9 @@
 // Operators.cpp: C++ operator new/delete for libswalloc.so, forwarding to the swalloc_ C functions.
 // Throwing new calls the new-handler until it succeeds or there is none, then throws std::bad_alloc.
+//
+// libswalloc.so does not link libstdc++ (loading it would cost every C program start-up time): the two
+// libstdc++ functions needed here are weak references, bound when the program has libstdc++ loaded, which
+// any program that calls operator new has. Compiled without exceptions: the throw happens inside libstdc++.
 #include <cstddef>
 #include <new>
 
@@ -7,7 +11,13 @@ extern "C" {
 void *swalloc_malloc(std::size_t size);
 void swalloc_free(void *pointer);
 void *swalloc_aligned_alloc(std::size_t alignment, std::size_t size);
+void abort(void);
 }
+
+namespace std {
+new_handler get_new_handler() noexcept __attribute__((weak));
+[[noreturn]] void __throw_bad_alloc() __attribute__((weak));
+}  // namespace std
 
 namespace {
 
@@ -15,20 +25,31 @@ inline void *allocate(std::size_t size, std::size_t alignment) {
   return alignment <= 16 ? swalloc_malloc(size) : swalloc_aligned_alloc(alignment, size);
 }
 
+/// The installed new-handler, or none (also when libstdc++ is not loaded).
+inline std::new_handler currentHandler() {
+  return std::get_new_handler != nullptr ? std::get_new_handler() : nullptr;
+}
+
 void *allocateOrThrow(std::size_t size, std::size_t alignment) {
   for (;;) {
     if (void *pointer = allocate(size, alignment)) return pointer;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = currentHandler();
+    if (handler == nullptr) {
+      if (std::__throw_bad_alloc != nullptr) std::__throw_bad_alloc();
+      abort();
+    }
     handler();
   }
 }
 
+/// nothrow new: the handler gets its chances too; with none left, null. (A handler that throws ends the
+/// program here, since these functions are noexcept and this file has no exception handling.)
 void *allocateOrNull(std::size_t size, std::size_t alignment) noexcept {
-  try {
-    return allocateOrThrow(size, alignment);
-  } catch (...) {
-    return nullptr;
+  for (;;) {
+    if (void *pointer = allocate(size, alignment)) return pointer;
+    std::new_handler handler = currentHandler();
+    if (handler == nullptr) return nullptr;
+    handler();
   }
 }
 
