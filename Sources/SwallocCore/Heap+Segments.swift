@@ -33,9 +33,13 @@ extension Heap {
     if let next { next.pointee.previousInHeap = previous }
     if let previous { previous.pointee.nextInHeap = next } else { state.pointee.segments = next }
     segment.pointee.heap = nil
-    // The span cache keeps spans whole and backed for reuse, but an idle process would keep these pages
-    // resident (nothing purges without allocator activity): purge the segment's free pages first.
-    _ = segment.purgePages(now: 0, delay: 0, force: true)
+    // The span cache keeps spans backed for reuse (under thread churn a segment often comes back within
+    // milliseconds). But an idle process keeps what is cached resident, since nothing purges without
+    // allocator activity: beyond a small budget, segments enter the cache purged (memreturn: 1 GiB of small
+    // objects freed leaves 4 MB resident).
+    if SpanCache.cachedByteCount.load(ordering: .relaxed) + Segment.byteCount > SpanCache.residentSegmentBudget {
+      _ = segment.purgePages(now: 0, delay: 0, force: true)
+    }
     SpanCache.putOrRelease(segment)
   }
 

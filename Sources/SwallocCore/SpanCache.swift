@@ -86,6 +86,8 @@ enum SpanCache {
   /// and without a background thread a process that goes idle keeps them).
   static let maximumCachedByteCount = 64 << 20
   static let cachedByteCount = Atomic<Int>(0)
+  /// Segments enter the cache unpurged while it holds less than this (see Heap.releaseSegment).
+  static let residentSegmentBudget = 16 << 20
 
   /// Returns a span to the kernel and forgets it in the segment map.
   static func release(_ segment: UnsafeMutablePointer<Segment>) {
