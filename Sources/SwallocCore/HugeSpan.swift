@@ -10,10 +10,11 @@ enum HugeSpan {
   /// Allocates a huge block of `byteCount` bytes aligned to `alignment` (a power of two). On failure sets
   /// `ENOMEM` and returns nil. `zeroed`, when given, is set to whether the memory is known to be zero.
   /// A cached span up to `reuseFactor` times the size needed is reused (its pages are already backed: no page
-  /// faults); realloc growth passes a larger factor, since the block is likely to keep growing into it.
-  static func allocate(byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?, reuseFactor: Int = 2)
-    -> UnsafeMutableRawPointer?
-  {
+  /// faults); a fresh span is mapped with room for `spareFactor` times the size (untouched, so free of RSS).
+  /// realloc growth passes larger factors: the block is likely to keep growing, in place, into the room.
+  static func allocate(
+    byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?, reuseFactor: Int = 2, spareFactor: Int = 1
+  ) -> UnsafeMutableRawPointer? {
     // Requests above PTRDIFF_MAX arrive negative. The largest span the segment map can describe with its
     // one-byte back distance bounds the alignment.
     Options.initializeIfNeeded()
@@ -35,13 +36,16 @@ enum HugeSpan {
       segment = cached
     } else {
       // A span that has to be given back anyway makes room for this one.
-      guard let raw = OSMemory.reserveAligned(byteCount: mappingByteCount, alignment: spanAlignment) else {
+      let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
+        ? mappingByteCount
+        : (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1)
+      guard let raw = OSMemory.reserveAligned(byteCount: reservedByteCount, alignment: spanAlignment) else {
         swalloc_errno_set(ENOMEM)
         return nil
       }
       segment = raw.assumingMemoryBound(to: Segment.self)
-      segment.pointee.mappingByteCount = mappingByteCount
-      Statistics.mapped(adding: mappingByteCount)
+      segment.pointee.mappingByteCount = reservedByteCount
+      Statistics.mapped(adding: reservedByteCount)
       Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
       SegmentMap.set(UInt(bitPattern: raw), 1)
       fresh = true
@@ -58,7 +62,11 @@ enum HugeSpan {
     page.pointee.state = .huge
     page.pointee.used = 1
     page.pointee.start = block
-    page.pointee.blockByteCount = segment.pointee.mappingByteCount - dataOffset
+    // The block's usable size is what was asked for (in 64 KiB steps); the rest of a larger reused span is
+    // room to grow in place (see `resize`).
+    page.pointee.blockByteCount = Swift.min(
+      segment.pointee.mappingByteCount - dataOffset,
+      (Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1))
     page.pointee.sizeClass = 0
     Statistics.huge(allocatedByteCount: page.pointee.blockByteCount)
     zeroed?.pointee = fresh
@@ -76,5 +84,21 @@ enum HugeSpan {
     let segment = page.segment
     if block - segment.address >= Segment.byteCount { SegmentMap.set(UInt(bitPattern: block), 0) }
     SpanCache.putOrRelease(segment)
+  }
+
+  /// Resizes the huge block `block` in place, within its span, to `byteCount` (above
+  /// `SizeClass.largeMaxByteCount`). False when the span is too small, or so much larger that keeping it
+  /// would waste more than `reuseFactor`-fold (the caller then moves the block).
+  static func resize(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, byteCount: Int,
+                     reuseFactor: Int) -> Bool {
+    let segment = page.segment
+    let capacity = segment.pointee.mappingByteCount - (block - segment.address)
+    if byteCount > capacity || byteCount &* reuseFactor < capacity { return false }
+    let usable = Swift.min(capacity, (byteCount + granularity - 1) & ~(granularity - 1))
+    let delta = usable - page.pointee.blockByteCount
+    page.pointee.blockByteCount = usable
+    Statistics.hugeLiveByteCount.wrappingAdd(delta, ordering: .relaxed)
+    Statistics.pageBytesInUse(adding: delta)
+    return true
   }
 }

@@ -58,19 +58,34 @@ public enum LibC {
     {
       return pointer
     }
+    // A huge block grows or shrinks within its span (a larger reused one, or one mapped with room to grow)
+    // without a copy.
+    if requested > UInt(SizeClass.mediumMaxByteCount),
+      let segment = SegmentMap.segment(of: UInt(bitPattern: pointer)), segment.pointee.kind == .huge,
+      HugeSpan.resize(segment.page(at: 0), pointer, byteCount: byteCount, reuseFactor: hugeReuseFactor)
+    {
+      return pointer
+    }
     // Huge blocks are not resized in place with mremap: the grown part would be faulted in fresh, while a
     // copy into a cached span (already backed, and usually larger, so later growth stays in place) costs no
     // faults. Measured on the realloc workload: 0.66 s with mremap growth, 0.50 s with copies; unmapping the
     // tail on a shrink made it 0.9 s (the chain grows back into it).
-    let growsHuge = requested > UInt(SizeClass.largeMaxByteCount) && requested > UInt(usable)
-    guard let block = growsHuge
-      ? HugeSpan.allocate(byteCount: byteCount, alignment: minimumAlignment, zeroed: nil, reuseFactor: 8)
+    // A block growing past 64 KiB becomes a huge span with room to grow in place: growth chains then copy
+    // a geometric series instead of every size class on the way (realloc workload, full scale: 1.68 s ->
+    // 1.3 s; jemalloc grows such blocks in place too).
+    let growsLarge = requested > UInt(SizeClass.mediumMaxByteCount) && requested > UInt(usable)
+    guard let block = growsLarge
+      ? HugeSpan.allocate(byteCount: byteCount, alignment: minimumAlignment, zeroed: nil,
+                          reuseFactor: hugeReuseFactor, spareFactor: 2)
       : malloc(byteCount)
     else { return nil }
     memcpy(block, pointer, Swift.min(usable, byteCount))
     free(pointer)
     return block
   }
+
+  /// How much larger than a growing huge block its span may be (a block that keeps growing fills it).
+  static let hugeReuseFactor = 8
 
   public static func reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ byteCount: Int)
     -> UnsafeMutableRawPointer?
