@@ -120,6 +120,7 @@ extension Heap {
     page.pointee.blockByteCount = blockByteCount
     page.pointee.start = area.start
     page.pointee.nextDelayed = nil
+    page.pointee.emptySince = 0
     page.extend()
     pushFront(page, sizeClass: sizeClass)
     Statistics.pageBytesInUse(adding: area.byteCount)

@@ -28,6 +28,8 @@ struct HeapState: ~Copyable {
   var collectedRemoteFreeCount: Int
   /// Earliest time (monotonic ms) at which a free page becomes due for purging; 0 when none is pending.
   var purgeDueAt: UInt64
+  /// When the current pages are next checked for idleness (see `retireIdleCurrentPages`).
+  var idleCheckDueAt: UInt64
   /// Whether a thread currently owns this heap (false while pooled).
   var isOwned: Bool
 }

@@ -38,6 +38,9 @@ struct Page: ~Copyable {
   var nextDelayed: UnsafeMutablePointer<Page>?
   /// When the page became free (monotonic ms); it is purged `purgeDelay` later.
   var retiredAt: UInt64
+  /// When an idle check first found this page, the current one of its class, holding no block (0: it was
+  /// not, or it held blocks). A current page still empty a purge delay later is retired.
+  var emptySince: UInt64
 
   /// Bytes between two descriptors. Page descriptors are found by shifting, so it is a power of two.
   static let strideShift = 7

@@ -4,14 +4,33 @@ import CShim
 import Synchronization
 
 extension Heap {
-  /// Purges the pages (and cached spans) whose delay has passed. Cheap when nothing is due.
+  /// Purges the pages (and cached spans) whose delay has passed, and retires idle current pages. Called on
+  /// slow paths that map or retire pages.
   func purgeIfDue(now: UInt64?) {
-    let due = state.pointee.purgeDueAt
-    let spansDue = SpanCache.nextPurgeCheck.load(ordering: .relaxed)
-    if due == 0 && spansDue == UInt64.max { return }
     let now = now ?? swalloc_now_ms()
+    if now >= state.pointee.idleCheckDueAt { retireIdleCurrentPages(now: now) }
+    let due = state.pointee.purgeDueAt
     if due != 0 && now >= due { purgePages(now: now, force: false) }
-    if now >= spansDue { SpanCache.purgeIfDue(now: now) }
+    if now >= SpanCache.nextPurgeCheck.load(ordering: .relaxed) { SpanCache.purgeIfDue(now: now) }
+  }
+
+  /// The current page of each class keeps an extra `used` count so that it is never retired on a free (no
+  /// retire/refault cycle for a loop that allocates and frees one object). A class the program stopped using
+  /// would then keep its page forever: here a current page found holding no block on two checks a purge
+  /// delay apart is retired (second chance), so its memory can be purged.
+  func retireIdleCurrentPages(now: UInt64) {
+    state.pointee.idleCheckDueAt = now &+ UInt64(Swift.max(Options.purgeDelayMs, 1))
+    for sizeClass in 1..<SizeClass.count {
+      guard let page = queue(sizeClass).pointee.current else { continue }
+      if usedBlockCount(page) != 0 {
+        page.pointee.emptySince = 0
+      } else if page.pointee.emptySince == 0 {
+        page.pointee.emptySince = now
+      } else if now &- page.pointee.emptySince >= UInt64(Options.purgeDelayMs) {
+        page.collect()
+        if usedBlockCount(page) == 0 { retire(page) }
+      }
+    }
   }
 
   /// Purges free, dirty pages of every segment of this heap: those retired at least the delay ago, or all.
