@@ -179,6 +179,26 @@ struct HeapTests {
     #expect(result.residentAfter == 0, "\(result.residentAfter) of \(result.stillOwned) free pages still resident")
   }
 
+  @Test("a class's current page, idle for two checks a purge delay apart, is retired")
+  func idleCurrentPage() {
+    let outcome = Mutex<(before: Bool, after: Bool)>((false, false))
+    onThreads(1) { _ in
+      let sizeClass = SizeClass.of(byteCount: 300_000)
+      let blocks = (0..<3).map { _ in LibC.malloc(300_000)! }
+      for block in blocks { LibC.free(block) }
+      let heap = Heap.current
+      let hadPage = heap.queue(sizeClass).pointee.current != nil
+      let delay = UInt64(Options.purgeDelayMs)
+      let start = swalloc_now_ms()
+      heap.retireIdleCurrentPages(now: start)
+      heap.retireIdleCurrentPages(now: start + delay)
+      outcome.withLock { $0 = (hadPage, heap.queue(sizeClass).pointee.current != nil) }
+    }
+    let result = outcome.withLock { $0 }
+    #expect(result.before)
+    #expect(!result.after)
+  }
+
   @Test("the span cache hands back a cached span, and releases it to the kernel")
   func spanCache() throws {
     let byteCount = 24 << 20  // a size no other test asks for
