@@ -22,6 +22,8 @@ struct MissingAllocator: Codable, Sendable {
 enum AllocatorCatalog {
   /// Every allocator name, in table order. jemalloc is the baseline the ratios are taken against.
   static let names = ["swalloc", "jemalloc", "mimalloc", "tcmalloc", "glibc"]
+  /// The allocator the targets are checked for.
+  static let subject = "swalloc"
   static let baseline = "jemalloc"
 
   /// The Debian/Ubuntu library file and package of each third-party allocator.

@@ -133,6 +133,13 @@ struct Session {
   }
 }
 
+extension Session {
+  /// The workloads that failed under `allocator`.
+  func failedWorkloads(of allocator: String) -> [String] {
+    report.workloads.filter { $0.cell(allocator)?.failure != nil }.map(\.name)
+  }
+}
+
 extension Workload {
   var isCommand: Bool {
     if case .command = recipe { return true }

@@ -98,6 +98,13 @@ extension SwallocBench {
       try session.measure(workloads, scale: scale)
       if wantsCallgrind { try session.countInstructions() }
       try session.finish(checkTargets: true)
+      // Timing never fails the run; a workload that fails under swalloc (wrong result, crash, timeout) does,
+      // so that CI's --quick run catches it.
+      let failed = session.failedWorkloads(of: AllocatorCatalog.subject)
+      if !failed.isEmpty {
+        Session.progress("swalloc failed: \(failed.joined(separator: ", "))\n")
+        throw ExitCode.failure
+      }
     }
   }
 

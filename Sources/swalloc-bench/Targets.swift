@@ -13,7 +13,7 @@ struct TargetCheck: Codable, Sendable {
 
 struct Targets {
   let report: Report
-  let subject = "swalloc"
+  let subject = AllocatorCatalog.subject
 
   /// Every target, in DESIGN.md order; empty when swalloc was not measured.
   func evaluate() -> [TargetCheck] {
