@@ -29,7 +29,9 @@ let package = Package(
     // The public C names (default visibility, forwarding to the Swift implementation) and the 20 C++
     // operator new/delete variants. Linked only into libswalloc.so.
     // No libstdc++: the two functions the operators need from it are weak references (Operators.cpp).
-    .target(name: "SwallocExports", cxxSettings: [.unsafeFlags(["-fno-exceptions", "-fno-rtti"])]),
+    .target(
+      name: "SwallocExports", dependencies: ["CShim"],
+      cxxSettings: [.unsafeFlags(["-fno-exceptions", "-fno-rtti"])]),
 
     // The same core sources (Sources/SwallocPreload/Core is a symlink to ../SwallocCore) built as Embedded
     // Swift, plus the C ABI. Runtime-free: ldd shows libc only.

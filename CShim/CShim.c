@@ -24,6 +24,8 @@ SWALLOC_HIDDEN uint8_t swalloc_segment_map[SWALLOC_SEGMENT_MAP_COUNT] __attribut
 SWALLOC_HIDDEN uint64_t swalloc_span_cache[SWALLOC_SPAN_CACHE_COUNT] __attribute__((aligned(64)));
 SWALLOC_HIDDEN uint64_t swalloc_span_cache_time[SWALLOC_SPAN_CACHE_COUNT] __attribute__((aligned(64)));
 
+SWALLOC_HIDDEN uint64_t swalloc_huge_reserve_bits[16];
+
 __thread void *swalloc_tls_heap __attribute__((tls_model("initial-exec"))) = swalloc_empty_heap;
 
 static pthread_key_t thread_key;

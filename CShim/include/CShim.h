@@ -13,6 +13,10 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#include <malloc.h>
+#include <stdio.h>
+
+#include "swalloc.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000
@@ -65,6 +69,12 @@ SWALLOC_INLINE uint64_t *_Nonnull swalloc_span_cache_time_address(void) {
   return swalloc_span_cache_time;
 }
 
+/// The huge-page reserve's free-unit bitmap (4 GiB of 4 MiB units at most).
+SWALLOC_INLINE uint64_t *_Nonnull swalloc_huge_reserve_bits_address(void) {
+  extern uint64_t swalloc_huge_reserve_bits[16];
+  return swalloc_huge_reserve_bits;
+}
+
 // ---- errno -------------------------------------------------------------------------------------------------
 SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }
 SWALLOC_INLINE void swalloc_errno_set(int value) { errno = value; }
@@ -80,6 +90,20 @@ SWALLOC_INLINE int swalloc_open_read_only(const char *path) { return open(path, 
 
 /// A close-on-exec duplicate of `fd` numbered 100 or above, or -1 (fcntl is variadic: Swift cannot call it).
 SWALLOC_INLINE int swalloc_duplicate_descriptor(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
+
+/// The soft RLIMIT_MEMLOCK in bytes (UINT64_MAX when unlimited).
+SWALLOC_INLINE uint64_t swalloc_memlock_limit(void) {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+  return (uint64_t)limit.rlim_cur;
+}
+
+/// The file descriptor behind a stdio stream, after flushing what the stream buffered (malloc_info).
+SWALLOC_INLINE int swalloc_stream_descriptor(void *stream) {
+  FILE *file = (FILE *)stream;
+  fflush(file);
+  return fileno(file);
+}
 
 // ---- clock -------------------------------------------------------------------------------------------------
 /// Monotonic milliseconds (clock_gettime through the vDSO; no allocation).

@@ -92,6 +92,16 @@ enum Diagnostics {
 
   static let invalidFreeCount = Atomic<Int>(0)
 
+  /// A one-line note on stderr under SWALLOC_VERBOSE (fallbacks and the like; always counted elsewhere).
+  static func note(_ message: StaticString) {
+    if !Options.verbose { return }
+    ErrorWriter.withWriter { writer in
+      writer.text("swalloc: ")
+      writer.text(message)
+      writer.byte(10)
+    }
+  }
+
   /// A free() that Swalloc cannot honour. The block is left alone (never corrupts memory); the event is
   /// counted, and reported on stderr under SWALLOC_VERBOSE.
   static func invalidFree(_ block: UnsafeMutableRawPointer, reason: InvalidFreeReason) {

@@ -9,14 +9,17 @@ extension Heap {
     if let cached = SpanCache.take(byteCount: Segment.byteCount, alignment: Segment.byteCount, reuseFactor: 2) {
       segment = cached
     } else {
-      guard let fresh = OSMemory.reserveAligned(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
+      guard let fresh = SpanMemory.map(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
         return nil
       }
-      segment = fresh.assumingMemoryBound(to: Segment.self)
-      segment.pointee.mappingByteCount = Segment.byteCount
-      Statistics.mapped(adding: Segment.byteCount)
-      Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
-      SegmentMap.set(UInt(bitPattern: fresh), 1)
+      segment = fresh.address.assumingMemoryBound(to: Segment.self)
+      segment.pointee.mappingByteCount = fresh.byteCount
+      segment.pointee.backing = fresh.backing
+      if fresh.backing != .reserve {
+        Statistics.mapped(adding: fresh.byteCount)
+        Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
+        SegmentMap.set(UInt(bitPattern: fresh.address), 1)
+      }
     }
     segment.format(kind: kind, heap: base)
     segment.pointee.nextInHeap = state.pointee.segments
@@ -37,6 +40,7 @@ extension Heap {
     // milliseconds). But an idle process keeps what is cached resident, since nothing purges without
     // allocator activity: beyond a small budget, segments enter the cache purged (memreturn: 1 GiB of small
     // objects freed leaves 4 MB resident).
+    if segment.pointee.backing == .reserve { return SpanMemory.unmap(segment.address, byteCount: 0, backing: .reserve) }
     if SpanCache.cachedByteCount.load(ordering: .relaxed) + Segment.byteCount > SpanCache.residentSegmentBudget {
       _ = segment.purgePages(now: 0, delay: 0, force: true)
     }

@@ -35,20 +35,23 @@ enum HugeSpan {
     if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor) {
       segment = cached
     } else {
-      // A span that has to be given back anyway makes room for this one.
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
         ? mappingByteCount
         : (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1)
-      guard let raw = OSMemory.reserveAligned(byteCount: reservedByteCount, alignment: spanAlignment) else {
+      guard let mapped = SpanMemory.map(byteCount: reservedByteCount, alignment: spanAlignment) else {
         swalloc_errno_set(ENOMEM)
         return nil
       }
-      segment = raw.assumingMemoryBound(to: Segment.self)
-      segment.pointee.mappingByteCount = reservedByteCount
-      Statistics.mapped(adding: reservedByteCount)
-      Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
-      SegmentMap.set(UInt(bitPattern: raw), 1)
-      fresh = true
+      segment = mapped.address.assumingMemoryBound(to: Segment.self)
+      segment.pointee.mappingByteCount = mapped.byteCount
+      segment.pointee.backing = mapped.backing
+      if mapped.backing != .reserve {
+        // A reserve unit is counted and in the segment map already, and it has been used before.
+        Statistics.mapped(adding: mapped.byteCount)
+        Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
+        SegmentMap.set(UInt(bitPattern: mapped.address), 1)
+        fresh = true
+      }
     }
     segment.format(kind: .huge, heap: nil)
     segment.pointee.freeMask = 0

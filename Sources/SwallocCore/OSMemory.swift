@@ -30,6 +30,40 @@ enum OSMemory {
     return UnsafeMutableRawPointer(bitPattern: aligned)
   }
 
+  /// Maps `byteCount` bytes at an `alignment`-aligned address with extra `flags` (MAP_HUGETLB, MAP_LOCKED,
+  /// MAP_POPULATE) that apply to exactly those bytes: the alignment slack is reserved first as inaccessible
+  /// address space, then the mapping replaces the aligned part of it. Explicit huge pages are committed at
+  /// mmap time (no MAP_NORESERVE: a later fault cannot then fail with SIGBUS), and none are spent on slack.
+  /// The corresponding calls are `mmap(PROT_NONE)`, `mmap(MAP_FIXED | flags)` and `munmap`.
+  static func reserveAligned(byteCount: Int, alignment: Int, flags: Int32) -> UnsafeMutableRawPointer? {
+    let saved = swalloc_errno_get()
+    defer { swalloc_errno_set(saved) }
+    let slackByteCount = byteCount + alignment
+    let area = mmap(nil, slackByteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if area == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }
+    let start = UInt(bitPattern: area)
+    let aligned = (start &+ UInt(alignment) &- 1) & ~(UInt(alignment) &- 1)
+    let mapped = mmap(UnsafeMutableRawPointer(bitPattern: aligned), byteCount, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | flags, -1, 0)
+    if mapped == UnsafeMutableRawPointer(bitPattern: UInt.max) {
+      _ = munmap(area, slackByteCount)
+      return nil
+    }
+    if aligned > start { _ = munmap(area, Int(aligned &- start)) }
+    let end = aligned &+ UInt(byteCount)
+    let slackEnd = start &+ UInt(slackByteCount)
+    if slackEnd > end { _ = munmap(UnsafeMutableRawPointer(bitPattern: end), Int(slackEnd &- end)) }
+    return mapped
+  }
+
+  /// Asks the kernel to back a range with transparent huge pages. The corresponding call is
+  /// `madvise(MADV_HUGEPAGE)`.
+  static func adviseHugePages(_ address: UnsafeMutableRawPointer, byteCount: Int) {
+    let saved = swalloc_errno_get()
+    _ = madvise(address, byteCount, MADV_HUGEPAGE)
+    swalloc_errno_set(saved)
+  }
+
   /// Returns a mapping to the kernel. The corresponding call is `munmap`.
   static func release(_ address: UnsafeMutableRawPointer, byteCount: Int) {
     let saved = swalloc_errno_get()

@@ -53,6 +53,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
   /// Purges this segment's free, dirty pages retired at least `delay` ago (all of them when `force`), with
   /// one call per run of adjacent pages. Returns when the next page becomes due, or nil.
   func purgePages(now: UInt64, delay: UInt64, force: Bool) -> UInt64? {
+    // Huge pages and locked memory are never purged.
+    if pointee.backing.isPinned { return nil }
+    if Options.hugePages == .transparent { return purgeHugePageHalf(now: now, delay: delay, force: force) }
     var nextDue: UInt64? = nil
     var dirty = pointee.dirtyMask
     var runStart: UnsafeMutableRawPointer? = nil
@@ -78,5 +81,27 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
     if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
     return nextDue
+  }
+
+  /// Transparent huge pages: purging 64 KiB inside a 2 MiB huge page would split it. The first half of a
+  /// segment holds the header, so only the second half is purged, and only when every page in it is free
+  /// and due. Returns when the next page becomes due, or nil.
+  func purgeHugePageHalf(now: UInt64, delay: UInt64, force: Bool) -> UInt64? {
+    let half = Segment.byteCount / 2
+    let pageCount = Int(pointee.pageCount)
+    let firstIndex = pageCount == 1 ? 0 : pageCount / 2
+    var halfMask: UInt64 = 0
+    for index in firstIndex..<pageCount { halfMask |= UInt64(1) &<< UInt64(index) }
+    if pointee.dirtyMask & halfMask == 0 { return nil }
+    if pointee.freeMask & halfMask != halfMask { return nil }  // a page in the half is in use
+    var latest: UInt64 = 0
+    for index in firstIndex..<pageCount where pointee.dirtyMask & (UInt64(1) &<< UInt64(index)) != 0 {
+      latest = Swift.max(latest, page(at: index).pointee.retiredAt &+ delay)
+    }
+    if !force && latest > now { return latest }
+    OSMemory.purge(address + half, byteCount: Segment.byteCount - half)
+    Statistics.purged(byteCount: Segment.byteCount - half)
+    pointee.dirtyMask &= ~halfMask
+    return nil
   }
 }

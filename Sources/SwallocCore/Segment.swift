@@ -38,6 +38,8 @@ struct Segment: ~Copyable {
   var isAvailable: Bool
   /// The whole mapping: the segment itself starts here, and it is `mappingByteCount` long.
   var mappingByteCount: Int
+  /// What backs the mapping (kept, like `mappingByteCount`, across `format`). Pinned memory is never purged.
+  var backing: SpanBacking
   /// When the span entered the span cache (monotonic ms).
   var cachedAt: UInt64
 

@@ -54,6 +54,7 @@ enum SpanCache {
       if bestKept < spanByteCount {
         let tail = (span.address + bestKept).assumingMemoryBound(to: Segment.self)
         tail.pointee.mappingByteCount = spanByteCount - bestKept
+        tail.pointee.backing = span.pointee.backing
         SegmentMap.set(UInt(bitPattern: tail), 1)
         putOrRelease(tail)
       }
@@ -89,17 +90,20 @@ enum SpanCache {
   /// Segments enter the cache unpurged while it holds less than this (see Heap.releaseSegment).
   static let residentSegmentBudget = 16 << 20
 
-  /// Returns a span to the kernel and forgets it in the segment map.
+  /// Returns a span to the kernel (and forgets it in the segment map), or a reserve unit to the reserve.
   static func release(_ segment: UnsafeMutablePointer<Segment>) {
     let byteCount = segment.pointee.mappingByteCount
-    let base = UInt(bitPattern: segment)
-    var unit = base
-    while unit < base &+ UInt(byteCount) {
-      SegmentMap.set(unit, 0)
-      unit &+= UInt(Segment.byteCount)
+    let backing = segment.pointee.backing
+    if backing != .reserve {
+      let base = UInt(bitPattern: segment)
+      var unit = base
+      while unit < base &+ UInt(byteCount) {
+        SegmentMap.set(unit, 0)
+        unit &+= UInt(Segment.byteCount)
+      }
+      Statistics.mapped(adding: -byteCount)
     }
-    OSMemory.release(UnsafeMutableRawPointer(segment), byteCount: byteCount)
-    Statistics.mapped(adding: -byteCount)
+    SpanMemory.unmap(UnsafeMutableRawPointer(segment), byteCount: byteCount, backing: backing)
   }
 
   /// When the oldest cached span becomes due (monotonic ms). A hint: a race only delays a purge.

@@ -20,6 +20,11 @@ public struct StatisticsSnapshot {
   public var hugeLiveByteCount = 0
   public var freshSpanCount = 0
   public var reusedSpanCount = 0
+  public var hugePageSpanCount = 0
+  public var hugePageFallbackCount = 0
+  public var hugeReserveByteCount = 0
+  public var lockedByteCount = 0
+  public var lockedFallbackCount = 0
 }
 
 public enum Statistics {
@@ -119,6 +124,11 @@ public enum Statistics {
     result.invalidFreeCount = Diagnostics.invalidFreeCount.load(ordering: .relaxed)
     result.freshSpanCount = freshSpanCount.load(ordering: .relaxed)
     result.reusedSpanCount = reusedSpanCount.load(ordering: .relaxed)
+    result.hugePageSpanCount = SpanMemory.hugePageSpanCount.load(ordering: .relaxed)
+    result.hugePageFallbackCount = SpanMemory.hugePageFallbackCount.load(ordering: .relaxed)
+    result.hugeReserveByteCount = HugeReserve.unitCount * Segment.byteCount
+    result.lockedByteCount = SpanMemory.lockedByteCount.load(ordering: .relaxed)
+    result.lockedFallbackCount = SpanMemory.lockedFallbackCount.load(ordering: .relaxed)
     return result
   }
 
@@ -146,12 +156,14 @@ public enum Statistics {
   }
 
   /// Prints the statistics on stderr, as a table or as JSON (SWALLOC_SHOW_STATS).
-  static func print() {
+  static func print() { print(json: Options.showStatistics == .json) }
+
+  static func print(json: Bool) {
     withUnsafeTemporaryAllocation(of: (Int, Int).self, capacity: SizeClass.count) { buffer in
       let perClass = buffer.baseAddress!
       perClass.initialize(repeating: (0, 0), count: SizeClass.count)
       let snapshot = snapshot(perClass: perClass)
-      if Options.showStatistics == .json {
+      if json {
         printJSON(snapshot, perClass: perClass)
       } else {
         printTable(snapshot, perClass: perClass)
@@ -176,6 +188,15 @@ public enum Statistics {
       row(&w, "spans reused    ", s.reusedSpanCount)
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
+      if Options.hugePages == .explicit {
+        row(&w, "huge page spans ", s.hugePageSpanCount)
+        row(&w, "huge page fallbacks", s.hugePageFallbackCount)
+        row(&w, "huge reserve bytes", s.hugeReserveByteCount)
+      }
+      if Options.locked {
+        row(&w, "locked bytes    ", s.lockedByteCount)
+        row(&w, "locked fallbacks", s.lockedFallbackCount)
+      }
       w.text("swalloc:   class  block bytes  blocks in use  pages\n")
       for sizeClass in 1..<SizeClass.count where perClass[sizeClass].1 > 0 {
         w.text("swalloc:   ")
@@ -191,7 +212,7 @@ public enum Statistics {
   static func row(_ w: inout ErrorWriter, _ label: StaticString, _ value: Int) {
     w.text("swalloc:   ")
     w.text(label)
-    w.decimal(value, width: 16)
+    w.decimal(value, width: Swift.max(1, 32 - label.utf8CodeUnitCount))
     w.byte(10)
   }
 
@@ -211,6 +232,11 @@ public enum Statistics {
       field(&w, "spans_reused", s.reusedSpanCount)
       field(&w, "heaps", s.heapCount)
       field(&w, "invalid_frees", s.invalidFreeCount)
+      field(&w, "huge_page_spans", s.hugePageSpanCount)
+      field(&w, "huge_page_fallbacks", s.hugePageFallbackCount)
+      field(&w, "huge_reserve_bytes", s.hugeReserveByteCount)
+      field(&w, "locked_bytes", s.lockedByteCount)
+      field(&w, "locked_fallbacks", s.lockedFallbackCount)
       w.text(",\"classes\":[")
       var first = true
       for sizeClass in 1..<SizeClass.count where perClass[sizeClass].1 > 0 {

@@ -2,7 +2,11 @@
 // implementation in Sources/SwallocPreload/Exports.swift; the C library's names are aliases of them.
 // Defined in C so that they have default visibility: see Exports.swift for why. They are naked (no frame
 // setup: SwiftPM compiles with frame pointers, which would cost four instructions per forward).
+#include <malloc.h>
 #include <stddef.h>
+#include <stdio.h>
+
+#include "swalloc.h"
 
 #define SWALLOC_EXPORT __attribute__((visibility("default"), naked))
 #define SWALLOC_FORWARD(name) __asm__ volatile("jmp swalloc_impl_" #name)
@@ -21,6 +25,15 @@ void *swalloc_impl_pvalloc(size_t size);
 size_t swalloc_impl_malloc_usable_size(void *pointer);
 void swalloc_impl_free_sized(void *pointer, size_t size);
 void swalloc_impl_free_aligned_sized(void *pointer, size_t alignment, size_t size);
+int swalloc_impl_malloc_trim(size_t pad);
+struct mallinfo2 swalloc_impl_mallinfo2(void);
+struct mallinfo swalloc_impl_mallinfo(void);
+int swalloc_impl_mallopt(int parameter, int value);
+void swalloc_impl_malloc_stats(void);
+int swalloc_impl_malloc_info(int options, FILE *stream);
+void swalloc_impl_get_statistics(swalloc_statistics *statistics);
+void swalloc_impl_print_statistics(int json);
+size_t swalloc_impl_purge(void);
 
 SWALLOC_EXPORT void *swalloc_malloc(size_t size) { SWALLOC_FORWARD(malloc); }
 SWALLOC_EXPORT void swalloc_free(void *pointer) { SWALLOC_FORWARD(free); }
@@ -35,6 +48,19 @@ SWALLOC_EXPORT void *swalloc_pvalloc(size_t size) { SWALLOC_FORWARD(pvalloc); }
 SWALLOC_EXPORT size_t swalloc_malloc_usable_size(void *pointer) { SWALLOC_FORWARD(malloc_usable_size); }
 SWALLOC_EXPORT void swalloc_free_sized(void *pointer, size_t size) { SWALLOC_FORWARD(free_sized); }
 SWALLOC_EXPORT void swalloc_free_aligned_sized(void *pointer, size_t alignment, size_t size) { SWALLOC_FORWARD(free_aligned_sized); }
+
+// glibc's introspection calls, answered from Swalloc's statistics (Introspection.swift).
+SWALLOC_EXPORT int malloc_trim(size_t pad) { SWALLOC_FORWARD(malloc_trim); }
+SWALLOC_EXPORT struct mallinfo2 mallinfo2(void) { SWALLOC_FORWARD(mallinfo2); }
+SWALLOC_EXPORT struct mallinfo mallinfo(void) { SWALLOC_FORWARD(mallinfo); }
+SWALLOC_EXPORT int mallopt(int parameter, int value) { SWALLOC_FORWARD(mallopt); }
+SWALLOC_EXPORT void malloc_stats(void) { SWALLOC_FORWARD(malloc_stats); }
+SWALLOC_EXPORT int malloc_info(int options, FILE *stream) { SWALLOC_FORWARD(malloc_info); }
+
+// Swalloc's own C API (swalloc.h).
+SWALLOC_EXPORT void swalloc_get_statistics(swalloc_statistics *statistics) { SWALLOC_FORWARD(get_statistics); }
+SWALLOC_EXPORT void swalloc_print_statistics(int json) { SWALLOC_FORWARD(print_statistics); }
+SWALLOC_EXPORT size_t swalloc_purge(void) { SWALLOC_FORWARD(purge); }
 
 void *malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);
 void *__libc_malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);

@@ -2,6 +2,7 @@
 // hidden `swalloc_impl_` symbols; Sources/SwallocExports/Exports.c gives them their public names. (A public
 // Swift function is emitted with protected visibility, and ld.so warns about direct references to protected
 // functions from non-PIE programs such as gcc's cc1; the C definitions have default visibility.)
+import CShim
 
 @c(swalloc_impl_malloc)
 func exportedMalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.malloc(size) }
@@ -59,3 +60,32 @@ func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.
 func exportedFreeAlignedSized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
   LibC.free(pointer)
 }
+
+@c(swalloc_impl_malloc_trim)
+func exportedMallocTrim(_ pad: Int) -> Int32 { LibC.mallocTrim(pad) }
+
+@c(swalloc_impl_mallinfo2)
+func exportedMallinfo2() -> mallinfo2 { LibC.mallinfo2() }
+
+@c(swalloc_impl_mallinfo)
+func exportedMallinfo() -> mallinfo { LibC.mallinfo() }
+
+@c(swalloc_impl_mallopt)
+func exportedMallopt(_ parameter: Int32, _ value: Int32) -> Int32 { LibC.mallopt(parameter, value) }
+
+@c(swalloc_impl_malloc_stats)
+func exportedMallocStats() { Statistics.print(json: false) }
+
+@c(swalloc_impl_malloc_info)
+func exportedMallocInfo(_ options: Int32, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+  LibC.mallocInfo(options, stream)
+}
+
+@c(swalloc_impl_get_statistics)
+func exportedGetStatistics(_ statistics: UnsafeMutablePointer<swalloc_statistics>) { LibC.statistics(statistics) }
+
+@c(swalloc_impl_print_statistics)
+func exportedPrintStatistics(_ json: Int32) { Statistics.print(json: json != 0) }
+
+@c(swalloc_impl_purge)
+func exportedPurge() -> Int { LibC.purgeNow() }

@@ -1,0 +1,47 @@
+// swalloc.h: Swalloc's own C API (exported by libswalloc.so), shared by C users and the Swift API.
+#ifndef SWALLOC_H
+#define SWALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// A snapshot of Swalloc's statistics (the same figures SWALLOC_SHOW_STATS prints).
+typedef struct swalloc_statistics {
+  uint64_t allocations;             ///< malloc-family calls that returned memory
+  uint64_t frees;                   ///< blocks given back
+  uint64_t live_bytes;              ///< bytes in live blocks (usable sizes)
+  uint64_t peak_bytes;              ///< peak of bytes in pages in use plus huge blocks
+  uint64_t mapped_bytes;            ///< bytes mapped from the kernel and not yet unmapped
+  uint64_t resident_bytes;          ///< the process's resident set (/proc/self/statm)
+  uint64_t purged_bytes;            ///< bytes given back with MADV_DONTNEED so far
+  uint64_t huge_live_blocks;        ///< live blocks above 512 KiB (each its own span)
+  uint64_t huge_live_bytes;
+  uint64_t spans_mapped;            ///< segments and huge spans mapped fresh
+  uint64_t spans_reused;            ///< ... and taken from the span cache instead
+  uint64_t heaps;                   ///< thread heaps ever created (pooled ones are reused)
+  uint64_t invalid_frees;           ///< frees of pointers Swalloc does not own, ignored
+  uint64_t huge_page_spans;         ///< spans mapped on explicit huge pages (SWALLOC_HUGE_PAGES=explicit)
+  uint64_t huge_page_fallbacks;     ///< times explicit huge pages were asked for and normal pages used
+  uint64_t huge_reserve_bytes;      ///< bytes of the huge-page reserve (SWALLOC_HUGE_RESERVE)
+  uint64_t locked_bytes;            ///< bytes mapped with MAP_LOCKED (SWALLOC_LOCKED=1)
+  uint64_t locked_fallbacks;        ///< times locking was refused (RLIMIT_MEMLOCK) and memory left unlocked
+} swalloc_statistics;
+
+/// Fills `*statistics`. Exact when other threads are quiet; approximate while they allocate.
+void swalloc_get_statistics(swalloc_statistics *statistics);
+
+/// Prints the statistics table (or JSON when `json` is non-zero) on stderr.
+void swalloc_print_statistics(int json);
+
+/// Purges the calling thread's free pages and every cached span now; returns the bytes given back.
+size_t swalloc_purge(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
