@@ -15,6 +15,9 @@ enum Preload {
 
   static func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name).path }
 
+  /// The library's public C headers (swalloc.h), on the fixtures' include path.
+  static let publicHeaders = packageRoot.appendingPathComponent("CShim/include")
+
   /// The directories a build product may sit in: those of the running test binary and their ancestors, up to
   /// the `.build` folder or package root. `swift test` runs `.build/<triple>/debug/<Package>PackageTests.xctest`,
   /// which sits next to libswalloc.so and swalloc-stress.
@@ -102,6 +105,9 @@ func makeTemporaryDirectory(_ label: String) throws -> URL {
 /// The seconds a child may run before `timeout -s KILL` ends it; generous because CI machines are slow and shared.
 let defaultChildTimeout = 240
 
+/// The kill timeout for fixtures that finish in a few seconds.
+let shortChildTimeout = 60
+
 struct ChildResult {
   var commandLine: String
   /// The exit status, or the signal number when `signaled`.
@@ -119,6 +125,9 @@ struct ChildResult {
   var outputLines: [String] {
     standardOutput.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
   }
+
+  /// The non-empty lines of stderr.
+  var errorLines: [String] { standardError.split(separator: "\n").map(String.init) }
 
   /// How the child ended, in words.
   var ending: String {
@@ -150,14 +159,18 @@ extension ChildResult: CustomTestStringConvertible {
 
 /// Runs `program` as `/usr/bin/timeout -s KILL <timeout> /usr/bin/env [LD_PRELOAD=<preload> SWALLOC_SHOW_STATS=1]
 /// [environment] <program> <arguments>`, so that neither `timeout` nor `env` is preloaded and a hang ends as a
-/// failed test. Without `preload`, LD_PRELOAD is removed from the child's environment. Output goes to files
-/// (no pipe can fill up and deadlock), and the wait does not block a thread.
+/// failed test. Without `preload`, LD_PRELOAD is removed from the child's environment. With it, the SWALLOC_*
+/// variables of the test's own environment (SWALLOC_LIB, a developer's options) are removed, so the child sees
+/// exactly the options the test gives. Output goes to files (no pipe can fill up and deadlock), and the wait
+/// does not block a thread.
 func runChild(
   _ program: String, _ arguments: [String] = [], preload: String?, environment: [String: String] = [:],
   in directory: URL? = nil, timeout: Int = defaultChildTimeout
 ) async throws -> ChildResult {
   var envArguments: [String] = []
   if let preload {
+    let inherited = ProcessInfo.processInfo.environment.keys.filter { $0.hasPrefix("SWALLOC_") }.sorted()
+    envArguments += inherited.flatMap { ["-u", $0] }
     envArguments += ["LD_PRELOAD=\(preload)", "SWALLOC_SHOW_STATS=1"]
   } else {
     envArguments += ["-u", "LD_PRELOAD"]
@@ -207,17 +220,30 @@ func runChild(
     timeoutSeconds: timeout)
 }
 
+/// How a preloaded child proves that swalloc was active.
+enum ActivityProof {
+  /// A `swalloc: statistics` block with allocations > 0 on stderr (SWALLOC_SHOW_STATS=1, the default).
+  case statistics
+  /// The fixture's own `swalloc active` stdout line (fixtureReportSwalloc), for runs whose options print no
+  /// statistics table.
+  case fixtureProbe
+}
+
 /// Runs `program` under the preloaded libswalloc.so and records a failure unless it exited 0 and swalloc
 /// proved itself active. Returns the result for further checks.
 @discardableResult
 func runPreloaded(
   _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL? = nil,
-  timeout: Int = defaultChildTimeout, sourceLocation: SourceLocation = #_sourceLocation
+  timeout: Int = defaultChildTimeout, proof: ActivityProof = .statistics,
+  sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> ChildResult {
   let result = try await runChild(
     program, arguments, preload: try Preload.library(), environment: environment, in: directory, timeout: timeout)
   #expect(result.succeeded, "the preloaded program failed\n\(result.summary)", sourceLocation: sourceLocation)
-  assertSwallocActive(result, sourceLocation: sourceLocation)
+  switch proof {
+  case .statistics: assertSwallocActive(result, sourceLocation: sourceLocation)
+  case .fixtureProbe: expectLine("swalloc active", in: result, sourceLocation: sourceLocation)
+  }
   return result
 }
 
@@ -225,6 +251,25 @@ func runPreloaded(
 func expectLine(_ expected: String, in result: ChildResult, sourceLocation: SourceLocation = #_sourceLocation) {
   #expect(result.outputLines.contains(expected), "missing stdout line \"\(expected)\"\n\(result.summary)",
           sourceLocation: sourceLocation)
+}
+
+/// The figures a fixture reports on stdout as `<label> key=value key=value ...` lines (integer values), keyed
+/// `label.key`. Lines of any other shape are skipped; a repeated key keeps its last value.
+func reportedValues(in result: ChildResult) -> [String: Int] {
+  var values: [String: Int] = [:]
+  for line in result.outputLines {
+    let words = line.split(separator: " ")
+    guard words.count >= 2, !words[0].contains("=") else { continue }
+    var pairs: [(String, Int)] = []
+    for word in words.dropFirst() {
+      guard let match = word.wholeMatch(of: #/([A-Za-z_][A-Za-z0-9_-]*)=(-?[0-9]+)/#), let value = Int(match.2)
+      else { break }
+      pairs.append(("\(words[0]).\(match.1)", value))
+    }
+    guard pairs.count == words.count - 1 else { continue }
+    for (key, value) in pairs { values[key] = value }
+  }
+  return values
 }
 
 // MARK: - Proof that swalloc was loaded
@@ -285,6 +330,63 @@ func assertSwallocActive(
   assertSwallocActive(result.standardError, pid: pid, context: result.summary, sourceLocation: sourceLocation)
 }
 
+/// The values of every `swalloc:   <label>   N` row of the statistics tables on stderr, in order (one per
+/// block that has the row).
+func statisticsValues(_ label: String, in result: ChildResult) -> [Int] {
+  result.errorLines.compactMap { line in
+    guard line.hasPrefix("swalloc: ") else { return nil }
+    let fields = line.dropFirst("swalloc: ".count).split(separator: " ", omittingEmptySubsequences: true)
+    guard fields.count >= 2, fields.dropLast().joined(separator: " ") == label else { return nil }
+    return Int(fields.last!)
+  }
+}
+
+/// Skips the running test when the machine lacks what it needs (a kernel feature, a privilege): prints the
+/// reason, then cancels the test, which Swift Testing reports as skipped with that reason.
+func skipTest(_ reason: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> Never {
+  print("skipped (\(sourceLocation.fileName):\(sourceLocation.line)): \(reason)")
+  try Test.cancel(Comment(rawValue: reason), sourceLocation: sourceLocation)
+}
+
+/// The `"swalloc"` objects of the JSON statistics lines (`{"swalloc":{...}}`, from SWALLOC_SHOW_STATS=json or
+/// swalloc_print_statistics(1)) on stderr, in order. Records a failure for a line that does not parse.
+func statisticsJSON(in result: ChildResult, sourceLocation: SourceLocation = #_sourceLocation) -> [[String: Any]] {
+  result.errorLines.filter { $0.hasPrefix("{\"swalloc\":") }.compactMap { line in
+    let parsed = try? JSONSerialization.jsonObject(with: Data(line.utf8))
+    guard let object = (parsed as? [String: Any])?["swalloc"] as? [String: Any] else {
+      Issue.record("not a JSON object {\"swalloc\":{...}}: \(line)\n\(result.summary)", sourceLocation: sourceLocation)
+      return nil
+    }
+    return object
+  }
+}
+
+/// Records a failure unless `object` (one of statisticsJSON's) has the fields SWALLOC_SHOW_STATS=json promises,
+/// as integers, for process `pid`, with allocations > 0 and frees <= allocations.
+func expectStatisticsJSON(
+  _ object: [String: Any], pid: Int, in result: ChildResult, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  let names = ["pid", "allocations", "frees", "live_bytes", "peak_bytes", "mapped_bytes", "resident_bytes",
+               "purged_bytes"]
+  var fields: [String: Int] = [:]
+  for name in names {
+    guard let value = object[name] as? Int else {
+      Issue.record("the JSON statistics have no integer \"\(name)\"\n\(result.summary)", sourceLocation: sourceLocation)
+      continue
+    }
+    fields[name] = value
+  }
+  #expect(object["classes"] is [Any], "the JSON statistics have no \"classes\" array\n\(result.summary)",
+          sourceLocation: sourceLocation)
+  #expect(fields["pid"] == pid, "the JSON statistics are not the child's (pid \(pid))\n\(result.summary)",
+          sourceLocation: sourceLocation)
+  let allocations = fields["allocations"] ?? 0
+  let frees = fields["frees"] ?? 0
+  #expect(allocations > 0, "JSON allocations \(allocations)\n\(result.summary)", sourceLocation: sourceLocation)
+  #expect(frees >= 0 && frees <= allocations, "JSON frees \(frees), allocations \(allocations)\n\(result.summary)",
+          sourceLocation: sourceLocation)
+}
+
 // MARK: - Fixture programs
 
 enum FixtureKind {
@@ -336,7 +438,8 @@ actor FixtureBuilds {
   private static func compile(_ source: String, as kind: FixtureKind, into directory: URL) async throws -> String {
     let baseName = (source as NSString).deletingPathExtension
     let output = directory.appendingPathComponent(kind == .sharedLibrary ? "lib\(baseName).so" : baseName).path
-    let arguments = kind.flags + ["-I", Preload.fixtures.path, "-o", output, Preload.fixture(source), "-ldl"]
+    let arguments = kind.flags + ["-I", Preload.fixtures.path, "-I", Preload.publicHeaders.path, "-o", output,
+                                  Preload.fixture(source), "-ldl"]
     let result = try await runChild(try Preload.tool(kind.compiler), arguments, preload: nil, timeout: 180)
     guard result.succeeded else { throw HarnessError("cannot compile fixture \(source)\n\(result.summary)") }
     return output
