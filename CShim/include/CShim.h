@@ -91,13 +91,6 @@ SWALLOC_INLINE int swalloc_open_read_only(const char *path) { return open(path, 
 /// A close-on-exec duplicate of `fd` numbered 100 or above, or -1 (fcntl is variadic: Swift cannot call it).
 SWALLOC_INLINE int swalloc_duplicate_descriptor(int fd) { return fcntl(fd, F_DUPFD_CLOEXEC, 100); }
 
-/// The soft RLIMIT_MEMLOCK in bytes (UINT64_MAX when unlimited).
-SWALLOC_INLINE uint64_t swalloc_memlock_limit(void) {
-  struct rlimit limit;
-  if (getrlimit(RLIMIT_MEMLOCK, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
-  return (uint64_t)limit.rlim_cur;
-}
-
 /// The file descriptor behind a stdio stream, after flushing what the stream buffered (malloc_info).
 SWALLOC_INLINE int swalloc_stream_descriptor(void *stream) {
   FILE *file = (FILE *)stream;

@@ -66,21 +66,17 @@ extension LibC {
     return info
   }
 
-  /// glibc's `mallopt`: the parameters glibc knows are accepted (returns 1) and have no effect, since
-  /// Swalloc has no arenas, trim threshold or mmap threshold to tune; use the SWALLOC_* options instead.
-  /// Unknown parameters return 0, as glibc does.
+  /// glibc's `mallopt`: accepted (returns 1) and without effect, since Swalloc has no arenas, trim threshold
+  /// or mmap threshold to tune; use the SWALLOC_* options instead. As in glibc, an unknown parameter also
+  /// returns 1, and M_MXFAST (1) outside 0 ... 160 returns 0.
   public static func mallopt(_ parameter: Int32, _ value: Int32) -> Int32 {
-    // M_MXFAST 1, M_NLBLKS 2, M_GRAIN 3, M_KEEP 4, M_TRIM_THRESHOLD -1, M_TOP_PAD -2, M_MMAP_THRESHOLD -3,
-    // M_MMAP_MAX -4, M_CHECK_ACTION -5, M_PERTURB -6, M_ARENA_TEST -7, M_ARENA_MAX -8.
-    (parameter >= -8 && parameter <= 4 && parameter != 0) ? 1 : 0
+    parameter == 1 && (value < 0 || value > 160) ? 0 : 1
   }
 
-  /// glibc's `malloc_info(options, stream)`: an XML description on `stream` (options must be 0).
+  /// glibc's `malloc_info(options, stream)`: an XML description on `stream`. As in glibc, options other
+  /// than 0 return EINVAL (the value, not errno).
   public static func mallocInfo(_ options: Int32, _ stream: UnsafeMutableRawPointer?) -> Int32 {
-    if options != 0 {
-      swalloc_errno_set(EINVAL)
-      return -1
-    }
+    if options != 0 { return EINVAL }
     guard let stream else {
       swalloc_errno_set(EINVAL)
       return -1

@@ -46,10 +46,9 @@ enum SpanMemory {
       }
     }
     if Options.locked {
-      let limit = swalloc_memlock_limit()
-      if UInt64(lockedByteCount.load(ordering: .relaxed) + byteCount) <= limit,
-        let address = OSMemory.reserveAligned(byteCount: byteCount, alignment: alignment, flags: MAP_LOCKED)
-      {
+      // The kernel enforces RLIMIT_MEMLOCK (and lets a process with CAP_IPC_LOCK go past it): mmap with
+      // MAP_LOCKED fails with EAGAIN beyond what it allows.
+      if let address = OSMemory.reserveAligned(byteCount: byteCount, alignment: alignment, flags: MAP_LOCKED) {
         lockedByteCount.wrappingAdd(byteCount, ordering: .relaxed)
         return (address, .locked, byteCount)
       }
