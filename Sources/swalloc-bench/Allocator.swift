@@ -1,5 +1,6 @@
 // The allocators compared: swalloc, jemalloc, mimalloc and tcmalloc through LD_PRELOAD, and glibc's own
 // malloc with no preload. Finds each library and says which are missing instead of failing.
+import Foundation
 
 /// One allocator under test.
 struct Allocator: Codable, Hashable, Sendable {
@@ -52,6 +53,8 @@ enum AllocatorCatalog {
         available.append(Allocator(name: name, library: nil))
       case "swalloc":
         let candidates = swallocLibrary.map { [BenchPaths.absolute($0)] } ?? BenchPaths.defaultSwallocCandidates
+        // `swift run swalloc-bench` builds the driver, not the library under test: build it the first time.
+        if swallocLibrary == nil && !candidates.contains(where: BenchPaths.exists) { buildSwallocLibrary() }
         if let found = candidates.first(where: BenchPaths.exists) {
           available.append(Allocator(name: name, library: found))
         } else {
@@ -68,5 +71,23 @@ enum AllocatorCatalog {
       }
     }
     return (available, missing)
+  }
+
+  /// Builds libswalloc.so in the package the driver was built from (`swift build -c release --product
+  /// swalloc`), when that package is still there. Its output goes to stderr with the driver's progress.
+  static func buildSwallocLibrary() {
+    let root = BenchPaths.sourcePackageRoot
+    guard BenchPaths.exists(root + "/Package.swift"), let swift = BenchPaths.which("swift") else { return }
+    FileHandle.standardError.write(Data("building libswalloc.so: swift build -c release --product swalloc\n".utf8))
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: swift)
+    process.arguments = ["build", "-c", "release", "--product", "swalloc", "--package-path", root]
+    process.standardOutput = FileHandle.standardError
+    do {
+      try process.run()
+      process.waitUntilExit()
+    } catch {
+      FileHandle.standardError.write(Data("could not run swift build: \(error)\n".utf8))
+    }
   }
 }

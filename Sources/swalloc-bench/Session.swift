@@ -134,6 +134,11 @@ struct Session {
 }
 
 extension Session {
+  /// Whether `allocator` was asked for (or implied) and could not be found.
+  func isMissing(_ allocator: String) -> Bool {
+    report.missingAllocators.contains { $0.name == allocator }
+  }
+
   /// The workloads that failed under `allocator`.
   func failedWorkloads(of allocator: String) -> [String] {
     report.workloads.filter { $0.cell(allocator)?.failure != nil }.map(\.name)

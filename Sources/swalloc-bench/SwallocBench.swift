@@ -105,6 +105,10 @@ extension SwallocBench {
         Session.progress("swalloc failed: \(failed.joined(separator: ", "))\n")
         throw ExitCode.failure
       }
+      if session.isMissing(AllocatorCatalog.subject) {
+        Session.progress("swalloc was not measured: its library is missing (see MISSING above)\n")
+        throw ExitCode.failure
+      }
     }
   }
 
