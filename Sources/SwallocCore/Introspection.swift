@@ -4,24 +4,25 @@ import CShim
 import Synchronization
 
 extension LibC {
-  /// Purges the calling thread's free pages and every cached span now (`malloc_trim`, `swalloc_purge`).
-  /// Other threads' heaps are theirs: their free pages go on their own purge delay. Returns the bytes given
-  /// back.
+  /// Purges now (`malloc_trim`, `swalloc_purge`): the calling thread's free pages, those of the heaps that
+  /// exited threads left in the pool, and every cached span. Live threads' heaps are theirs alone: their
+  /// free pages go on their own purge delay. Returns the bytes given back.
   public static func purgeNow() -> Int {
     let purgedBefore = Statistics.purgedByteCount.load(ordering: .relaxed)
     let mappedBefore = Statistics.mappedByteCount.load(ordering: .relaxed)
     let heap = Heap.current
-    if !heap.isEmpty {
-      heap.processDelayed()
-      for sizeClass in 1..<SizeClass.count {
-        var next = heap.queue(sizeClass).pointee.first
-        while let page = next {
-          next = page.pointee.next
-          page.collect()
-          if heap.usedBlockCount(page) == 0 { heap.retire(page) }
-        }
-      }
-      heap.purgePages(now: swalloc_now_ms(), force: true)
+    if !heap.isEmpty { heap.trim() }
+    // A heap popped from the pool is ours until pushed back. The popped ones are linked through nextInPool.
+    var trimmed: UnsafeMutableRawPointer? = nil
+    while let pooled = Heap.popPool() {
+      pooled.trim()
+      pooled.state.pointee.nextInPool = UInt(bitPattern: trimmed)
+      trimmed = pooled.base
+    }
+    while let base = trimmed {
+      let pooled = Heap(base)
+      trimmed = UnsafeMutableRawPointer(bitPattern: pooled.state.pointee.nextInPool)
+      pooled.pushPool()
     }
     SpanCache.purgeIfDue(now: swalloc_now_ms(), force: true)
     let purged = Statistics.purgedByteCount.load(ordering: .relaxed) - purgedBefore

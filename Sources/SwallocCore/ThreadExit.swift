@@ -71,9 +71,25 @@ extension Heap {
     }
   }
 
+  /// Collects remote frees, retires every empty page (the current ones too) and purges all free pages now.
+  func trim() {
+    collectAndRetireEmptyPages()
+    purgePages(now: swalloc_now_ms(), force: true)
+  }
+
   /// Tidies the heap of an exiting thread: collects remote frees, retires every empty page (the current
   /// ones too), purges the free pages that are due, and pools the heap.
   func abandon() {
+    collectAndRetireEmptyPages()
+    // Purge what is due, not everything: under thread churn the next thread adopts this heap within
+    // milliseconds, and purging its free pages now would only make it fault them in again (mstress at scale
+    // 0.3: 2153 madvise calls and 33 000 page faults with a forced purge, 314 and 14 000 without). Until
+    // then they stay resident, at most one heap's worth (malloc_trim purges them).
+    purgeIfDue(now: nil)
+    pushPool()
+  }
+
+  func collectAndRetireEmptyPages() {
     processDelayed()
     // Pages on the full list that received remote frees go back to their queues first.
     var candidate = state.pointee.fullFirst
@@ -89,12 +105,6 @@ extension Heap {
         if usedBlockCount(page) == 0 { retire(page) }
       }
     }
-    // Purge what is due, not everything: under thread churn the next thread adopts this heap within
-    // milliseconds, and purging its free pages now would only make it fault them in again (mstress at scale
-    // 0.3: 2153 madvise calls and 33 000 page faults with a forced purge, 314 and 14 000 without). Until
-    // then they stay resident, at most one heap's worth.
-    purgeIfDue(now: nil)
-    pushPool()
   }
 }
 
