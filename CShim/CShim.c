@@ -1,7 +1,6 @@
 // CShim.c: the static empty heap and page, the segment map, the TLS slot, and the process hooks.
 #include "CShim.h"
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 
 #define SWALLOC_HIDDEN __attribute__((visibility("hidden")))
@@ -43,13 +42,6 @@ static void create_thread_key(void) {
 void swalloc_thread_register(void *heap) {
   pthread_once(&thread_key_once, create_thread_key);
   pthread_setspecific(thread_key, heap);
-}
-
-void swalloc_abort(void) {
-  // abort() may flush stdio (which may call malloc); raise SIGABRT directly, then make sure we die.
-  signal(SIGABRT, SIG_DFL);
-  raise(SIGABRT);
-  _exit(134);
 }
 
 __attribute__((constructor(101))) static void swalloc_constructor(void) {

@@ -106,8 +106,6 @@ SWALLOC_INLINE uint64_t swalloc_now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-SWALLOC_INLINE void swalloc_cpu_pause(void) { __builtin_ia32_pause(); }
-
 /// An empty instruction sequence after a slow-path call keeps that call out of tail position, so that the
 /// fast path of free needs no stack frame (SwiftPM builds with frame pointers, and a tail call from a
 /// function with a frame must set up and pop that frame on every path).
@@ -117,9 +115,6 @@ SWALLOC_INLINE void swalloc_after_slow_call(void) { __asm__ volatile(""); }
 /// Registers `heap` so that swalloc_core_thread_exit(heap) runs when the calling thread exits
 /// (a pthread key destructor; the key is created on first use, which does not allocate).
 void swalloc_thread_register(void *heap);
-
-/// Aborts the process after a fatal allocator error (message already written).
-void swalloc_abort(void) __attribute__((noreturn));
 
 #pragma clang assume_nonnull end
 

@@ -8,19 +8,19 @@ enum OSMemory {
 
   /// Maps `byteCount` bytes of fresh, zeroed, private anonymous memory; nil when the kernel refuses.
   /// The corresponding call is `mmap(MAP_PRIVATE | MAP_ANONYMOUS)` (plus `MAP_NORESERVE`: commit is lazy anyway).
-  static func reserve(byteCount: Int, extraFlags: Int32 = 0) -> UnsafeMutableRawPointer? {
+  static func reserve(byteCount: Int) -> UnsafeMutableRawPointer? {
     let saved = swalloc_errno_get()
     defer { swalloc_errno_set(saved) }
     let address = mmap(nil, byteCount, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extraFlags, -1, 0)
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     if address == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }  // MAP_FAILED
     return address
   }
 
   /// Maps `byteCount` bytes aligned to `alignment` (a power of two >= the page size).
   /// Maps `byteCount + alignment` and releases the unaligned head and the tail.
-  static func reserveAligned(byteCount: Int, alignment: Int, extraFlags: Int32 = 0) -> UnsafeMutableRawPointer? {
-    guard let raw = reserve(byteCount: byteCount + alignment, extraFlags: extraFlags) else { return nil }
+  static func reserveAligned(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    guard let raw = reserve(byteCount: byteCount + alignment) else { return nil }
     let address = UInt(bitPattern: raw)
     let aligned = (address &+ UInt(alignment) &- 1) & ~(UInt(alignment) &- 1)
     let head = Int(aligned &- address)
