@@ -9,17 +9,10 @@ extension Heap {
     if let cached = SpanCache.take(byteCount: Segment.byteCount, alignment: Segment.byteCount, reuseFactor: 2) {
       segment = cached
     } else {
-      guard let fresh = SpanMemory.map(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
+      guard let fresh = SpanMemory.newSpan(byteCount: Segment.byteCount, alignment: Segment.byteCount) else {
         return nil
       }
-      segment = fresh.address.assumingMemoryBound(to: Segment.self)
-      segment.pointee.mappingByteCount = fresh.byteCount
-      segment.pointee.backing = fresh.backing
-      if fresh.backing != .reserve {
-        Statistics.mapped(adding: fresh.byteCount)
-        Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
-        SegmentMap.set(UInt(bitPattern: fresh.address), 1)
-      }
+      segment = fresh.segment
     }
     segment.format(kind: kind, heap: base)
     segment.pointee.nextInHeap = state.pointee.segments

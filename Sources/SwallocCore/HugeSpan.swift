@@ -38,20 +38,12 @@ enum HugeSpan {
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
         ? mappingByteCount
         : (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1)
-      guard let mapped = SpanMemory.map(byteCount: reservedByteCount, alignment: spanAlignment) else {
+      guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment) else {
         swalloc_errno_set(ENOMEM)
         return nil
       }
-      segment = mapped.address.assumingMemoryBound(to: Segment.self)
-      segment.pointee.mappingByteCount = mapped.byteCount
-      segment.pointee.backing = mapped.backing
-      if mapped.backing != .reserve {
-        // A reserve unit is counted and in the segment map already, and it has been used before.
-        Statistics.mapped(adding: mapped.byteCount)
-        Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
-        SegmentMap.set(UInt(bitPattern: mapped.address), 1)
-        fresh = true
-      }
+      segment = mapped.segment
+      fresh = mapped.isZeroed
     }
     segment.format(kind: .huge, heap: nil)
     segment.pointee.freeMask = 0

@@ -61,6 +61,20 @@ enum SpanMemory {
     return (address, .normal, byteCount)
   }
 
+  /// A fresh span set up as Swalloc's: its header records its size and backing, it is in the segment map and
+  /// counted. `isZeroed` is false for a reserve unit, which has been used before.
+  static func newSpan(byteCount: Int, alignment: Int) -> (segment: UnsafeMutablePointer<Segment>, isZeroed: Bool)? {
+    guard let mapped = map(byteCount: byteCount, alignment: alignment) else { return nil }
+    let segment = mapped.address.assumingMemoryBound(to: Segment.self)
+    segment.pointee.mappingByteCount = mapped.byteCount
+    segment.pointee.backing = mapped.backing
+    if mapped.backing == .reserve { return (segment, false) }  // counted and in the map since start-up
+    Statistics.mapped(adding: mapped.byteCount)
+    Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
+    SegmentMap.set(UInt(bitPattern: mapped.address), 1)
+    return (segment, true)
+  }
+
   /// Gives a span's memory back: to the reserve, or to the kernel.
   static func unmap(_ address: UnsafeMutableRawPointer, byteCount: Int, backing: SpanBacking) {
     switch backing {
