@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 #include <malloc.h>

@@ -94,6 +94,9 @@ enum SpanCache {
   static func release(_ segment: UnsafeMutablePointer<Segment>) {
     let byteCount = segment.pointee.mappingByteCount
     let backing = segment.pointee.backing
+    // A statistics walk may still hold a link to a span that was once a segment in a heap's list: wait until
+    // it is done (walks are rare and short; this is one load otherwise).
+    while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
     if backing != .reserve {
       let base = UInt(bitPattern: segment)
       var unit = base

@@ -36,6 +36,8 @@ public enum Statistics {
   static let hugeLiveCount = Atomic<Int>(0)
   static let hugeLiveByteCount = Atomic<Int>(0)
   static let unownedRemoteFrees = Atomic<Int>(0)
+  /// Statistics walks in progress (see `snapshot`).
+  static let segmentWalkers = Atomic<Int>(0)
   /// Spans (segments and huge blocks) mapped fresh from the kernel, and taken from the span cache instead.
   static let freshSpanCount = Atomic<Int>(0)
   static let reusedSpanCount = Atomic<Int>(0)
@@ -81,6 +83,10 @@ public enum Statistics {
   /// quiet (at exit), approximate while they run. `perClass`, when given, receives (blocks in use, pages)
   /// per size class.
   static func snapshot(perClass: UnsafeMutablePointer<(Int, Int)>? = nil) -> StatisticsSnapshot {
+    // Other threads' segment lists are walked without their owners' knowledge: while a walk is on, no
+    // segment is unmapped (SpanCache.release waits), so a segment read through a stale link is still there.
+    segmentWalkers.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    defer { segmentWalkers.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
     var result = StatisticsSnapshot()
     var remoteIssued = unownedRemoteFrees.load(ordering: .relaxed)
     var remoteCollected = 0
@@ -95,7 +101,8 @@ public enum Statistics {
       var candidate = heap.state.pointee.segments
       while let segment = candidate {
         candidate = segment.pointee.nextInHeap
-        for index in 0..<Int(segment.pointee.pageCount) {
+        // Clamped: a segment being formatted for another heap may be read half-written.
+        for index in 0..<Swift.min(Swift.max(Int(segment.pointee.pageCount), 0), Segment.sliceCount) {
           let page = segment.page(at: index)
           if page.pointee.state != .inUse { continue }
           let used = heap.usedBlockCount(page)

@@ -84,28 +84,36 @@ struct HeapTests {
 
   @Test("remote frees into a full page make it usable again (delayed list)")
   func fullPageReturns() throws {
-    let mailbox = Mailbox()
-    // Fill several pages of one class on a producer thread; free everything on a consumer thread;
-    // then the producer allocates again and must reuse those pages rather than map new ones.
-    onThreads(1) { _ in
-      var blocks: [UnsafeMutableRawPointer] = []
-      for _ in 0..<20_000 { blocks.append(LibC.malloc(48)!) }
-      for block in blocks { mailbox.put(block) }
-    }
-    let blocks = mailbox.takeAll().map { UInt(bitPattern: $0) }
-    #expect(blocks.count == 20_000)
-    onThreads(1) { _ in for block in blocks { LibC.free(UnsafeMutableRawPointer(bitPattern: block)) } }
-    // The producer's heap went to the pool at thread exit; the next thread adopts it and collects.
+    // A producer fills many pages of one class (they go to its full list), a consumer thread frees every
+    // block, then the same producer allocates again: it must reuse those pages rather than map new ones.
+    // The producer stays alive throughout, so the test does not depend on which pooled heap a thread gets.
+    let handedOver = Mailbox()
+    let consumed = Atomic<Bool>(false)
     let reused = Atomic<Int>(0)
-    let original = Set(blocks)
-    onThreads(1) { _ in
-      var again: [UnsafeMutableRawPointer] = []
-      for _ in 0..<20_000 {
-        let block = LibC.malloc(48)!
-        if original.contains(UInt(bitPattern: block)) { reused.add(1, ordering: .relaxed) }
-        again.append(block)
+    onThreads(2) { role in
+      if role == 0 {
+        var blocks: [UnsafeMutableRawPointer] = []
+        for _ in 0..<20_000 { blocks.append(LibC.malloc(48)!) }
+        let original = Set(blocks.map { UInt(bitPattern: $0) })
+        for block in blocks { handedOver.put(block) }
+        while !consumed.load(ordering: .acquiring) { usleep(1000) }
+        var again: [UnsafeMutableRawPointer] = []
+        for _ in 0..<20_000 {
+          let block = LibC.malloc(48)!
+          if original.contains(UInt(bitPattern: block)) { reused.add(1, ordering: .relaxed) }
+          again.append(block)
+        }
+        for block in again { LibC.free(block) }
+      } else {
+        var freed = 0
+        while freed < 20_000 {
+          let blocks = handedOver.takeAll()
+          for block in blocks { LibC.free(block) }
+          freed += blocks.count
+          if blocks.isEmpty { usleep(1000) }
+        }
+        consumed.store(true, ordering: .releasing)
       }
-      for block in again { LibC.free(block) }
     }
     #expect(reused.load(ordering: .relaxed) > 10_000)
   }
@@ -177,6 +185,30 @@ struct HeapTests {
     #expect(result.stillOwned > 0)
     #expect(result.dirty == 0)
     #expect(result.residentAfter == 0, "\(result.residentAfter) of \(result.stillOwned) free pages still resident")
+  }
+
+  @Test("statistics walk other threads' segments safely while those threads release and unmap segments")
+  func statisticsWalkDuringRelease() {
+    let stop = Atomic<Bool>(false)
+    let walks = Atomic<Int>(0)
+    onThreads(3) { role in
+      if role == 0 {
+        let deadline = swalloc_now_ms() + 1000
+        while swalloc_now_ms() < deadline {
+          _ = Statistics.snapshot()
+          walks.add(1, ordering: .relaxed)
+        }
+        stop.store(true, ordering: .releasing)
+      } else {
+        // Fill and empty several medium segments, then purge: segments leave the heap and get unmapped.
+        while !stop.load(ordering: .acquiring) {
+          let blocks = (0..<200).map { _ in LibC.malloc(40_000)! }
+          for block in blocks { LibC.free(block) }
+          _ = LibC.purgeNow()
+        }
+      }
+    }
+    #expect(walks.load(ordering: .relaxed) > 10)
   }
 
   @Test("a class's current page, idle for two checks a purge delay apart, is retired")
