@@ -14,8 +14,9 @@ struct Page: ~Copyable {
   var localFree: UnsafeMutableRawPointer?
   /// The owning heap's address, with `fullTag` set while the page sits on the heap's full list; 0 while the
   /// page is not in use and for huge spans. Fast path (free compares it with the caller's heap, so a free
-  /// into a full page, which must move the page back to its queue, takes the slow path).
-  var owner: UInt
+  /// into a full page, which must move the page back to its queue, takes the slow path). Atomic because
+  /// remote frees read it while the owner sets the full tag (relaxed: a plain load and store on x86-64).
+  let ownerWord: Atomic<UInt>
   /// Blocks handed out and not yet returned to this page's lists (plus one for a queue's current page).
   /// Fast path (both).
   var used: Int32
@@ -139,16 +140,21 @@ extension UnsafeMutablePointer where Pointee == Page {
 extension Page {
   static let fullTag: UInt = 1
 
+  /// `ownerWord`, read relaxed.
+  var owner: UInt {
+    @inline(__always) get { ownerWord.load(ordering: .relaxed) }
+  }
+
   /// The owning heap, nil while the page is not in use.
   var heap: UnsafeMutableRawPointer? {
     get { UnsafeMutableRawPointer(bitPattern: owner & ~Page.fullTag) }
-    set { owner = UInt(bitPattern: newValue) }
+    set { ownerWord.store(UInt(bitPattern: newValue), ordering: .relaxed) }
   }
 
-  /// Whether the page is on its heap's full list.
+  /// Whether the page is on its heap's full list. Set and cleared by the owner only.
   var isFull: Bool {
     get { owner & Page.fullTag != 0 }
-    set { owner = newValue ? owner | Page.fullTag : owner & ~Page.fullTag }
+    set { ownerWord.store(newValue ? owner | Page.fullTag : owner & ~Page.fullTag, ordering: .relaxed) }
   }
 
   /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.

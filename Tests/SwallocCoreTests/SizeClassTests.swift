@@ -91,7 +91,7 @@ struct LayoutTests {
     }
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: 0x1111_0000)
     page.pointee.localFree = UnsafeMutableRawPointer(bitPattern: 0x2222_0000)
-    page.pointee.owner = 0x3333_0000
+    page.pointee.ownerWord.store(0x3333_0000, ordering: .relaxed)
     page.pointee.start = UnsafeMutableRawPointer(bitPattern: 0x4444_0000)
     page.pointee.threadFree.store(0x5555_0000, ordering: .relaxed)
     for marker: UInt in [0x1111_0000, 0x2222_0000, 0x3333_0000, 0x4444_0000] {
