@@ -120,38 +120,37 @@ enum Options {
     return rest.pointee == 0
   }
 
+  /// The decimal digits at the start of `value`: their number, and how many characters they take; nil when
+  /// there are none or they overflow.
+  static func leadingDecimal(_ value: UnsafeMutablePointer<CChar>) -> (value: Int, length: Int)? {
+    var result = 0
+    var length = 0
+    while value[length] >= 48 && value[length] <= 57 {
+      if result > (Int.max - 9) / 10 { return nil }
+      result = result * 10 + Int(value[length]) - 48
+      length &+= 1
+    }
+    return length == 0 ? nil : (result, length)
+  }
+
   /// A non-negative decimal integer, or nil.
   static func parseInteger(_ value: UnsafeMutablePointer<CChar>) -> Int? {
-    var result = 0
-    var index = 0
-    while value[index] != 0 {
-      let digit = Int(value[index]) - 48
-      if digit < 0 || digit > 9 || result > (Int.max - 9) / 10 { return nil }
-      result = result * 10 + digit
-      index &+= 1
-    }
-    return index == 0 ? nil : result
+    guard let (result, length) = leadingDecimal(value), value[length] == 0 else { return nil }
+    return result
   }
 
   /// A byte count: decimal digits with an optional K, M or G suffix (powers of 1024), or nil.
   static func parseByteCount(_ value: UnsafeMutablePointer<CChar>) -> Int? {
-    var result = 0
-    var index = 0
-    while value[index] >= 48 && value[index] <= 57 {
-      if result > (Int.max - 9) / 10 { return nil }
-      result = result * 10 + Int(value[index]) - 48
-      index &+= 1
-    }
-    if index == 0 { return nil }
+    guard let (result, length) = leadingDecimal(value) else { return nil }
     var shift = 0
-    if value[index] != 0 {
-      switch UInt8(bitPattern: value[index]) | 0x20 {  // lower case
+    if value[length] != 0 {
+      switch UInt8(bitPattern: value[length]) | 0x20 {  // lower case
       case 107: shift = 10  // k
       case 109: shift = 20  // m
       case 103: shift = 30  // g
       default: return nil
       }
-      if value[index + 1] != 0 { return nil }
+      if value[length + 1] != 0 { return nil }
     }
     return result <= Int.max >> shift ? result << shift : nil
   }
