@@ -8,6 +8,9 @@ let package = Package(
   products: [
     // libswalloc.so: the preload library. Embedded Swift core + C shim + C++ operators; needs libc (and libstdc++).
     .library(name: "swalloc", type: .dynamic, targets: ["SwallocPreload"]),
+    // The Swift API: first-class heaps, arenas, statistics and options (normal Swift; see the README).
+    .library(name: "Swalloc", targets: ["Swalloc"]),
+    .executable(name: "swalloc-example", targets: ["swalloc-example"]),
     .executable(name: "swalloc-stress", targets: ["swalloc-stress"]),
     // The main job: Swalloc against jemalloc, glibc, mimalloc and tcmalloc (Benchmarks/README.md).
     .executable(name: "swalloc-bench", targets: ["swalloc-bench"]),
@@ -20,11 +23,12 @@ let package = Package(
     // the segment map, errno, and the constructor / atfork / thread-exit hooks that forward to Swift.
     .target(name: "CShim", path: "CShim"),
 
-    // The allocator core in normal Swift (tests, Swift API). Optimized in every configuration: a -Onone build
-    // instantiates generic metadata, which would re-enter malloc (research/swift-feasibility.md section 1).
+    // The allocator core in normal Swift plus the Swift API (Sources/SwallocCore/API): module `Swalloc`.
+    // No unsafe flags, so that other packages can depend on it by version.
+    // Imports are internal: a client of `Swalloc` sees neither CShim nor Glibc through it.
     .target(
-      name: "SwallocCore", dependencies: ["CShim"],
-      swiftSettings: [.unsafeFlags(["-O", "-enforce-exclusivity=unchecked"])]),
+      name: "Swalloc", dependencies: ["CShim"], path: "Sources/SwallocCore",
+      swiftSettings: [.enableUpcomingFeature("InternalImportsByDefault")]),
 
     // The public C names (default visibility, forwarding to the Swift implementation) and the 20 C++
     // operator new/delete variants. Linked only into libswalloc.so.
@@ -37,15 +41,19 @@ let package = Package(
     // Swift, plus the C ABI. Runtime-free: ldd shows libc only.
     .target(
       name: "SwallocPreload", dependencies: ["CShim", "SwallocExports"],
-      exclude: ["exports.map"],
+      exclude: ["exports.map", "Core/API"],
       swiftSettings: [
         .enableExperimentalFeature("Embedded"),
+        .enableUpcomingFeature("InternalImportsByDefault"),
         .unsafeFlags(["-wmo", "-O", "-Xcc", "-fno-stack-protector", "-Xcc", "-fomit-frame-pointer"]),
       ],
       linkerSettings: [
         .unsafeFlags([
           "-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/SwallocPreload/exports.map",
           "-Xlinker", "-z", "-Xlinker", "defs",
+          // A program linked against the library and run with it preloaded as well loads one copy: the
+          // loader matches the DT_NEEDED name against this soname.
+          "-Xlinker", "-soname=libswalloc.so",
         ])
       ]),
 
@@ -58,7 +66,11 @@ let package = Package(
       dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Sources/swalloc-bench"),
 
-    .testTarget(name: "SwallocCoreTests", dependencies: ["SwallocCore", "CShim"]),
+    // A runnable tour of the Swift API.
+    .executableTarget(name: "swalloc-example", dependencies: ["Swalloc"], path: "Sources/swalloc-example"),
+
+    .testTarget(name: "SwallocCoreTests", dependencies: ["Swalloc", "CShim"]),
+    .testTarget(name: "SwallocTests", dependencies: ["Swalloc"]),
     .testTarget(
       name: "SwallocPreloadTests",
       exclude: ["Fixtures"]),

@@ -32,6 +32,17 @@ struct HeapState: ~Copyable {
   var idleCheckDueAt: UInt64
   /// Whether a thread currently owns this heap (false while pooled).
   var isOwned: Bool
+  /// A first-class heap of the Swift API (`SwallocHeap`), not a thread's: it is never bound to the TLS slot,
+  /// and `destroy` releases everything it holds.
+  var isUserHeap: Bool
+  /// The thread that may allocate from a user heap (`pthread_self`); checked on its slow paths.
+  var ownerThread: UInt
+  /// A user heap's huge spans (linked through `Segment.nextInHeap`), so that `destroy` releases them too.
+  /// Guarded by `hugeLock`: a huge block may be freed from any thread.
+  var hugeSpans: UnsafeMutablePointer<Segment>?
+  let hugeLock: Atomic<Bool>
+  /// Huge blocks a user heap has allocated (page allocations are `mallocCount`).
+  var hugeAllocationCount: Int
 }
 
 /// The head and tail of the list of pages of one size class that may have free blocks. The first page is

@@ -12,8 +12,10 @@ enum HugeSpan {
   /// A cached span up to `reuseFactor` times the size needed is reused (its pages are already backed: no page
   /// faults); a fresh span is mapped with room for `spareFactor` times the size (untouched, so free of RSS).
   /// realloc growth passes larger factors: the block is likely to keep growing, in place, into the room.
+  /// `owner` is a user heap (Swift API) that keeps the span on its list until the block is freed.
   static func allocate(
-    byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?, reuseFactor: Int = 2, spareFactor: Int = 1
+    byteCount: Int, alignment: Int, zeroed: UnsafeMutablePointer<Bool>?, reuseFactor: Int = 2, spareFactor: Int = 1,
+    owner: Heap? = nil
   ) -> UnsafeMutableRawPointer? {
     // Requests above PTRDIFF_MAX arrive negative. The largest span the segment map can describe with its
     // one-byte back distance bounds the alignment.
@@ -64,6 +66,7 @@ enum HugeSpan {
       (Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1))
     page.pointee.sizeClass = 0
     Statistics.huge(allocatedByteCount: page.pointee.blockByteCount)
+    if let owner { owner.linkHugeSpan(segment) }
     zeroed?.pointee = fresh
     return block
   }
@@ -77,6 +80,7 @@ enum HugeSpan {
     page.pointee.state = .free
     Statistics.huge(freedByteCount: page.pointee.blockByteCount)
     let segment = page.segment
+    if let owner = segment.pointee.heap { Heap(owner).unlinkHugeSpan(segment) }
     if block - segment.address >= Segment.byteCount { SegmentMap.set(UInt(bitPattern: block), 0) }
     SpanCache.putOrRelease(segment)
   }
@@ -95,5 +99,41 @@ enum HugeSpan {
     Statistics.hugeLiveByteCount.wrappingAdd(delta, ordering: .relaxed)
     Statistics.pageBytesInUse(adding: delta)
     return true
+  }
+}
+
+extension Heap {
+  /// Puts a huge span on this user heap's list (any thread may free it later, hence the lock).
+  func linkHugeSpan(_ segment: UnsafeMutablePointer<Segment>) {
+    segment.pointee.heap = base
+    lockHugeSpans()
+    segment.pointee.previousInHeap = nil
+    segment.pointee.nextInHeap = state.pointee.hugeSpans
+    if let first = state.pointee.hugeSpans { first.pointee.previousInHeap = segment }
+    state.pointee.hugeSpans = segment
+    state.pointee.hugeAllocationCount &+= 1
+    unlockHugeSpans()
+  }
+
+  /// Takes a huge span off this user heap's list (the block is being freed, on any thread).
+  func unlinkHugeSpan(_ segment: UnsafeMutablePointer<Segment>) {
+    lockHugeSpans()
+    let next = segment.pointee.nextInHeap
+    let previous = segment.pointee.previousInHeap
+    if let next { next.pointee.previousInHeap = previous }
+    if let previous { previous.pointee.nextInHeap = next } else { state.pointee.hugeSpans = next }
+    unlockHugeSpans()
+    segment.pointee.heap = nil
+    segment.pointee.nextInHeap = nil
+    segment.pointee.previousInHeap = nil
+  }
+
+  /// A spin lock: huge blocks cost an mmap or a cache search each, so contention here is rare and short.
+  func lockHugeSpans() {
+    while state.pointee.hugeLock.exchange(true, ordering: .acquiring) { sched_yield() }
+  }
+
+  func unlockHugeSpans() {
+    state.pointee.hugeLock.store(false, ordering: .releasing)
   }
 }

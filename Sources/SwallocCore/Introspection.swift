@@ -7,14 +7,14 @@ extension LibC {
   /// Purges now (`malloc_trim`, `swalloc_purge`): the calling thread's free pages, those of the heaps that
   /// exited threads left in the pool, and every cached span. Live threads' heaps are theirs alone: their
   /// free pages go on their own purge delay. Returns the bytes given back.
-  public static func purgeNow() -> Int {
+  static func purgeNow() -> Int {
     let purgedBefore = Statistics.purgedByteCount.load(ordering: .relaxed)
     let mappedBefore = Statistics.mappedByteCount.load(ordering: .relaxed)
     let heap = Heap.current
     if !heap.isEmpty { heap.trim() }
     // A heap popped from the pool is ours until pushed back. The popped ones are linked through nextInPool.
     var trimmed: UnsafeMutableRawPointer? = nil
-    while let pooled = Heap.popPool() {
+    while let pooled = Heap.popPool(heapPool) {
       pooled.trim()
       pooled.state.pointee.nextInPool = UInt(bitPattern: trimmed)
       trimmed = pooled.base
@@ -22,7 +22,7 @@ extension LibC {
     while let base = trimmed {
       let pooled = Heap(base)
       trimmed = UnsafeMutableRawPointer(bitPattern: pooled.state.pointee.nextInPool)
-      pooled.pushPool()
+      pooled.pushPool(heapPool)
     }
     SpanCache.purgeIfDue(now: swalloc_now_ms(), force: true)
     let purged = Statistics.purgedByteCount.load(ordering: .relaxed) - purgedBefore
@@ -31,13 +31,13 @@ extension LibC {
   }
 
   /// glibc's `malloc_trim(pad)`: 1 when memory went back to the kernel, else 0. `pad` is ignored.
-  public static func mallocTrim(_ pad: Int) -> Int32 {
+  static func mallocTrim(_ pad: Int) -> Int32 {
     purgeNow() > 0 ? 1 : 0
   }
 
   /// glibc's `mallinfo2`, from Swalloc's statistics: `arena` = bytes mapped for pages, `uordblks` = live
   /// bytes in pages, `fordblks` = the rest of `arena`, `hblks`/`hblkhd` = huge blocks and their bytes.
-  public static func mallinfo2() -> CShim.mallinfo2 {
+  static func mallinfo2() -> CShim.mallinfo2 {
     let s = Statistics.snapshot()
     let pageMapped = Swift.max(0, s.mappedByteCount - s.hugeLiveByteCount)
     let pageLive = Swift.max(0, s.liveByteCount - s.hugeLiveByteCount)
@@ -54,7 +54,7 @@ extension LibC {
   }
 
   /// glibc's `mallinfo`: `mallinfo2` in `int` fields (which wrap above 2 GiB, as glibc's do).
-  public static func mallinfo() -> CShim.mallinfo {
+  static func mallinfo() -> CShim.mallinfo {
     let wide = mallinfo2()
     var info = CShim.mallinfo()
     info.arena = Int32(truncatingIfNeeded: wide.arena)
@@ -70,13 +70,13 @@ extension LibC {
   /// glibc's `mallopt`: accepted (returns 1) and without effect, since Swalloc has no arenas, trim threshold
   /// or mmap threshold to tune; use the SWALLOC_* options instead. As in glibc, an unknown parameter also
   /// returns 1, and M_MXFAST (1) outside 0 ... 160 returns 0.
-  public static func mallopt(_ parameter: Int32, _ value: Int32) -> Int32 {
+  static func mallopt(_ parameter: Int32, _ value: Int32) -> Int32 {
     parameter == 1 && (value < 0 || value > 160) ? 0 : 1
   }
 
   /// glibc's `malloc_info(options, stream)`: an XML description on `stream`. As in glibc, options other
   /// than 0 return EINVAL (the value, not errno).
-  public static func mallocInfo(_ options: Int32, _ stream: UnsafeMutableRawPointer?) -> Int32 {
+  static func mallocInfo(_ options: Int32, _ stream: UnsafeMutableRawPointer?) -> Int32 {
     if options != 0 { return EINVAL }
     guard let stream else {
       swalloc_errno_set(EINVAL)
@@ -114,7 +114,7 @@ extension LibC {
   }
 
   /// Swalloc's C API: fills a `swalloc_statistics`.
-  public static func statistics(_ out: UnsafeMutablePointer<swalloc_statistics>) {
+  static func statistics(_ out: UnsafeMutablePointer<swalloc_statistics>) {
     let s = Statistics.snapshot()
     out.pointee.allocations = UInt64(s.allocationCount)
     out.pointee.frees = UInt64(Swift.max(0, s.freeCount))

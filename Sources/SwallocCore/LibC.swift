@@ -2,21 +2,21 @@
 // errno, overflow, realloc(p, 0), alignment rules, usable size. The exported C symbols forward here.
 import CShim
 
-public enum LibC {
+enum LibC {
   /// Alignment of every block (glibc's MALLOC_ALIGNMENT on x86-64).
-  public static let minimumAlignment = 16
+  static let minimumAlignment = 16
 
   @inline(__always)
-  public static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     Heap.allocate(byteCount: byteCount)
   }
 
   @inline(__always)
-  public static func free(_ pointer: UnsafeMutableRawPointer?) {
+  static func free(_ pointer: UnsafeMutableRawPointer?) {
     Heap.free(pointer)
   }
 
-  public static func calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: byteCount))
     if overflow || total > UInt(Int.max) {
       swalloc_errno_set(ENOMEM)
@@ -36,7 +36,7 @@ public enum LibC {
     return block
   }
 
-  public static func realloc(_ pointer: UnsafeMutableRawPointer?, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func realloc(_ pointer: UnsafeMutableRawPointer?, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return malloc(byteCount) }
     if byteCount == 0 {
       // glibc: realloc(p, 0) frees p and returns NULL.
@@ -87,7 +87,7 @@ public enum LibC {
   /// How much larger than a growing huge block its span may be (a block that keeps growing fills it).
   static let hugeReuseFactor = 8
 
-  public static func reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ byteCount: Int)
+  static func reallocarray(_ pointer: UnsafeMutableRawPointer?, _ count: Int, _ byteCount: Int)
     -> UnsafeMutableRawPointer?
   {
     let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: byteCount))
@@ -99,7 +99,7 @@ public enum LibC {
   }
 
   /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
-  public static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+  static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     if alignment <= minimumAlignment { return malloc(byteCount) }
     if byteCount < 0 {
       swalloc_errno_set(ENOMEM)
@@ -118,7 +118,7 @@ public enum LibC {
     return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
   }
 
-  public static func posixMemalign(
+  static func posixMemalign(
     _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ byteCount: Int
   ) -> Int32 {
     let a = UInt(bitPattern: alignment)
@@ -134,7 +134,7 @@ public enum LibC {
 
   /// C11 aligned_alloc: any size (not only multiples of the alignment); a non-power-of-two alignment is
   /// EINVAL (glibc 2.38 and later).
-  public static func alignedAlloc(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func alignedAlloc(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     let a = UInt(bitPattern: alignment)
     if a == 0 || a & (a &- 1) != 0 {
       swalloc_errno_set(EINVAL)
@@ -145,7 +145,7 @@ public enum LibC {
 
   /// memalign: glibc rounds an alignment that is not a power of two up to the next one, and refuses
   /// alignments above half the address space with EINVAL.
-  public static func memalign(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func memalign(_ alignment: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     var a = UInt(bitPattern: alignment)
     if a > UInt(Int.max) / 2 + 1 {
       swalloc_errno_set(EINVAL)
@@ -155,12 +155,12 @@ public enum LibC {
     return allocateAligned(byteCount, alignment: Int(bitPattern: Swift.max(a, 1)))
   }
 
-  public static func valloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func valloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     allocateAligned(byteCount, alignment: OSMemory.pageByteCount)
   }
 
   /// pvalloc: page-aligned, size rounded up to whole pages (0 becomes one page).
-  public static func pvalloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func pvalloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let page = UInt(OSMemory.pageByteCount)
     let n = UInt(bitPattern: byteCount)
     if n > UInt(Int.max) - page {
@@ -171,7 +171,7 @@ public enum LibC {
     return allocateAligned(Int(bitPattern: rounded), alignment: OSMemory.pageByteCount)
   }
 
-  public static func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
+  static func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
     guard let pointer else { return 0 }
     return Swift.max(0, usableSize(pointer))
   }

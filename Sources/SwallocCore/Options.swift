@@ -3,13 +3,13 @@
 // applies.
 import CShim
 
-public enum StatisticsOutput: UInt8 {
+enum StatisticsOutput: UInt8 {
   case off = 0
   case table = 1
   case json = 2
 }
 
-public enum HugePageMode: UInt8 {
+enum HugePageMode: UInt8 {
   /// Normal 4 KiB pages (the kernel may still use transparent huge pages if its policy is `always`).
   case off = 0
   /// `madvise(MADV_HUGEPAGE)` on segments and huge spans; purging keeps whole 2 MiB pages.

@@ -128,6 +128,10 @@ extension UnsafeMutablePointer where Pointee == Page {
       setNextBlock(tail, pointee.localFree)
       pointee.localFree = head
       pointee.used &-= Int32(truncatingIfNeeded: collected)
+      // Statistics: frees other threads made count as done from here on (see `Statistics.snapshot`).
+      if let heap = pointee.heap {
+        Heap(heap).state.pointee.collectedRemoteFreeCount &+= collected
+      }
     }
     if pointee.free == nil {
       pointee.free = pointee.localFree

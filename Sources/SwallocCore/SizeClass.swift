@@ -5,25 +5,25 @@
 // is under 20 % (129 -> 160 loses 31/160). Below 64 bytes the 16-byte alignment dominates (17 -> 32).
 
 /// Size-class arithmetic and the limits of each page kind.
-public enum SizeClass {
+enum SizeClass {
   /// Largest request served from the heap's direct slots (one slot per 16-byte granule).
-  public static let directMaxByteCount = 1024
+  static let directMaxByteCount = 1024
   /// Largest block served from small pages (64 KiB).
-  public static let smallMaxByteCount = 8 * 1024
+  static let smallMaxByteCount = 8 * 1024
   /// Largest block served from medium pages (512 KiB).
-  public static let mediumMaxByteCount = 64 * 1024
+  static let mediumMaxByteCount = 64 * 1024
   /// Largest block served from large pages (one per 4 MiB segment). Above this, a request is a huge span.
-  public static let largeMaxByteCount = 512 * 1024
+  static let largeMaxByteCount = 512 * 1024
 
   /// Number of classes including the unused class 0.
-  public static let count = 57
-  public static let smallMaxClass = 32   // 8 KiB
-  public static let mediumMaxClass = 44  // 64 KiB
-  public static let largeMaxClass = 56   // 512 KiB
+  static let count = 57
+  static let smallMaxClass = 32   // 8 KiB
+  static let mediumMaxClass = 44  // 64 KiB
+  static let largeMaxClass = 56   // 512 KiB
 
   /// The class of a request of `byteCount` bytes, 0 < byteCount <= largeMaxByteCount (0 maps to class 1).
   @inline(__always)
-  public static func of(byteCount: Int) -> Int {
+  static func of(byteCount: Int) -> Int {
     let n = UInt(bitPattern: byteCount)
     if n <= 128 {
       // Wrapping is safe: n <= 128. max(.., 1) makes malloc(0) a 16-byte block.
@@ -37,7 +37,7 @@ public enum SizeClass {
 
   /// The block size of class `sizeClass` (1 ..< count).
   @inline(__always)
-  public static func blockByteCount(_ sizeClass: Int) -> Int {
+  static func blockByteCount(_ sizeClass: Int) -> Int {
     if sizeClass <= 8 { return sizeClass &* 16 }
     let k = sizeClass &- 9
     let bit = 7 &+ (k &>> 2)

@@ -6,28 +6,28 @@ import Synchronization
 
 /// A snapshot of Swalloc's statistics. `liveByteCount` counts whole blocks (usable sizes); blocks freed by
 /// other threads count as live until their page's owner collects them.
-public struct StatisticsSnapshot {
-  public var allocationCount = 0
-  public var freeCount = 0
-  public var liveByteCount = 0
-  public var peakByteCount = 0
-  public var mappedByteCount = 0
-  public var residentByteCount = 0
-  public var purgedByteCount = 0
-  public var heapCount = 0
-  public var invalidFreeCount = 0
-  public var hugeLiveCount = 0
-  public var hugeLiveByteCount = 0
-  public var freshSpanCount = 0
-  public var reusedSpanCount = 0
-  public var hugePageSpanCount = 0
-  public var hugePageFallbackCount = 0
-  public var hugeReserveByteCount = 0
-  public var lockedByteCount = 0
-  public var lockedFallbackCount = 0
+struct StatisticsSnapshot {
+  var allocationCount = 0
+  var freeCount = 0
+  var liveByteCount = 0
+  var peakByteCount = 0
+  var mappedByteCount = 0
+  var residentByteCount = 0
+  var purgedByteCount = 0
+  var heapCount = 0
+  var invalidFreeCount = 0
+  var hugeLiveCount = 0
+  var hugeLiveByteCount = 0
+  var freshSpanCount = 0
+  var reusedSpanCount = 0
+  var hugePageSpanCount = 0
+  var hugePageFallbackCount = 0
+  var hugeReserveByteCount = 0
+  var lockedByteCount = 0
+  var lockedFallbackCount = 0
 }
 
-public enum Statistics {
+enum Statistics {
   static let mappedByteCount = Atomic<Int>(0)
   static let inUseByteCount = Atomic<Int>(0)
   static let peakInUseByteCount = Atomic<Int>(0)
@@ -41,6 +41,10 @@ public enum Statistics {
   /// Spans (segments and huge blocks) mapped fresh from the kernel, and taken from the span cache instead.
   static let freshSpanCount = Atomic<Int>(0)
   static let reusedSpanCount = Atomic<Int>(0)
+  /// What destroyed user heaps (Swift API) had counted: their allocations, and the remote frees they
+  /// collected. Their blocks count as freed.
+  static let destroyedHeapAllocationCount = Atomic<Int>(0)
+  static let destroyedHeapCollectedRemoteFrees = Atomic<Int>(0)
 
   static func mapped(adding byteCount: Int) {
     mappedByteCount.wrappingAdd(byteCount, ordering: .relaxed)
@@ -89,7 +93,8 @@ public enum Statistics {
     defer { segmentWalkers.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
     var result = StatisticsSnapshot()
     var remoteIssued = unownedRemoteFrees.load(ordering: .relaxed)
-    var remoteCollected = 0
+    var remoteCollected = destroyedHeapCollectedRemoteFrees.load(ordering: .relaxed)
+    result.allocationCount = destroyedHeapAllocationCount.load(ordering: .relaxed)
     var usedBlocks = 0
     var word = heapRegistry.load(ordering: .acquiring)
     while let base = UnsafeMutableRawPointer(bitPattern: word) {

@@ -18,25 +18,11 @@ extension Heap {
   static func initializeForThread() -> Heap? {
     Options.initializeIfNeeded()
     let heap: Heap
-    if let pooled = popPool() {
+    if let pooled = popPool(heapPool) {
       heap = pooled
     } else {
-      guard let memory = OSMemory.reserve(byteCount: Heap.byteCount) else { return nil }
-      Statistics.mapped(adding: Heap.byteCount)
-      heap = Heap(memory)
-      let emptyPage = Heap.emptyPage
-      for index in 0..<Int(SWALLOC_DIRECT_COUNT) {
-        memory.storeBytes(of: emptyPage, toByteOffset: index &<< 3, as: UnsafeMutablePointer<Page>.self)
-      }
-      // The rest of the mapping is zero: empty queues, empty lists, zero counters.
-      var head = heapRegistry.load(ordering: .relaxed)
-      while true {
-        heap.state.pointee.nextInRegistry = UnsafeMutableRawPointer(bitPattern: head)
-        let (pushed, original) = heapRegistry.compareExchange(
-          expected: head, desired: UInt(bitPattern: memory), ordering: .releasing)
-        if pushed { break }
-        head = original
-      }
+      guard let fresh = makeHeap() else { return nil }
+      heap = fresh
     }
     heap.state.pointee.isOwned = true
     swalloc_heap_set(heap.base)
@@ -45,26 +31,53 @@ extension Heap {
     return heap
   }
 
-  static func popPool() -> Heap? {
-    var word = heapPool.load(ordering: .acquiring)
+  /// Maps and registers a new heap: every direct slot at the empty page, empty queues and lists.
+  static func makeHeap() -> Heap? {
+    guard let memory = OSMemory.reserve(byteCount: Heap.byteCount) else { return nil }
+    Statistics.mapped(adding: Heap.byteCount)
+    let heap = Heap(memory)
+    heap.resetDirectSlots()
+    // The rest of the mapping is zero: empty queues, empty lists, zero counters.
+    var head = heapRegistry.load(ordering: .relaxed)
+    while true {
+      heap.state.pointee.nextInRegistry = UnsafeMutableRawPointer(bitPattern: head)
+      let (pushed, original) = heapRegistry.compareExchange(
+        expected: head, desired: UInt(bitPattern: memory), ordering: .releasing)
+      if pushed { return heap }
+      head = original
+    }
+  }
+
+  /// Points every direct slot at the static empty page.
+  func resetDirectSlots() {
+    let emptyPage = Heap.emptyPage
+    for index in 0..<Int(SWALLOC_DIRECT_COUNT) {
+      base.storeBytes(of: emptyPage, toByteOffset: index &<< 3, as: UnsafeMutablePointer<Page>.self)
+    }
+  }
+
+  /// Pops a heap from `pool` (`heapPool`, or the Swift API's pool of destroyed heaps).
+  static func popPool(_ pool: borrowing Atomic<UInt>) -> Heap? {
+    var word = pool.load(ordering: .acquiring)
     while true {
       guard let top = UnsafeMutableRawPointer(bitPattern: word & addressMask) else { return nil }
       let next = Heap(top).state.pointee.nextInPool
       let tag = (word &>> 48) &+ 1
-      let (popped, original) = heapPool.compareExchange(
+      let (popped, original) = pool.compareExchange(
         expected: word, desired: (next & addressMask) | (tag &<< 48), ordering: .acquiring)
       if popped { return Heap(top) }
       word = original
     }
   }
 
-  func pushPool() {
+  /// Pushes this heap on `pool`.
+  func pushPool(_ pool: borrowing Atomic<UInt>) {
     state.pointee.isOwned = false
-    var word = heapPool.load(ordering: .relaxed)
+    var word = pool.load(ordering: .relaxed)
     while true {
       state.pointee.nextInPool = word & Heap.addressMask
       let tag = (word &>> 48) &+ 1
-      let (pushed, original) = heapPool.compareExchange(
+      let (pushed, original) = pool.compareExchange(
         expected: word, desired: UInt(bitPattern: base) | (tag &<< 48), ordering: .releasing)
       if pushed { return }
       word = original
@@ -86,7 +99,7 @@ extension Heap {
     // 0.3: 2153 madvise calls and 33 000 page faults with a forced purge, 314 and 14 000 without). Until
     // then they stay resident, at most one heap's worth (malloc_trim purges them).
     purgeIfDue(now: nil)
-    pushPool()
+    pushPool(heapPool)
   }
 
   func collectAndRetireEmptyPages() {
@@ -128,5 +141,9 @@ func swallocCoreProcessInit() {
 /// Called from the library destructor at exit: prints statistics when asked to.
 @_cdecl("swalloc_core_process_exit")
 func swallocCoreProcessExit() {
+  // Only libswalloc.so prints: the Swift API's state (its heaps) is read through `SwallocStatistics.heaps`,
+  // and a program using both would otherwise print two tables.
+  #if hasFeature(Embedded)
   if Options.showStatistics != .off { Statistics.print() }
+  #endif
 }

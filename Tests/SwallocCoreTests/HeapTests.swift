@@ -2,7 +2,7 @@ import CShim
 import Glibc
 import Synchronization
 import Testing
-@testable import SwallocCore
+@testable import Swalloc
 
 /// Runs `body` on `count` new pthreads (each with its own heap) and waits for them.
 func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {

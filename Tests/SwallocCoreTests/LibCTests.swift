@@ -1,7 +1,7 @@
 import CShim
 import Glibc
 import Testing
-@testable import SwallocCore
+@testable import Swalloc
 
 /// The C library's semantics (DESIGN.md section 4), through the normal-mode build of the core.
 @Suite("C semantics")

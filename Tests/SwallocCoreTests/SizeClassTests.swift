@@ -1,7 +1,7 @@
 import Testing
 import CShim
 import Synchronization
-@testable import SwallocCore
+@testable import Swalloc
 
 @Suite("Size classes")
 struct SizeClassTests {

@@ -1,0 +1,129 @@
+// SwallocStatistics and SwallocOptions: Swalloc's figures and settings as Swift values.
+import CShim
+
+/// A snapshot of an allocator state's statistics: the same figures `SWALLOC_SHOW_STATS` prints.
+///
+/// Two states can exist in a Swift process: libswalloc.so's, when it is the process allocator
+/// (``process``), and the Swift API's own, which holds every ``SwallocHeap`` (``heaps``).
+public struct SwallocStatistics: Sendable, Equatable {
+  /// Allocations that returned memory.
+  public var allocationCount = 0
+  /// Blocks given back (allocations minus live blocks).
+  public var freeCount = 0
+  /// Bytes in live blocks, in whole blocks (usable sizes). Blocks freed by other threads count as live until
+  /// their page's owner collects them.
+  public var liveByteCount = 0
+  /// Peak of the bytes in pages in use plus huge blocks.
+  public var peakByteCount = 0
+  /// Bytes mapped from the kernel and not unmapped yet.
+  public var mappedByteCount = 0
+  /// The process's resident set size.
+  public var residentByteCount = 0
+  /// Bytes given back to the kernel with `MADV_DONTNEED` so far.
+  public var purgedByteCount = 0
+  /// Live blocks above 512 KiB (each in its own span), and their bytes.
+  public var hugeBlockCount = 0
+  public var hugeByteCount = 0
+  /// Segments and huge spans mapped fresh from the kernel, and taken from the span cache instead.
+  public var freshSpanCount = 0
+  public var reusedSpanCount = 0
+  /// Heaps created (thread heaps; for ``heaps``, user heaps too): destroyed and exited ones are reused.
+  public var heapCount = 0
+  /// Frees of pointers the allocator does not own, or of blocks not in use: reported and ignored.
+  public var invalidFreeCount = 0
+  /// Spans on explicit huge pages, and times huge pages were asked for and normal ones used.
+  public var hugePageSpanCount = 0
+  public var hugePageFallbackCount = 0
+  /// Bytes of the huge-page reserve (`SWALLOC_HUGE_RESERVE`).
+  public var hugeReserveByteCount = 0
+  /// Bytes mapped with `MAP_LOCKED`, and times locking was refused.
+  public var lockedByteCount = 0
+  public var lockedFallbackCount = 0
+
+  /// The process allocator's statistics when it is libswalloc.so (preloaded or linked), else nil.
+  public static var process: SwallocStatistics? {
+    guard let get = ProcessAllocator.getStatistics else { return nil }
+    var raw = swalloc_statistics()
+    get(&raw)
+    return SwallocStatistics(raw)
+  }
+
+  /// The statistics of the Swift API's own allocator state: every ``SwallocHeap``, live and destroyed.
+  public static var heaps: SwallocStatistics {
+    SwallocStatistics(Statistics.snapshot())
+  }
+
+  init(_ s: StatisticsSnapshot) {
+    allocationCount = s.allocationCount
+    freeCount = s.freeCount
+    liveByteCount = s.liveByteCount
+    peakByteCount = s.peakByteCount
+    mappedByteCount = s.mappedByteCount
+    residentByteCount = s.residentByteCount
+    purgedByteCount = s.purgedByteCount
+    hugeBlockCount = s.hugeLiveCount
+    hugeByteCount = s.hugeLiveByteCount
+    freshSpanCount = s.freshSpanCount
+    reusedSpanCount = s.reusedSpanCount
+    heapCount = s.heapCount
+    invalidFreeCount = s.invalidFreeCount
+    hugePageSpanCount = s.hugePageSpanCount
+    hugePageFallbackCount = s.hugePageFallbackCount
+    hugeReserveByteCount = s.hugeReserveByteCount
+    lockedByteCount = s.lockedByteCount
+    lockedFallbackCount = s.lockedFallbackCount
+  }
+
+  init(_ raw: swalloc_statistics) {
+    allocationCount = Int(raw.allocations)
+    freeCount = Int(raw.frees)
+    liveByteCount = Int(raw.live_bytes)
+    peakByteCount = Int(raw.peak_bytes)
+    mappedByteCount = Int(raw.mapped_bytes)
+    residentByteCount = Int(raw.resident_bytes)
+    purgedByteCount = Int(raw.purged_bytes)
+    hugeBlockCount = Int(raw.huge_live_blocks)
+    hugeByteCount = Int(raw.huge_live_bytes)
+    freshSpanCount = Int(raw.spans_mapped)
+    reusedSpanCount = Int(raw.spans_reused)
+    heapCount = Int(raw.heaps)
+    invalidFreeCount = Int(raw.invalid_frees)
+    hugePageSpanCount = Int(raw.huge_page_spans)
+    hugePageFallbackCount = Int(raw.huge_page_fallbacks)
+    hugeReserveByteCount = Int(raw.huge_reserve_bytes)
+    lockedByteCount = Int(raw.locked_bytes)
+    lockedFallbackCount = Int(raw.locked_fallbacks)
+  }
+}
+
+/// The active `SWALLOC_*` options, as read from the environment at start-up (the same reading
+/// libswalloc.so makes; a malformed value falls back to its default with one warning).
+public struct SwallocOptions: Sendable, Equatable {
+  /// `SWALLOC_SHOW_STATS`: what libswalloc.so prints at exit.
+  public enum StatisticsOutput: Sendable, Equatable { case off, table, json }
+  /// `SWALLOC_HUGE_PAGES`.
+  public enum HugePages: Sendable, Equatable { case off, transparent, explicit }
+
+  public var showStatistics: StatisticsOutput
+  /// `SWALLOC_VERBOSE`: notes (fallbacks, invalid frees) on stderr.
+  public var verbose: Bool
+  /// `SWALLOC_PURGE_DELAY_MS`: how long a free page keeps its memory before it goes back to the kernel.
+  public var purgeDelayMilliseconds: Int
+  public var hugePages: HugePages
+  /// `SWALLOC_HUGE_RESERVE`: bytes of explicit huge pages taken at start-up.
+  public var hugeReserveByteCount: Int
+  /// `SWALLOC_LOCKED`: segments mapped with `MAP_LOCKED`.
+  public var locked: Bool
+
+  /// The options in effect.
+  public static var current: SwallocOptions {
+    Options.initializeIfNeeded()
+    return SwallocOptions(
+      showStatistics: Options.showStatistics == .off ? .off : Options.showStatistics == .json ? .json : .table,
+      verbose: Options.verbose,
+      purgeDelayMilliseconds: Options.purgeDelayMs,
+      hugePages: Options.hugePages == .off ? .off : Options.hugePages == .transparent ? .transparent : .explicit,
+      hugeReserveByteCount: Options.hugeReserveByteCount,
+      locked: Options.locked)
+  }
+}

@@ -1,0 +1,62 @@
+// swalloc-example: a tour of the Swift API. `swift run swalloc-example`; preload libswalloc.so (or link it,
+// see the README) to make Swalloc the process allocator as well.
+import Swalloc
+
+/// A node of a linked list that lives in a heap.
+struct Node {
+  var value: Int
+  var next: UnsafeMutablePointer<Node>?
+}
+
+print("process allocator is Swalloc: \(SwallocGlobal.isSwallocProcessAllocator)")
+
+// Global allocation: the process's malloc (Swalloc's when libswalloc.so is loaded); free() is fine for these.
+let numbers = SwallocGlobal.allocate(of: Double.self, count: 1000)
+for index in numbers.indices { numbers[index] = Double(index) / 2 }
+print("global: sum \(numbers.reduce(0, +)), usable \(SwallocGlobal.usableSize(of: UnsafeMutableRawPointer(numbers.baseAddress!))) bytes")
+SwallocGlobal.deallocate(numbers)
+
+// A heap: a list of 10 000 nodes, one block each, released all at once by destroy().
+func heapTour() {
+let heap = SwallocHeap()
+var head: UnsafeMutablePointer<Node>? = nil
+for value in 0..<10_000 {
+  let node = heap.allocate(of: Node.self, count: 1).baseAddress!
+  node.initialize(to: Node(value: value, next: head))
+  head = node
+}
+var sum = 0
+var cursor = head
+while let node = cursor {
+  sum += node.pointee.value
+  cursor = node.pointee.next
+}
+print("heap: list sum \(sum); \(heap.statistics)")
+heap.destroy()  // every node goes at once; `heap` cannot be used after this line (it does not compile)
+}
+heapTour()
+
+// An arena per "request": bump allocation, reset between requests, the same memory every time.
+var arena = SwallocArena(chunkByteCount: 256 * 1024)
+for request in 0..<3 {
+  let scratch = arena.allocate(of: UInt32.self, count: 50_000)
+  for index in scratch.indices { scratch[index] = UInt32(truncatingIfNeeded: index &* request) }
+  print("arena request \(request): checksum \(scratch.reduce(0, &+)), \(arena.statistics.mappedByteCount) bytes mapped")
+  arena.reset()
+}
+
+// Scoped arena: memory released when the closure returns.
+let words = withArena { arena in
+  let text = arena.allocate(of: UInt8.self, count: 64)
+  let message = Array("hello from an arena".utf8)
+  for (index, byte) in message.enumerated() { text[index] = byte }
+  return String(decoding: text[0..<message.count], as: UTF8.self)
+}
+print("withArena: \(words)")
+
+let options = SwallocOptions.current
+print("options: purge delay \(options.purgeDelayMilliseconds) ms, huge pages \(options.hugePages)")
+print("Swift API heaps: \(SwallocStatistics.heaps.allocationCount) allocations, \(SwallocStatistics.heaps.heapCount) heaps")
+if let process = SwallocStatistics.process {
+  print("libswalloc.so: \(process.allocationCount) allocations, \(process.liveByteCount) live bytes")
+}
