@@ -3,7 +3,7 @@ import CShim
 import Glibc
 
 /// A region allocator: each allocation moves a cursor forward in a chunk of memory, nothing is freed one by
-/// one, and ``reset()`` makes all of it available again (the chunks stay mapped, so a frame or request loop
+/// one, and ``reset(releasingMemory:)`` makes all of it available again (the chunks stay mapped, so a frame or request loop
 /// touches the same memory every time).
 ///
 /// ```swift
@@ -19,7 +19,7 @@ import Glibc
 /// locked pages, the chunk falls back to normal pages and ``Statistics/fallbackCount`` says so.
 ///
 /// The arena is noncopyable and not `Sendable`: one owner at a time. Its memory is released when the arena
-/// is (`deinit`); pointers into it must not outlive it or a ``reset()``. Typed allocation requires
+/// is (`deinit`); pointers into it must not outlive it or a ``reset(releasingMemory:)``. Typed allocation requires
 /// `BitwiseCopyable` types: an arena never runs deinitializers.
 public struct SwallocArena: ~Copyable {
   /// What backs an arena's chunks.
@@ -47,6 +47,7 @@ public struct SwallocArena: ~Copyable {
   var retiredByteCount: Int
   /// Size of a new chunk (at least; a larger request gets a chunk of its own size).
   public let chunkByteCount: Int
+  /// The backing asked for (chunks the kernel refused it to are on normal pages: see ``Statistics``).
   public let backing: Backing
 
   /// Creates an empty arena; memory is mapped on the first allocation, `chunkByteCount` bytes at a time
@@ -213,14 +214,17 @@ public struct SwallocArena: ~Copyable {
     public var allocationCount = 0
     /// Bytes handed out since the last reset (alignment padding and skipped chunk tails included).
     public var allocatedByteCount = 0
-    /// Chunks mapped, and their bytes.
+    /// Chunks mapped.
     public var chunkCount = 0
+    /// Bytes of the chunks mapped (headers included).
     public var mappedByteCount = 0
-    /// Bytes of chunks on explicit huge pages, and locked.
+    /// Bytes of chunks on explicit huge pages.
     public var hugePageByteCount = 0
+    /// Bytes of chunks locked in memory.
     public var lockedByteCount = 0
     /// Chunks that asked for huge or locked pages and got normal ones.
     public var fallbackCount = 0
+    /// Calls to ``SwallocArena/reset(releasingMemory:)``.
     public var resetCount = 0
   }
 }

@@ -8,7 +8,7 @@ import Glibc
 /// system allocator otherwise. ``isSwallocProcessAllocator`` tells which.
 ///
 /// Because these are `malloc` blocks, passing one to C's `free()` is always correct, and so is freeing a
-/// block that C code allocated with ``deallocate(_:)``.
+/// block that C code allocated with ``deallocate(_:)-(UnsafeMutableRawPointer?)``.
 public enum SwallocGlobal {
   /// Whether `malloc` in this process is Swalloc's (libswalloc.so loaded ahead of the C library).
   public static var isSwallocProcessAllocator: Bool { ProcessAllocator.isSwalloc }

@@ -21,7 +21,7 @@ import Glibc
 /// thread may free with ``deallocateOnAnyThread(_:)``.
 ///
 /// Heaps are separate from `malloc`: even when `libswalloc.so` is the process allocator, a heap's blocks are
-/// not `malloc` blocks. Free them with ``deallocate(_:)`` or ``deallocateOnAnyThread(_:)``, never with
+/// not `malloc` blocks. Free them with ``deallocate(_:)-(UnsafeMutableRawPointer)`` or ``deallocateOnAnyThread(_:)``, never with
 /// `free()` (see the README, "Swift API").
 public struct SwallocHeap: ~Copyable {
   let heap: Heap
@@ -182,6 +182,7 @@ public struct SwallocHeap: ~Copyable {
       pendingRemoteFreeCount = figures.pendingRemoteFreeCount
     }
 
+    /// The figures on one line.
     public var description: String {
       "allocations \(allocationCount), live \(liveBlockCount) blocks / \(liveByteCount) bytes, "
         + "pages \(pageByteCount) bytes in \(segmentCount) segments, huge \(hugeBlockCount) / \(hugeByteCount) "

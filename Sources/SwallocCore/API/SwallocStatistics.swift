@@ -21,23 +21,27 @@ public struct SwallocStatistics: Sendable, Equatable {
   public var residentByteCount = 0
   /// Bytes given back to the kernel with `MADV_DONTNEED` so far.
   public var purgedByteCount = 0
-  /// Live blocks above 512 KiB (each in its own span), and their bytes.
+  /// Live blocks above 512 KiB (each in its own span).
   public var hugeBlockCount = 0
+  /// Bytes in live huge blocks.
   public var hugeByteCount = 0
-  /// Segments and huge spans mapped fresh from the kernel, and taken from the span cache instead.
+  /// Segments and huge spans mapped fresh from the kernel.
   public var freshSpanCount = 0
+  /// Segments and huge spans taken from the span cache instead of the kernel.
   public var reusedSpanCount = 0
   /// Heaps created (thread heaps; for ``heaps``, user heaps too): destroyed and exited ones are reused.
   public var heapCount = 0
   /// Frees of pointers the allocator does not own, or of blocks not in use: reported and ignored.
   public var invalidFreeCount = 0
-  /// Spans on explicit huge pages, and times huge pages were asked for and normal ones used.
+  /// Spans mapped on explicit huge pages.
   public var hugePageSpanCount = 0
+  /// Times explicit huge pages were asked for and normal pages used.
   public var hugePageFallbackCount = 0
   /// Bytes of the huge-page reserve (`SWALLOC_HUGE_RESERVE`).
   public var hugeReserveByteCount = 0
-  /// Bytes mapped with `MAP_LOCKED`, and times locking was refused.
+  /// Bytes mapped with `MAP_LOCKED`.
   public var lockedByteCount = 0
+  /// Times locking was refused (`RLIMIT_MEMLOCK`) and memory left unlocked.
   public var lockedFallbackCount = 0
 
   /// The process allocator's statistics when it is libswalloc.so (preloaded or linked), else nil.
@@ -100,15 +104,32 @@ public struct SwallocStatistics: Sendable, Equatable {
 /// libswalloc.so makes; a malformed value falls back to its default with one warning).
 public struct SwallocOptions: Sendable, Equatable {
   /// `SWALLOC_SHOW_STATS`: what libswalloc.so prints at exit.
-  public enum StatisticsOutput: Sendable, Equatable { case off, table, json }
-  /// `SWALLOC_HUGE_PAGES`.
-  public enum HugePages: Sendable, Equatable { case off, transparent, explicit }
+  public enum StatisticsOutput: Sendable, Equatable {
+    /// Nothing (`0`, the default).
+    case off
+    /// A table on stderr (`1`).
+    case table
+    /// One JSON object on stderr (`json`).
+    case json
+  }
 
+  /// `SWALLOC_HUGE_PAGES`.
+  public enum HugePages: Sendable, Equatable {
+    /// Normal pages (the default).
+    case off
+    /// `madvise(MADV_HUGEPAGE)` on segments and huge spans.
+    case transparent
+    /// `MAP_HUGETLB` pages from the kernel's pool, normal pages when it is empty.
+    case explicit
+  }
+
+  /// `SWALLOC_SHOW_STATS`: what libswalloc.so prints at exit.
   public var showStatistics: StatisticsOutput
   /// `SWALLOC_VERBOSE`: notes (fallbacks, invalid frees) on stderr.
   public var verbose: Bool
   /// `SWALLOC_PURGE_DELAY_MS`: how long a free page keeps its memory before it goes back to the kernel.
   public var purgeDelayMilliseconds: Int
+  /// `SWALLOC_HUGE_PAGES`: which pages back segments and huge spans.
   public var hugePages: HugePages
   /// `SWALLOC_HUGE_RESERVE`: bytes of explicit huge pages taken at start-up.
   public var hugeReserveByteCount: Int
