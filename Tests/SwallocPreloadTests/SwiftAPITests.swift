@@ -26,6 +26,15 @@ struct SwiftAPIProcessTests {
     expectLine("withArena: hello from an arena", in: result)
   }
 
+  @Test("SwallocOptions reports the SWALLOC_* options the process started with")
+  func optionsFromEnvironment() async throws {
+    let example = try Preload.buildProduct("swalloc-example")
+    let result = try await runChild(
+      example, preload: nil, environment: ["SWALLOC_PURGE_DELAY_MS": "50", "SWALLOC_HUGE_PAGES": "transparent"])
+    #expect(result.succeeded, "\(result.summary)")
+    expectLine("options: purge delay 50 ms, huge pages transparent", in: result)
+  }
+
   /// Compiles the linked-program fixture with swiftc against the library under test.
   static func buildLinkedProgram() async throws -> String {
     let library = URL(fileURLWithPath: try Preload.library())

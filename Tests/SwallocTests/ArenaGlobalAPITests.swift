@@ -52,6 +52,8 @@ struct ArenaAPITests {
       #expect(arena.statistics.allocatedByteCount == 0)
     }
     #expect(arena.statistics.resetCount == 5)
+    #expect(arena.chunkByteCount == 32 * 1024)
+    #expect(arena.backing == .normal)
     arena.reset(releasingMemory: true)
     #expect(arena.statistics.chunkCount == 1)
   }

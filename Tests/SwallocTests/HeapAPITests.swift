@@ -227,6 +227,27 @@ struct HeapAPITests {
     heap.destroy()
   }
 
+  @Test("a heap handed to another thread is adopted there, then handed back")
+  func adoption() {
+    let heap = SwallocHeap()
+    withUnsafePointer(to: heap) { pointer in
+      let address = UInt(bitPattern: pointer)
+      runOnThreads(1) { _ in
+        let borrowed = UnsafePointer<SwallocHeap>(bitPattern: address)!
+        borrowed.pointee.adoptOnCallingThread()
+        // Above 1 KiB: the slow path, which checks ownership.
+        let blocks = (0..<100).map { _ in borrowed.pointee.allocate(byteCount: 5000) }
+        for block in blocks { borrowed.pointee.deallocate(block) }
+      }
+    }
+    heap.adoptOnCallingThread()
+    let statistics = heap.statistics
+    #expect(statistics.allocationCount == 100)
+    #expect(statistics.liveBlockCount == 0)
+    #expect(statistics.description.contains("allocations 100"))
+    heap.destroy()
+  }
+
   @Test("collect(purge:) gives free pages back")
   func collectPurges() {
     let heap = SwallocHeap()
