@@ -91,6 +91,20 @@ enum Diagnostics {
   }
 
   static let invalidFreeCount = Atomic<Int>(0)
+  /// Double frees that a check saw (Page+DoubleFree.swift); also counted in `invalidFreeCount`.
+  static let doubleFreeCount = Atomic<Int>(0)
+  /// Double frees reported on stderr without SWALLOC_VERBOSE; later ones are counted only.
+  static let doubleFreeReportLimit = 10
+
+  /// Where a double free was seen.
+  enum DoubleFreeWitness {
+    /// At the second free itself: the block is the head of its page's local or free list, or of its
+    /// thread-free list. That free is ignored.
+    case atFree
+    /// Later, in the page's lists (a cycle, or a wrong count when the page empties). The page's free blocks
+    /// are set aside: none can be handed out twice.
+    case inPageLists
+  }
 
   /// A one-line note on stderr under SWALLOC_VERBOSE (fallbacks and the like; always counted elsewhere).
   static func note(_ message: StaticString) {
@@ -99,6 +113,32 @@ enum Diagnostics {
       writer.text("swalloc: ")
       writer.text(message)
       writer.byte(10)
+    }
+  }
+
+  /// A block freed twice. Always reported on stderr (the first `doubleFreeReportLimit`, every one under
+  /// SWALLOC_VERBOSE), like glibc's "free(): double free detected", which aborts; here the program goes on,
+  /// and nothing is corrupted. `block` is the block freed twice, or (`inPageLists`, when the lists do not
+  /// say which) a block of the page.
+  static func doubleFree(_ block: UnsafeMutableRawPointer, witness: DoubleFreeWitness, identified: Bool = true) {
+    invalidFreeCount.wrappingAdd(1, ordering: .relaxed)
+    let number = doubleFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
+    if number > doubleFreeReportLimit && !Options.verbose { return }
+    ErrorWriter.withWriter { writer in
+      switch witness {
+      case .atFree:
+        writer.text("swalloc: free(")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text("): double free detected; ignored\n")
+      case .inPageLists:
+        writer.text(identified ? "swalloc: double free of " : "swalloc: double free detected in the page of ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(identified ? " detected" : "")
+        writer.text(" (the free list of its page is corrupted); the page's free blocks are set aside\n")
+      }
+      if number == doubleFreeReportLimit && !Options.verbose {
+        writer.text("swalloc: further double frees are counted, not reported (SWALLOC_VERBOSE=1 reports them)\n")
+      }
     }
   }
 

@@ -1,0 +1,64 @@
+// Double frees in default mode: each pattern that a cheap check sees is reported on stderr with the block's
+// address, counted as an invalid free, and leaves the free lists sound (malloc never hands out a block twice).
+import Foundation
+import Testing
+
+@Suite("Double frees under the preload")
+struct DoubleFreeTests {
+  /// Where the fixture's pattern is seen: at the second free (which is ignored), or later in the page's lists.
+  enum Witness: String, CustomTestStringConvertible {
+    case atFree, inPageLists
+
+    /// The line Swalloc prints for `block` (as the fixture printed it with %p).
+    func report(_ block: String) -> String {
+      switch self {
+      case .atFree: "swalloc: free(\(block)): double free detected; ignored"
+      case .inPageLists:
+        "swalloc: double free of \(block) detected (the free list of its page is corrupted); the page's free "
+          + "blocks are set aside"
+      }
+    }
+
+    var testDescription: String { rawValue }
+  }
+
+  static let patterns: [(String, Witness)] = [
+    ("immediate", .inPageLists),          // free(B); free(B) on the fast path: B links to itself at the next refill
+    ("immediate-last", .inPageLists),     // the last block of a current page: its count reaches 0
+    ("after-other-frees", .inPageLists),  // free(B), free(C), free(B) empty a page early: B -> C -> B in its lists
+    ("medium", .atFree),                  // a slow-path free: B is already the head of the page's local frees
+    ("remote", .atFree),                  // another thread: B is already the head of the thread-free list
+  ]
+
+  @Test("a double free is reported with its address, counted, and malloc never hands out a block twice",
+        arguments: patterns)
+  func pattern(name: String, witness: Witness) async throws {
+    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
+    let result = try await runPreloaded(program, [name], timeout: shortChildTimeout)
+    expectLine("double-free ok", in: result)
+    let block = try #require(
+      result.outputLines.compactMap { $0.wholeMatch(of: #/(\S+) block=(0x[0-9a-f]+)/#) }
+        .first { $0.1 == name }?.2,
+      "no `\(name) block=` line\n\(result.summary)")
+    let reports = result.errorLines.filter { $0.contains("double free") }
+    #expect(reports == [witness.report(String(block))], "expected one report naming \(block)\n\(result.summary)")
+    #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
+  }
+
+  @Test("without SWALLOC_VERBOSE the first 10 double frees are reported, then one line says the rest are counted")
+  func reportLimit() async throws {
+    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
+    let quiet = try await runPreloaded(program, ["many"], timeout: shortChildTimeout)
+    let quietReports = quiet.errorLines.filter { $0.hasSuffix("double free detected; ignored") }
+    #expect(quietReports.count == 10, "\(quiet.summary)")
+    #expect(quiet.errorLines.filter { $0.hasPrefix("swalloc: further double frees are counted") }.count == 1,
+            "\(quiet.summary)")
+    #expect(statisticsValues("invalid frees", in: quiet) == [12], "\(quiet.summary)")
+
+    let verbose = try await runPreloaded(
+      program, ["many"], environment: ["SWALLOC_VERBOSE": "1"], timeout: shortChildTimeout)
+    #expect(verbose.errorLines.filter { $0.hasSuffix("double free detected; ignored") }.count == 12,
+            "\(verbose.summary)")
+    #expect(!verbose.standardError.contains("further double frees"), "\(verbose.summary)")
+  }
+}
