@@ -26,6 +26,9 @@ SWALLOC_HIDDEN uint64_t swalloc_span_cache_time[SWALLOC_SPAN_CACHE_COUNT] __attr
 SWALLOC_HIDDEN uint64_t swalloc_huge_reserve_bits[16];
 
 __thread void *swalloc_tls_heap __attribute__((tls_model("initial-exec"))) = swalloc_empty_heap;
+__thread void *swalloc_tls_secure_heap __attribute__((tls_model("initial-exec"))) = swalloc_empty_heap;
+
+void swalloc_abort(void) { abort(); }
 
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;

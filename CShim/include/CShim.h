@@ -44,6 +44,13 @@ extern __thread void *_Nonnull swalloc_tls_heap __attribute__((tls_model("initia
 SWALLOC_INLINE void *_Nonnull swalloc_heap_get(void) { return swalloc_tls_heap; }
 SWALLOC_INLINE void swalloc_heap_set(void *_Nonnull heap) { swalloc_tls_heap = heap; }
 
+/// Secure mode (SWALLOC_SECURE=1) keeps `swalloc_tls_heap` at the static empty heap, so that both fast paths
+/// fall into their slow paths, and the thread's real heap here.
+extern __thread void *_Nonnull swalloc_tls_secure_heap __attribute__((tls_model("initial-exec")));
+
+SWALLOC_INLINE void *_Nonnull swalloc_secure_heap_get(void) { return swalloc_tls_secure_heap; }
+SWALLOC_INLINE void swalloc_secure_heap_set(void *_Nonnull heap) { swalloc_tls_secure_heap = heap; }
+
 /// The static empty heap: SWALLOC_DIRECT_COUNT direct slots, each pointing at the static empty page.
 SWALLOC_INLINE void *_Nonnull swalloc_empty_heap_address(void) {
   extern void *swalloc_empty_heap[SWALLOC_DIRECT_COUNT];
@@ -75,6 +82,24 @@ SWALLOC_INLINE uint64_t *_Nonnull swalloc_huge_reserve_bits_address(void) {
   extern uint64_t swalloc_huge_reserve_bits[16];
   return swalloc_huge_reserve_bits;
 }
+
+// ---- secure mode -------------------------------------------------------------------------------------------
+/// 8 random bytes from the kernel (getrandom, which does not allocate), or 0 when it fails.
+SWALLOC_INLINE uint64_t swalloc_random_word(void) {
+  uint64_t word = 0;
+  if (getentropy(&word, sizeof word) != 0) return 0;
+  return word;
+}
+
+/// Changes the protection of a range: `accessible` 0 makes it a guard (PROT_NONE). Keeps errno.
+SWALLOC_INLINE void swalloc_protect(void *address, size_t byte_count, int accessible) {
+  int saved = errno;
+  mprotect(address, byte_count, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+  errno = saved;
+}
+
+/// abort(3): the end of a process whose heap was misused in secure mode.
+void swalloc_abort(void) __attribute__((noreturn));
 
 // ---- errno -------------------------------------------------------------------------------------------------
 SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }

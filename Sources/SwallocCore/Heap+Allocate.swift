@@ -24,6 +24,11 @@ extension Heap {
   @inline(never)
   static func allocateSlow(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
     var heap = heap
+    // Secure mode: the TLS slot is always the empty heap; the thread's heap is in the secure slot.
+    if Options.secure {
+      heap = Heap(swalloc_secure_heap_get())
+      if let block = Secure.allocateDirect(heap: heap, byteCount: byteCount) { return block }
+    }
     if heap.isEmpty {
       guard let initialized = Heap.initializeForThread() else {
         swalloc_errno_set(ENOMEM)
@@ -48,8 +53,8 @@ extension Heap {
       }
     }
     let found = page!
-    let block = found.pointee.free!
-    found.pointee.free = nextBlock(block)
+    let block = Options.secure ? Secure.pop(found) : found.pointee.free!
+    if !Options.secure { found.pointee.free = nextBlock(block) }
     found.pointee.used &+= 1
     state.pointee.mallocCount &+= 1
     return block
@@ -67,7 +72,7 @@ extension Heap {
         // The local frees are about to become the free list. A head that links to itself is a block freed
         // twice in a row. One load: a refill hands out as few as 20 blocks (pair.c's mixed sizes), so a
         // 16-link walk here cost 11 instructions per malloc there.
-        if let head = page.pointee.localFree, nextBlock(head) == head { setAside(page, lastFreed: head) }
+        if !Options.secure, let head = page.pointee.localFree, nextBlock(head) == head { setAside(page, lastFreed: head) }
         page.collect()
       }
       if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }

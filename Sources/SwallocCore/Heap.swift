@@ -106,6 +106,7 @@ struct Heap: Equatable {
     if let previous = queue.pointee.current, previous != first { previous.pointee.used &-= 1 }
     if let first, first != queue.pointee.current { first.pointee.used &+= 1 }
     queue.pointee.current = first
+    // (In secure mode the TLS slot stays at the empty heap: these slots serve `Secure.allocate` only.)
     if sizeClass > SizeClass.of(byteCount: SizeClass.directMaxByteCount) { return }
     let page = first ?? Heap.emptyPage
     // Slots whose 16-byte granule count rounds up into this class: (previous block size, block size].

@@ -28,8 +28,12 @@ enum HugeSpan {
       swalloc_errno_set(ENOMEM)
       return nil
     }
-    // At least one byte: a zero-byte request still gets a distinct, writable block.
-    let mappingByteCount = (dataOffset + Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1)
+    // At least one byte: a zero-byte request still gets a distinct, writable block. In secure mode the block
+    // is whole 4 KiB pages, followed by a guard page.
+    let secure = Options.secure
+    let pageRounded = (Swift.max(byteCount, 1) + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
+    let needed = secure ? pageRounded + Secure.guardByteCount : Swift.max(byteCount, 1)
+    let mappingByteCount = (dataOffset + needed + granularity - 1) & ~(granularity - 1)
     let spanAlignment = Swift.max(Segment.byteCount, alignment)
     var segment: UnsafeMutablePointer<Segment>
     var fresh = false
@@ -39,7 +43,7 @@ enum HugeSpan {
     } else {
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
         ? mappingByteCount
-        : (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1)
+        : Swift.max(mappingByteCount, (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1))
       guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment) else {
         swalloc_errno_set(ENOMEM)
         return nil
@@ -61,9 +65,10 @@ enum HugeSpan {
     page.pointee.start = block
     // The block's usable size is what was asked for (in 64 KiB steps); the rest of a larger reused span is
     // room to grow in place (see `resize`).
-    page.pointee.blockByteCount = Swift.min(
+    page.pointee.blockByteCount = secure ? pageRounded : Swift.min(
       segment.pointee.mappingByteCount - dataOffset,
       (Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1))
+    if secure { Secure.guardRange(block + pageRounded, byteCount: Secure.guardByteCount, on: true) }
     page.pointee.sizeClass = 0
     Statistics.huge(allocatedByteCount: page.pointee.blockByteCount)
     if let owner { owner.linkHugeSpan(segment) }
@@ -75,6 +80,9 @@ enum HugeSpan {
   static func free(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) {
     if block != page.pointee.start || page.pointee.used != 1 {
       return Diagnostics.invalidFree(block, reason: page.pointee.used == 1 ? .interior : .pageNotInUse)
+    }
+    if Options.secure {
+      Secure.guardRange(block + page.pointee.blockByteCount, byteCount: Secure.guardByteCount, on: false)
     }
     page.pointee.used = 0
     page.pointee.state = .free
@@ -90,6 +98,8 @@ enum HugeSpan {
   /// would waste more than `reuseFactor`-fold (the caller then moves the block).
   static func resize(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, byteCount: Int,
                      reuseFactor: Int) -> Bool {
+    // Secure mode keeps a guard page right after each huge block: no resizing in place.
+    if Options.secure { return false }
     let segment = page.segment
     let capacity = segment.pointee.mappingByteCount - (block - segment.address)
     if byteCount > capacity || byteCount &* reuseFactor < capacity { return false }

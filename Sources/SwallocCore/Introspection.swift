@@ -10,7 +10,7 @@ extension LibC {
   static func purgeNow() -> Int {
     let purgedBefore = Statistics.purgedByteCount.load(ordering: .relaxed)
     let mappedBefore = Statistics.mappedByteCount.load(ordering: .relaxed)
-    let heap = Heap.current
+    let heap = Heap.owned
     if !heap.isEmpty { heap.trim() }
     // A heap popped from the pool is ours until pushed back. The popped ones are linked through nextInPool.
     var trimmed: UnsafeMutableRawPointer? = nil

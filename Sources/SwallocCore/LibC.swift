@@ -45,7 +45,8 @@ enum LibC {
     }
     let usable = usableSize(pointer)
     if usable < 0 {
-      // Not ours: we cannot know how much to copy. Refuse rather than guess.
+      // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort).
+      if Options.secure { Secure.fail(pointer, .foreign) }
       Diagnostics.invalidFree(pointer, reason: .foreign)
       swalloc_errno_set(ENOMEM)
       return nil
@@ -105,7 +106,7 @@ enum LibC {
       swalloc_errno_set(ENOMEM)
       return nil
     }
-    var heap = Heap.current
+    var heap = Heap.owned
     if heap.isEmpty {
       guard let initialized = Heap.initializeForThread() else {
         swalloc_errno_set(ENOMEM)

@@ -81,7 +81,7 @@ enum OSMemory {
 
   /// Where diagnostics go: standard error, or a duplicate of it taken at start-up when statistics are to be
   /// printed at exit (some programs close standard error before exiting: coreutils' close_stdout does).
-  nonisolated(unsafe) static var errorDescriptor: Int32 = 2
+  @exclusivity(unchecked) nonisolated(unsafe) static var errorDescriptor: Int32 = 2
 
   /// Keeps a private duplicate of standard error for the statistics printed at exit.
   static func keepStandardError() {

@@ -20,25 +20,36 @@ enum HugePageMode: UInt8 {
 }
 
 enum Options {
-  nonisolated(unsafe) static var isInitialized = false
+  @exclusivity(unchecked) nonisolated(unsafe) static var isInitialized = false
   /// SWALLOC_SHOW_STATS: 0 (default), 1 (a table on stderr at exit), json.
-  nonisolated(unsafe) static var showStatistics = StatisticsOutput.off
+  @exclusivity(unchecked) nonisolated(unsafe) static var showStatistics = StatisticsOutput.off
   /// SWALLOC_VERBOSE: 0 (default) or 1: report invalid frees and fallbacks on stderr.
-  nonisolated(unsafe) static var verbose = false
+  @exclusivity(unchecked) nonisolated(unsafe) static var verbose = false
   /// SWALLOC_PURGE_DELAY_MS: how long a free page keeps its memory before MADV_DONTNEED (default 10).
-  nonisolated(unsafe) static var purgeDelayMs = 10
+  @exclusivity(unchecked) nonisolated(unsafe) static var purgeDelayMs = 10
   /// SWALLOC_HUGE_PAGES: off (default), transparent, explicit.
-  nonisolated(unsafe) static var hugePages = HugePageMode.off
+  @exclusivity(unchecked) nonisolated(unsafe) static var hugePages = HugePageMode.off
   /// SWALLOC_HUGE_RESERVE: bytes of explicit huge pages mapped at start for segments (default 0).
-  nonisolated(unsafe) static var hugeReserveByteCount = 0
+  @exclusivity(unchecked) nonisolated(unsafe) static var hugeReserveByteCount = 0
   /// SWALLOC_LOCKED: 0 (default) or 1: map memory with MAP_LOCKED (never swapped out, never purged).
-  nonisolated(unsafe) static var locked = false
+  @exclusivity(unchecked) nonisolated(unsafe) static var locked = false
+  /// SWALLOC_SECURE: 0 or 1: encoded free lists, double and invalid frees abort, guard pages, randomized
+  /// free-list order (Secure.swift). The default is 0, or 1 in a build with `-DSWALLOC_SECURE_DEFAULT`.
+  #if SWALLOC_SECURE_DEFAULT
+  @exclusivity(unchecked) nonisolated(unsafe) static var secure = true
+  #else
+  @exclusivity(unchecked) nonisolated(unsafe) static var secure = false
+  #endif
+  /// Secure mode is decided once, before the first heap or span exists: blocks handed out in one mode
+  /// cannot be freed in the other.
+  @exclusivity(unchecked) nonisolated(unsafe) static var isSecureDecided = false
 
   /// Reads the environment the first time it is called with one. Racing threads read the same values.
   /// The first allocations can come before libc has set `environ` (the loader allocates early): those leave
   /// the options for a later call, at the latest the library constructor.
   static func initializeIfNeeded() {
     if isInitialized { return }
+    if !isSecureDecided { decideSecureMode() }
     guard let environment = swalloc_environ() else { return }
     isInitialized = true
     var index = 0
@@ -93,6 +104,9 @@ enum Options {
         } else {
           warn(entry, accepted: "0, 1")
         }
+      } else if let value = match(entry, "SWALLOC_SECURE=") {
+        // Already decided (decideSecureMode); here only the warning for a malformed value.
+        if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
       } else if match(entry, "SWALLOC_") != nil && !isKnown(entry) {
         warnUnknown(entry)
       }
@@ -155,9 +169,65 @@ enum Options {
     return result <= Int.max >> shift ? result << shift : nil
   }
 
-  /// The options this version knows (a misspelt SWALLOC_ variable gets a warning).
+  /// The options this version knows (a misspelt SWALLOC_ variable gets a warning). All are matched above.
   static func isKnown(_ entry: UnsafeMutablePointer<CChar>) -> Bool {
-    match(entry, "SWALLOC_SECURE=") != nil
+    false
+  }
+
+  /// Reads SWALLOC_SECURE before anything is allocated: from `environ`, or, when libc has not set it yet
+  /// (the loader's own first allocations), from /proc/self/environ, read with a small stack buffer.
+  static func decideSecureMode() {
+    if let environment = swalloc_environ() {
+      var index = 0
+      while let entry = environment[index] {
+        index &+= 1
+        if let value = match(entry, "SWALLOC_SECURE=") {
+          if equals(value, "1") { secure = true } else if equals(value, "0") || equals(value, "") { secure = false }
+        }
+      }
+    } else if let value = secureFromProcessEnvironment() {
+      secure = value
+    }
+    if secure { Secure.initialize() }
+    isSecureDecided = true
+  }
+
+  /// The value of SWALLOC_SECURE in /proc/self/environ (entries separated by NUL bytes), or nil.
+  static func secureFromProcessEnvironment() -> Bool? {
+    let descriptor = swalloc_open_read_only("/proc/self/environ")
+    if descriptor < 0 { return nil }
+    defer { close(descriptor) }
+    let prefix: StaticString = "SWALLOC_SECURE="
+    // Streaming match: `matched` bytes of the prefix seen at the start of the current entry (-1: this entry
+    // does not match); after the prefix, `value` collects the first byte and `length` the value's length.
+    var matched = 0
+    var value: UInt8 = 0
+    var length = 0
+    var result: Bool? = nil
+    var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    return withUnsafeMutableBytes(of: &buffer) { bytes in
+      while true {
+        let count = read(descriptor, bytes.baseAddress, bytes.count)
+        if count <= 0 { return result }
+        for index in 0..<count {
+          let byte = bytes[index]
+          if byte == 0 {
+            if matched == prefix.utf8CodeUnitCount && length == 1 && (value == 48 || value == 49) {
+              result = value == 49
+            }
+            matched = 0
+            length = 0
+          } else if matched < 0 {
+            continue
+          } else if matched < prefix.utf8CodeUnitCount {
+            matched = prefix.utf8Start[matched] == byte ? matched &+ 1 : -1
+          } else {
+            if length == 0 { value = byte }
+            length &+= 1
+          }
+        }
+      }
+    }
   }
 
   static func warnUnknown(_ entry: UnsafeMutablePointer<CChar>) {
@@ -165,7 +235,7 @@ enum Options {
       writer.text("swalloc: warning: ignoring unknown option ")
       writer.cString(entry)
       writer.text(" (known: SWALLOC_SHOW_STATS, SWALLOC_VERBOSE, SWALLOC_PURGE_DELAY_MS, SWALLOC_HUGE_PAGES, ")
-      writer.text("SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED)\n")
+      writer.text("SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE)\n")
     }
   }
 

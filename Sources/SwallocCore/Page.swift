@@ -89,6 +89,7 @@ extension UnsafeMutablePointer where Pointee == Page {
   /// Carves up to `extendByteCount` more blocks out of the page onto `free` (which must be empty).
   /// Touches only the memory of the new blocks: fresh pages stay untouched until needed.
   func extend() {
+    if Options.secure { return Secure.extend(self) }
     let blockByteCount = pointee.blockByteCount
     let remaining = Int(pointee.reserved &- pointee.capacity)
     let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
@@ -119,14 +120,18 @@ extension UnsafeMutablePointer where Pointee == Page {
         word = original
       }
       let head = UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask)!
-      var tail = head
-      collected = 1
-      while let following = nextBlock(tail) {
-        tail = following
-        collected &+= 1
+      if Options.secure {
+        collected = Secure.collect(self, head: head)
+      } else {
+        var tail = head
+        collected = 1
+        while let following = nextBlock(tail) {
+          tail = following
+          collected &+= 1
+        }
+        setNextBlock(tail, pointee.localFree)
+        pointee.localFree = head
       }
-      setNextBlock(tail, pointee.localFree)
-      pointee.localFree = head
       pointee.used &-= Int32(truncatingIfNeeded: collected)
       // Statistics: frees other threads made count as done from here on (see `Statistics.snapshot`).
       if let heap = pointee.heap {

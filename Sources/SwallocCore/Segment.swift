@@ -121,11 +121,13 @@ extension UnsafeMutablePointer where Pointee == Segment {
   func pageArea(at index: Int) -> (start: UnsafeMutableRawPointer, byteCount: Int) {
     let kind = pointee.kind
     let pageByteCount = 1 << Segment.pageShift(kind)
+    // Secure mode: the segment's last 4 KiB are a guard page, taken from its last page.
+    let guardByteCount = Options.secure && index == Segment.pageCount(kind) - 1 ? Secure.guardByteCount : 0
     if index == 0 {
       let offset = Segment.firstPageOffset(kind)
-      return (address + offset, pageByteCount - offset)
+      return (address + offset, pageByteCount - offset - guardByteCount)
     }
-    return (address + (index &<< Segment.pageShift(kind)), pageByteCount)
+    return (address + (index &<< Segment.pageShift(kind)), pageByteCount - guardByteCount)
   }
 
   /// Lays out a fresh or recycled span as a segment of `kind` owned by `heap`: every page free.
@@ -143,6 +145,11 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.nextAvailable = nil
     pointee.previousAvailable = nil
     pointee.isAvailable = false
+    if Options.secure {
+      // Between the descriptors and the first block: an underflow of page 0 or an overflow from the mapping
+      // below cannot reach the metadata.
+      Secure.guardRange(address + Secure.headerGuardOffset, byteCount: Secure.guardByteCount, on: true)
+    }
     for slice in 0..<Segment.sliceCount {
       let page = descriptor(ofSlice: slice)
       page.pointee.threadFree.store(0, ordering: .relaxed)

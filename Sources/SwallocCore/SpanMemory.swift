@@ -99,8 +99,8 @@ enum HugeReserve {
   static let maximumByteCount = 4 << 30
   static let wordCount = maximumByteCount / Segment.byteCount / 64
 
-  nonisolated(unsafe) static var base: UnsafeMutableRawPointer? = nil
-  nonisolated(unsafe) static var unitCount = 0
+  @exclusivity(unchecked) nonisolated(unsafe) static var base: UnsafeMutableRawPointer? = nil
+  @exclusivity(unchecked) nonisolated(unsafe) static var unitCount = 0
 
   /// Bit `i` set: unit `i` free. `wordCount` words live in the C shim's static storage.
   static func word(_ index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {

@@ -25,7 +25,8 @@ extension Heap {
       heap = fresh
     }
     heap.state.pointee.isOwned = true
-    swalloc_heap_set(heap.base)
+    // Secure mode: the TLS slot stays at the empty heap (every malloc and free takes its checking slow path).
+    if Options.secure { swalloc_secure_heap_set(heap.base) } else { swalloc_heap_set(heap.base) }
     // pthread_setspecific may allocate for high keys; the TLS slot is already set, so that nests safely.
     swalloc_thread_register(heap.base)
     return heap
@@ -129,6 +130,7 @@ func swallocCoreThreadExit(_ heapAddress: UnsafeMutableRawPointer) {
   // Later thread-exit destructors may still allocate: they start from the empty heap again, and get
   // a (pooled) heap and another destructor round.
   if swalloc_heap_get() == heapAddress { swalloc_heap_set(swalloc_empty_heap_address()) }
+  if swalloc_secure_heap_get() == heapAddress { swalloc_secure_heap_set(swalloc_empty_heap_address()) }
   heap.abandon()
 }
 

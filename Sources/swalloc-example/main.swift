@@ -55,7 +55,7 @@ let words = withArena { arena in
 print("withArena: \(words)")
 
 let options = SwallocOptions.current
-print("options: purge delay \(options.purgeDelayMilliseconds) ms, huge pages \(options.hugePages)")
+print("options: purge delay \(options.purgeDelayMilliseconds) ms, huge pages \(options.hugePages), secure \(options.secure)")
 print("Swift API heaps: \(SwallocStatistics.heaps.allocationCount) allocations, \(SwallocStatistics.heaps.heapCount) heaps")
 if let process = SwallocStatistics.process {
   print("libswalloc.so: \(process.allocationCount) allocations, \(process.liveByteCount) live bytes")

@@ -30,9 +30,11 @@ struct SwiftAPIProcessTests {
   func optionsFromEnvironment() async throws {
     let example = try Preload.buildProduct("swalloc-example")
     let result = try await runChild(
-      example, preload: nil, environment: ["SWALLOC_PURGE_DELAY_MS": "50", "SWALLOC_HUGE_PAGES": "transparent"])
+      example, preload: nil,
+      environment: ["SWALLOC_PURGE_DELAY_MS": "50", "SWALLOC_HUGE_PAGES": "transparent", "SWALLOC_SECURE": "1"])
     #expect(result.succeeded, "\(result.summary)")
-    expectLine("options: purge delay 50 ms, huge pages transparent", in: result)
+    // The Swift API's heaps run in secure mode too: the example's heap and arena tour still passes.
+    expectLine("options: purge delay 50 ms, huge pages transparent, secure true", in: result)
   }
 
   /// Compiles the linked-program fixture with swiftc against the library under test.

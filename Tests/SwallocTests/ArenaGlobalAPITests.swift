@@ -175,6 +175,7 @@ struct GlobalAPITests {
     if environment["SWALLOC_HUGE_PAGES"] == nil { #expect(options.hugePages == .off) }
     if environment["SWALLOC_LOCKED"] == nil { #expect(!options.locked) }
     if environment["SWALLOC_SHOW_STATS"] == nil { #expect(options.showStatistics == .off) }
+    if environment["SWALLOC_SECURE"] == nil { #expect(!options.secure) }
   }
 }
 

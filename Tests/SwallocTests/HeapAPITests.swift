@@ -160,32 +160,40 @@ struct HeapAPITests {
 
   @Test("destroy releases live blocks, pages and huge spans at once")
   func destroyWithLiveBlocks() {
-    let before = SwallocStatistics.heaps
     let heap = SwallocHeap()
-    for index in 0..<50_000 { _ = heap.allocate(byteCount: 8 + index % 3000) }
-    for _ in 0..<4 { _ = heap.allocate(byteCount: 3 << 20) }
+    var sample: [UnsafeMutableRawPointer] = []
+    for index in 0..<50_000 {
+      let block = heap.allocate(byteCount: 8 + index % 3000)
+      if index % 50 == 0 { sample.append(block) }
+    }
+    let huge = (0..<4).map { _ in heap.allocate(byteCount: 3 << 20) }
     let live = heap.statistics
     #expect(live.liveBlockCount == 50_004)
+    #expect(live.hugeBlockCount == 4)
     #expect(live.segmentCount > 1)
-    let during = SwallocStatistics.heaps
-    #expect(during.hugeBlockCount >= before.hugeBlockCount + 4)
     heap.destroy()
-    let after = SwallocStatistics.heaps
-    // Other tests run alongside: the figures move by what this heap held, give or take their own blocks.
-    #expect(after.hugeBlockCount <= during.hugeBlockCount - 4)
-    #expect(after.liveByteCount < during.liveByteCount - live.liveByteCount / 2)
+    // The blocks are no longer live. Other tests run alongside and may reuse the released memory (the span
+    // cache hands it on), so a few sampled addresses may be live again, as someone else's blocks.
+    let stillLive = (sample + huge).filter { SwallocHeap.usableSize(of: $0) != nil }.count
+    #expect(stillLive * 20 < sample.count, "\(stillLive) of \(sample.count + 4) blocks still live after destroy")
+    // The destroyed heap is reused, empty.
+    let next = SwallocHeap()
+    #expect(next.statistics.liveBlockCount == 0)
+    #expect(next.statistics.segmentCount == 0)
+    next.destroy()
   }
 
   @Test("a heap is destroyed when its handle goes out of scope")
   func deinitDestroys() {
-    var hugeBefore = 0
+    var blocks: [UnsafeMutableRawPointer] = []
     do {
       let heap = SwallocHeap()
-      _ = heap.allocate(byteCount: 2 << 20)
-      hugeBefore = SwallocStatistics.heaps.hugeBlockCount
-      #expect(heap.statistics.hugeBlockCount == 1)
+      blocks = (0..<100).map { _ in heap.allocate(byteCount: 100) }
+      #expect(blocks.allSatisfy { SwallocHeap.usableSize(of: $0) != nil })
+      #expect(heap.statistics.liveBlockCount == 100)
     }
-    #expect(SwallocStatistics.heaps.hugeBlockCount < hugeBefore)
+    // As above: released memory may already serve another test's blocks.
+    #expect(blocks.filter { SwallocHeap.usableSize(of: $0) != nil }.count < 10)
   }
 
   @Test("destroyed heaps are reused: creating and destroying 2000 heaps maps few")

@@ -49,7 +49,7 @@ extension Heap {
   /// the heap given instead of read from the TLS slot. Nil when memory is exhausted or the size impossible.
   @inline(__always)
   func allocateUser(byteCount: Int) -> UnsafeMutableRawPointer? {
-    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) && !Options.secure {
       let page = directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
         page.pointee.free = nextBlock(block)
@@ -78,6 +78,7 @@ extension Heap {
   /// a block of another heap (or a huge block) takes the path any thread's free takes.
   @inline(__always)
   func deallocateUser(_ block: UnsafeMutableRawPointer) {
+    if Options.secure { return Secure.free(block, heap: self) }
     let address = UInt(bitPattern: block)
     if SegmentMap.entry(address) == 1 {
       let slot = Heap.descriptorSlot(address)
@@ -217,7 +218,7 @@ extension Heap {
         var word = page.pointee.threadFree.load(ordering: .acquiring) & ~NotifyState.mask
         while let block = UnsafeMutableRawPointer(bitPattern: word) {
           pending += 1
-          word = UInt(bitPattern: nextBlock(block))
+          word = UInt(bitPattern: Options.secure ? Secure.next(block) : nextBlock(block))
         }
         let used = usedBlockCount(page) - pending
         figures.pendingRemoteFreeCount += pending

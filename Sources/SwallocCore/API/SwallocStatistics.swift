@@ -135,6 +135,8 @@ public struct SwallocOptions: Sendable, Equatable {
   public var hugeReserveByteCount: Int
   /// `SWALLOC_LOCKED`: segments mapped with `MAP_LOCKED`.
   public var locked: Bool
+  /// `SWALLOC_SECURE`: encoded free lists, aborting double and invalid frees, guard pages, random block order.
+  public var secure: Bool
 
   /// The options in effect.
   public static var current: SwallocOptions {
@@ -145,6 +147,7 @@ public struct SwallocOptions: Sendable, Equatable {
       purgeDelayMilliseconds: Options.purgeDelayMs,
       hugePages: Options.hugePages == .off ? .off : Options.hugePages == .transparent ? .transparent : .explicit,
       hugeReserveByteCount: Options.hugeReserveByteCount,
-      locked: Options.locked)
+      locked: Options.locked,
+      secure: Options.secure)
   }
 }

@@ -1,0 +1,272 @@
+// Secure: SWALLOC_SECURE=1. Free-list links are encoded with a per-process random key and the block's own
+// address, checked when followed; a freed block carries a keyed marker, so a second free of it aborts; frees
+// of foreign, stale or interior pointers abort; blocks are carved in a random order; guard pages sit between
+// each span's header and its blocks, at the end of each segment, and after each huge block.
+//
+// It costs nothing when off: the TLS heap slot stays at the static empty heap, whose empty page sends every
+// malloc to its slow path, and whose address no page has as owner, which sends every free to its slow path.
+// The slow paths test `Options.secure` once and come here; the thread's real heap is in a second TLS slot.
+import CShim
+import Synchronization
+
+enum Secure {
+  /// The encoding key: random, odd, set once (0 while secure mode is off).
+  static let keyWord = Atomic<UInt>(0)
+  /// The state of the block-order generator (splitmix64 over a shared counter).
+  static let randomState = Atomic<UInt>(0)
+
+  /// Offset of the first guard page in every span: after the header and the 64 slice descriptors (which end
+  /// at 8320 bytes), before the first block (16 KiB in at the earliest).
+  static let headerGuardOffset = 12 * 1024
+  static let guardByteCount = OSMemory.pageByteCount
+
+  static func initialize() {
+    var seed = UInt(swalloc_random_word())
+    if seed == 0 { seed = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
+    _ = keyWord.compareExchange(expected: 0, desired: mix(seed) | 1, ordering: .relaxed)
+    _ = randomState.compareExchange(expected: 0, desired: mix(seed ^ 0x5851_F42D_4C95_7F2D), ordering: .relaxed)
+  }
+
+  @inline(__always)
+  static var key: UInt { keyWord.load(ordering: .relaxed) }
+
+  /// splitmix64's finalizer.
+  @inline(__always)
+  static func mix(_ value: UInt) -> UInt {
+    var z = value
+    z = (z ^ (z &>> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z &>> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z &>> 31)
+  }
+
+  static func random() -> UInt {
+    mix(randomState.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue)
+  }
+
+  // MARK: encoded links
+
+  /// Stores the link to `next` in `block`'s first word: `next ^ key ^ rotate(block)`. A link copied from one
+  /// block to another, or forged without the key, decodes to an address outside the page.
+  @inline(__always)
+  static func setNext(_ block: UnsafeMutableRawPointer, _ next: UnsafeMutableRawPointer?) {
+    let mask = key ^ rotated(UInt(bitPattern: block))
+    block.storeBytes(of: UInt(bitPattern: next) ^ mask, as: UInt.self)
+  }
+
+  @inline(__always)
+  static func rotated(_ value: UInt) -> UInt { (value &<< 17) | (value &>> 47) }
+
+  @inline(__always)
+  static func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    let mask = key ^ rotated(UInt(bitPattern: block))
+    return UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ mask)
+  }
+
+  /// The link of `block`, a block of `page`, checked to be nil or a 16-byte-aligned address inside the page's
+  /// carved blocks. Aborts otherwise (the free list was overwritten: a use after free or an overflow).
+  @inline(__always)
+  static func checkedNext(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer? {
+    guard let next = next(block) else { return nil }
+    let start = UInt(bitPattern: page.pointee.start)
+    let address = UInt(bitPattern: next)
+    let end = start &+ UInt(page.pointee.capacity) &* UInt(page.pointee.blockByteCount)
+    if address < start || address >= end || address & 15 != 0 { fail(block, .corruptedFreeList) }
+    return next
+  }
+
+  /// The marker a freed block carries in its second word (every block has at least 16 bytes): keyed, so a
+  /// program cannot write it by chance or on purpose.
+  @inline(__always)
+  static func freedMarker(_ block: UnsafeMutableRawPointer) -> UInt {
+    (UInt(bitPattern: block) &* 0x9E37_79B9_7F4A_7C15) ^ key
+  }
+
+  /// malloc of up to 1 KiB from the current page of its class (the thread heap's direct slot, which only
+  /// this path reads in secure mode). Nil when that page is empty: the generic slow path takes over.
+  @inline(__always)
+  static func allocateDirect(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
+    if UInt(bitPattern: byteCount) > UInt(SizeClass.directMaxByteCount) { return nil }
+    let page = heap.directPage((byteCount &+ 15) &>> 4)
+    guard let block = page.pointee.free else { return nil }
+    page.pointee.free = checkedNext(block, page: page)
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    page.pointee.used &+= 1
+    heap.state.pointee.mallocCount &+= 1
+    return block
+  }
+
+  // MARK: page lists
+
+  /// Pops the first block of `page.free` (which must not be empty), checking its link and clearing its
+  /// freed marker.
+  static func pop(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer {
+    let block = page.pointee.free.unsafelyUnwrapped
+    page.pointee.free = checkedNext(block, page: page)
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    return block
+  }
+
+  /// Carves up to `Page.extendByteCount` more blocks onto `page.free` (which must be empty), linked in a
+  /// random order: i -> (offset + i * stride) mod count, with the stride prime to the count.
+  static func extend(_ page: UnsafeMutablePointer<Page>) {
+    let blockByteCount = page.pointee.blockByteCount
+    let remaining = Int(page.pointee.reserved &- page.pointee.capacity)
+    let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
+    let first = page.pointee.start! + Int(page.pointee.capacity) &* blockByteCount
+    let bits = random()
+    let offset = Int(bitPattern: bits % UInt(count))
+    var stride = count == 1 ? 1 : 1 + Int(bitPattern: (bits &>> 32) % UInt(count - 1))
+    while greatestCommonDivisor(stride, count) != 1 { stride += 1 }
+    var index = offset
+    var previous: UnsafeMutableRawPointer? = nil
+    var head: UnsafeMutableRawPointer? = nil
+    for _ in 0..<count {
+      let block = first + index &* blockByteCount
+      if let previous { setNext(previous, block) } else { head = block }
+      previous = block
+      index = (index + stride) % count
+    }
+    setNext(previous!, page.pointee.free)
+    page.pointee.free = head
+    page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
+  }
+
+  static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
+    var (x, y) = (a, b)
+    while y != 0 { (x, y) = (y, x % y) }
+    return x
+  }
+
+  /// `Page.collect` in secure mode: the thread-free list (encoded links) goes in front of `localFree`.
+  static func collect(_ page: UnsafeMutablePointer<Page>, head: UnsafeMutableRawPointer) -> Int {
+    var tail = head
+    var collected = 1
+    while let following = checkedNext(tail, page: page) {
+      tail = following
+      collected &+= 1
+    }
+    setNext(tail, page.pointee.localFree)
+    page.pointee.localFree = head
+    return collected
+  }
+
+  // MARK: free
+
+  /// free() in secure mode, with `heap` the calling thread's real heap (or the user heap freeing). `slot` is
+  /// the descriptor slot free's fast path computed (0: the segment map entry was not 1).
+  static func free(_ block: UnsafeMutableRawPointer, heap: Heap, slot: UInt = 0) {
+    let address = UInt(bitPattern: block)
+    var page: UnsafeMutablePointer<Page>
+    if slot != 0 {
+      page = Heap.pageAt(slot)
+    } else {
+      guard let segment = SegmentMap.segment(of: address) else { fail(block, .foreign) }
+      let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
+      page = segment.page(at: index)
+    }
+    if page.pointee.state != .inUse {
+      if page.pointee.state == .stub {
+        let segment = page.segment
+        page = segment.page(ofSlice: segment.index(ofSlice: page))
+      } else if page.pointee.state == .huge || page.segment.pointee.kind == .huge {
+        if page.pointee.state != .huge || page.pointee.used != 1 { fail(block, .doubleFree) }
+        if block != page.pointee.start { fail(block, .interior) }
+        return HugeSpan.free(page, block)
+      }
+      if page.pointee.state != .inUse { fail(block, .doubleFree) }
+    }
+    // One 32-bit division (offsets and block sizes are below 4 MiB) checks the block boundary and the range.
+    let offset = address &- UInt(bitPattern: page.pointee.start)
+    let (index, remainder) = UInt32(truncatingIfNeeded: offset)
+      .quotientAndRemainder(dividingBy: UInt32(truncatingIfNeeded: page.pointee.blockByteCount))
+    if offset >= UInt(1 << 22) || remainder != 0 || index >= UInt32(bitPattern: page.pointee.capacity) {
+      fail(block, .interior)
+    }
+    let marker = freedMarker(block)
+    if block.load(fromByteOffset: 8, as: UInt.self) == marker { fail(block, .doubleFree) }
+    block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
+    if page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base) {
+      if page.pointee.isFull {
+        heap.processDelayed()
+        if page.pointee.isFull { heap.moveFromFullToQueue(page) }
+      }
+      setNext(block, page.pointee.localFree)
+      page.pointee.localFree = block
+      page.pointee.used &-= 1
+      // A queue's current page holds one extra count: `used` reaches 0 only on pages that can be retired.
+      if page.pointee.used == 0 { heap.retire(page) }
+      return
+    }
+    freeRemote(page, block, heap)
+  }
+
+  /// A free into another heap's page: `Heap.freeRemote` with encoded links.
+  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap) {
+    var word = page.pointee.threadFree.load(ordering: .relaxed)
+    while true {
+      if word & NotifyState.mask == NotifyState.notify {
+        let (claimed, original) = page.pointee.threadFree.compareExchange(
+          expected: word, desired: word & ~NotifyState.mask, ordering: .relaxed)
+        if !claimed {
+          word = original
+          continue
+        }
+        word &= ~NotifyState.mask
+        Heap(page.pointee.heap.unsafelyUnwrapped).pushDelayed(page)
+      }
+      setNext(block, UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask))
+      let (pushed, original) = page.pointee.threadFree.compareExchange(
+        expected: word, desired: UInt(bitPattern: block) | (word & NotifyState.mask), ordering: .releasing)
+      if pushed { break }
+      word = original
+    }
+    if current.isEmpty {
+      Statistics.unownedRemoteFrees.wrappingAdd(1, ordering: .relaxed)
+    } else {
+      current.state.pointee.remoteFreeCount &+= 1
+    }
+  }
+
+  // MARK: guard pages
+
+  /// Makes `[address, address + byteCount)` a guard (inaccessible), or accessible again.
+  static func guardRange(_ address: UnsafeMutableRawPointer, byteCount: Int, on: Bool) {
+    swalloc_protect(address, byteCount, on ? 0 : 1)
+  }
+
+  // MARK: failure
+
+  enum Failure {
+    case foreign, doubleFree, interior, corruptedFreeList
+  }
+
+  /// Reports a misuse of the heap and aborts (secure mode's answer; glibc aborts on what it detects too).
+  /// Out of line: its message buffer would otherwise enlarge the frames of the paths that check.
+  @inline(never)
+  static func fail(_ block: UnsafeMutableRawPointer, _ failure: Failure) -> Never {
+    ErrorWriter.withWriter { writer in
+      writer.text("swalloc: ")
+      switch failure {
+      case .foreign: writer.text("free(): invalid pointer ")
+      case .doubleFree: writer.text("free(): double free of ")
+      case .interior: writer.text("free(): pointer into the middle of a block ")
+      case .corruptedFreeList: writer.text("malloc(): corrupted free list at ")
+      }
+      writer.hexadecimal(UInt(bitPattern: block))
+      switch failure {
+      case .foreign: writer.text(" (not allocated by swalloc)")
+      case .doubleFree: writer.text(" (already free)")
+      case .interior: writer.text(" (not the start of a block)")
+      case .corruptedFreeList: writer.text(" (a freed block was overwritten: use after free or overflow)")
+      }
+      writer.text("; aborting (SWALLOC_SECURE=1)\n")
+    }
+    swalloc_abort()
+  }
+}
+
+extension Heap {
+  /// The calling thread's heap on slow paths: the TLS slot's, or in secure mode the secure slot's.
+  @inline(__always)
+  static var owned: Heap { Options.secure ? Heap(swalloc_secure_heap_get()) : Heap(swalloc_heap_get()) }
+}

@@ -1,0 +1,119 @@
+// Secure mode (SWALLOC_SECURE=1). `secure ok` runs a threaded workload and reports what secure mode changes
+// (block order, guard pages); every other mode commits one heap error that secure mode must stop with a
+// message and SIGABRT (or, for an overflow into a guard page, SIGSEGV) before it returns.
+#include "fixture.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define THREADS 4
+#define ROUNDS 20000
+
+static void *volatile slots[THREADS][256];
+
+static void *worker(void *argument) {
+  uintptr_t index = (uintptr_t)argument;
+  uint64_t state = 0x9E3779B97F4A7C15ull * (index + 1);
+  for (int round = 0; round < ROUNDS; round++) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    size_t slot = (state >> 33) % 256;
+    // Free a block another thread allocated (cross-thread frees take the remote path).
+    size_t victim = (index + 1) % THREADS;
+    void *old = __atomic_exchange_n(&slots[victim][slot], NULL, __ATOMIC_ACQ_REL);
+    if (old != NULL) {
+      size_t size = *(size_t *)old;
+      fixtureVerify((char *)old + 8, size - 8, (uint64_t)(uintptr_t)old, "cross-thread block");
+      free(old);
+    }
+    size_t sizes[] = {16, 24, 48, 100, 1000, 3000, 9000, 70000, 600000};
+    size_t size = sizes[(state >> 20) % 9];
+    unsigned char *block = (state >> 40) % 7 == 0 ? calloc(1, size) : malloc(size);
+    FIXTURE_CHECK(block != NULL, "malloc(%zu) failed", size);
+    *(size_t *)block = size;
+    fixtureFill(block + 8, size - 8, (uint64_t)(uintptr_t)block);
+    void *previous = __atomic_exchange_n(&slots[index][slot], block, __ATOMIC_ACQ_REL);
+    if (previous != NULL) free(previous);
+  }
+  return NULL;
+}
+
+/// Counts the inaccessible (---p) mappings: secure mode's guard pages split Swalloc's spans.
+static int countGuardMappings(void) {
+  FILE *maps = fopen("/proc/self/maps", "r");
+  if (maps == NULL) return -1;
+  char line[512];
+  int count = 0;
+  while (fgets(line, sizeof line, maps) != NULL) {
+    char permissions[8] = {0};
+    if (sscanf(line, "%*x-%*x %7s", permissions) == 1 && strcmp(permissions, "---p") == 0) count++;
+  }
+  fclose(maps);
+  return count;
+}
+
+static int runWorkload(void) {
+  fixtureReportSwalloc();
+  // Block order: 64 blocks of 48 bytes from a fresh size class. In order, each is 48 bytes after the last.
+  char *blocks[64];
+  int ascending = 0;
+  for (int i = 0; i < 64; i++) {
+    blocks[i] = malloc(48);
+    if (i > 0 && blocks[i] == blocks[i - 1] + 48) ascending++;
+  }
+  printf("ascending neighbours: %d of 63\n", ascending);
+  for (int i = 0; i < 64; i++) free(blocks[i]);
+
+  int before = countGuardMappings();
+  pthread_t threads[THREADS];
+  for (uintptr_t i = 0; i < THREADS; i++) pthread_create(&threads[i], NULL, worker, (void *)i);
+  for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
+  int during = countGuardMappings();
+  printf("guard mappings: %d before, %d after the workload\n", before, during);
+  for (int t = 0; t < THREADS; t++)
+    for (int s = 0; s < 256; s++) free(slots[t][s]);
+
+  void *aligned = NULL;
+  FIXTURE_CHECK(posix_memalign(&aligned, 4096, 5000) == 0 && fixtureIsAligned(aligned, 4096), "posix_memalign");
+  char *grown = realloc(malloc(10), 2000000);
+  FIXTURE_CHECK(grown != NULL, "realloc");
+  grown[1999999] = 1;
+  free(grown);
+  free(aligned);
+  puts("secure workload ok");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "ok";
+  if (strcmp(mode, "ok") == 0) return runWorkload();
+  char *a = malloc(40);
+  char *b = malloc(40);
+  if (strcmp(mode, "double") == 0) {
+    free(a);
+    free(b);
+    free(a);
+  } else if (strcmp(mode, "interior") == 0) {
+    free(a + 16);
+  } else if (strcmp(mode, "foreign") == 0) {
+    static char notOurs[64];
+    free(notOurs + 16);
+  } else if (strcmp(mode, "huge-double") == 0) {
+    char *huge = malloc(1 << 20);
+    free(huge);
+    free(huge);
+  } else if (strcmp(mode, "use-after-free") == 0) {
+    // Overwrite a freed block's link, then allocate until the list reaches it.
+    free(a);
+    memset(a, 0x41, 16);
+    for (int i = 0; i < 100000; i++) (void)malloc(40);
+  } else if (strcmp(mode, "overflow") == 0) {
+    // One byte past a huge block's (page-rounded) end is a guard page.
+    volatile char *huge = malloc(1 << 20);
+    volatile size_t end = 1 << 20;
+    huge[end] = 1;
+  } else {
+    fixtureFail("unknown mode %s", mode);
+  }
+  puts("not stopped");
+  return 0;
+}

@@ -1,0 +1,63 @@
+// Secure mode (SWALLOC_SECURE=1): a threaded workload runs correctly with randomized block order and guard
+// pages, and each heap error (double free, interior and foreign pointers, a double free of a huge block, a
+// freed block's link overwritten, an overflow past a huge block) stops the process with a message naming the
+// address, or a fault on the guard page.
+import Foundation
+import Testing
+
+@Suite("Secure mode")
+struct SecureTests {
+  static let secure = ["SWALLOC_SECURE": "1"]
+
+  @Test("a threaded workload runs correctly; blocks come in random order; guard pages split the spans")
+  func workload() async throws {
+    let program = try await FixtureBuilds.shared.build("secure.c", as: .c)
+    let result = try await runPreloaded(program, ["ok"], environment: Self.secure)
+    expectLine("secure workload ok", in: result)
+    let ascending = result.outputLines.first { $0.hasPrefix("ascending neighbours: ") }
+    // In order (the default mode) all 63 neighbours are 48 bytes apart; shuffled, few are.
+    let count = ascending.flatMap { Int($0.split(separator: " ")[2]) } ?? 63
+    #expect(count < 16, "\(result.summary)")
+    let guards = result.outputLines.first { $0.hasPrefix("guard mappings: ") }?.split(separator: " ")
+    let after = guards.flatMap { Int($0[4]) } ?? 0
+    #expect(after >= 20, "\(result.summary)")
+
+    // The same program without secure mode: blocks in address order.
+    let plain = try await runPreloaded(program, ["ok"])
+    expectLine("ascending neighbours: 63 of 63", in: plain)
+  }
+
+  @Test("heap errors abort with a message naming the address and the error", arguments: [
+    ("double", "free(): double free of 0x"),
+    ("interior", "free(): pointer into the middle of a block 0x"),
+    ("foreign", "free(): invalid pointer 0x"),
+    ("huge-double", "free(): double free of 0x"),
+    ("use-after-free", "malloc(): corrupted free list at 0x"),
+  ])
+  func errorsAbort(mode: String, message: String) async throws {
+    let program = try await FixtureBuilds.shared.build("secure.c", as: .c)
+    let result = try await runChild(program, [mode], preload: try Preload.library(), environment: Self.secure)
+    let aborted = (result.signaled && result.status == SIGABRT) || result.status == 128 + SIGABRT
+    #expect(aborted, "\(result.summary)")
+    #expect(result.standardError.contains("swalloc: " + message), "\(result.summary)")
+    #expect(result.standardError.contains("aborting (SWALLOC_SECURE=1)"), "\(result.summary)")
+    #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
+  }
+
+  @Test("a write past the end of a huge block faults on its guard page")
+  func overflowFaults() async throws {
+    let program = try await FixtureBuilds.shared.build("secure.c", as: .c)
+    let result = try await runChild(program, ["overflow"], preload: try Preload.library(), environment: Self.secure)
+    let faulted = (result.signaled && result.status == SIGSEGV) || result.status == 128 + SIGSEGV
+    #expect(faulted, "\(result.summary)")
+    #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
+  }
+
+  @Test("the stress program runs clean in secure mode (4 threads, 4 s)")
+  func stress() async throws {
+    let stress = try Preload.buildProduct("swalloc-stress")
+    let result = try await runPreloaded(stress, ["--threads", "4", "--seconds", "4"], environment: Self.secure)
+    #expect(result.outputLines.contains { $0.hasPrefix("swalloc-stress: ") && $0.hasSuffix(" ok") },
+            "\(result.summary)")
+  }
+}
