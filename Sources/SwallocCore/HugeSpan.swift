@@ -98,10 +98,22 @@ enum HugeSpan {
   /// would waste more than `reuseFactor`-fold (the caller then moves the block).
   static func resize(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, byteCount: Int,
                      reuseFactor: Int) -> Bool {
-    // Secure mode keeps a guard page right after each huge block: no resizing in place.
-    if Options.secure { return false }
     let segment = page.segment
     let capacity = segment.pointee.mappingByteCount - (block - segment.address)
+    if Options.secure {
+      // The guard page right after the block moves with its end (two mprotect calls, against a copy).
+      let usable = (byteCount + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
+      if usable + Secure.guardByteCount > capacity || byteCount &* reuseFactor < capacity { return false }
+      let old = page.pointee.blockByteCount
+      if usable != old {
+        Secure.guardRange(block + old, byteCount: Secure.guardByteCount, on: false)
+        Secure.guardRange(block + usable, byteCount: Secure.guardByteCount, on: true)
+      }
+      page.pointee.blockByteCount = usable
+      Statistics.hugeLiveByteCount.wrappingAdd(usable - old, ordering: .relaxed)
+      Statistics.pageBytesInUse(adding: usable - old)
+      return true
+    }
     if byteCount > capacity || byteCount &* reuseFactor < capacity { return false }
     let usable = Swift.min(capacity, (byteCount + granularity - 1) & ~(granularity - 1))
     let delta = usable - page.pointee.blockByteCount

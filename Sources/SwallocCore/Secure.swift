@@ -124,7 +124,8 @@ enum Secure {
       let block = first + index &* blockByteCount
       if let previous { setNext(previous, block) } else { head = block }
       previous = block
-      index = (index + stride) % count
+      index += stride  // stride < count: one subtraction wraps it (no division per block)
+      if index >= count { index -= count }
     }
     setNext(previous!, page.pointee.free)
     page.pointee.free = head

@@ -77,6 +77,17 @@ static int runWorkload(void) {
   char *grown = realloc(malloc(10), 2000000);
   FIXTURE_CHECK(grown != NULL, "realloc");
   grown[1999999] = 1;
+  // Huge blocks grow and shrink in place, their guard page moving with their end: every last byte writable.
+  for (size_t n = 2000000; n < 9000000; n += 310000) {
+    grown = realloc(grown, n);
+    FIXTURE_CHECK(grown != NULL && grown[1999999] == 1, "realloc growth to %zu", n);
+    grown[n - 1] = 2;
+  }
+  for (size_t n = 9000000; n > 2100000; n -= 730000) {
+    grown = realloc(grown, n);
+    FIXTURE_CHECK(grown != NULL && grown[1999999] == 1, "realloc shrink to %zu", n);
+    grown[n - 1] = 3;
+  }
   free(grown);
   free(aligned);
   puts("secure workload ok");
