@@ -123,14 +123,24 @@ extension UnsafeMutablePointer where Pointee == Page {
       if Options.secure {
         collected = Secure.collect(self, head: head)
       } else {
+        // `used` counts every block on the list: a longer list loops (a block freed twice by other threads,
+        // with other frees in between). It is dropped, its blocks left counted as in use, so that none is
+        // handed out twice and the walk ends.
+        let limit = Int(pointee.used)
         var tail = head
         collected = 1
         while let following = nextBlock(tail) {
           tail = following
           collected &+= 1
+          if collected > limit { break }
         }
-        setNextBlock(tail, pointee.localFree)
-        pointee.localFree = head
+        if collected > limit {
+          Diagnostics.doubleFree(head, witness: .inPageLists, identified: false)
+          collected = 0
+        } else {
+          setNextBlock(tail, pointee.localFree)
+          pointee.localFree = head
+        }
       }
       pointee.used &-= Int32(truncatingIfNeeded: collected)
       // Statistics: frees other threads made count as done from here on (see `Statistics.snapshot`).

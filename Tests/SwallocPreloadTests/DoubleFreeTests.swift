@@ -7,7 +7,7 @@ import Testing
 struct DoubleFreeTests {
   /// Where the fixture's pattern is seen: at the second free (which is ignored), or later in the page's lists.
   enum Witness: String, CustomTestStringConvertible {
-    case atFree, inPageLists
+    case atFree, inPageLists, inThreadFreeList
 
     /// The line Swalloc prints for `block` (as the fixture printed it with %p).
     func report(_ block: String) -> String {
@@ -16,6 +16,9 @@ struct DoubleFreeTests {
       case .inPageLists:
         "swalloc: double free of \(block) detected (the free list of its page is corrupted); the page's free "
           + "blocks are set aside"
+      case .inThreadFreeList:
+        "swalloc: double free detected in the page of \(block) (the free list of its page is corrupted); the "
+          + "page's free blocks are set aside"
       }
     }
 
@@ -28,6 +31,7 @@ struct DoubleFreeTests {
     ("after-other-frees", .inPageLists),  // free(B), free(C), free(B) empty a page early: B -> C -> B in its lists
     ("medium", .atFree),                  // a slow-path free: B is already the head of the page's local frees
     ("remote", .atFree),                  // another thread: B is already the head of the thread-free list
+    ("remote-after-other-frees", .inThreadFreeList),  // another thread frees B, C, B: its list loops
   ]
 
   @Test("a double free is reported with its address, counted, and malloc never hands out a block twice",

@@ -136,6 +136,27 @@ static void many(void) {
   allocateMany(100, 30000);
 }
 
+static void *freeWithOthersBetween(void *argument) {
+  void **blocks = argument;
+  free(blocks[0]);
+  free(blocks[1]);
+  free(blocks[0]);
+  return NULL;
+}
+
+/// Another thread frees B, C, B: B's second push makes the thread-free list loop (B -> C -> B). The owner
+/// sees the list is longer than the page's count of outstanding blocks when it collects, and drops it.
+static void remoteAfterOtherFrees(void) {
+  size_t byteCount = 112;
+  allocateLive(byteCount);
+  void *blocks[2] = {malloc(byteCount), malloc(byteCount)};
+  printf("remote-after-other-frees block=%p\n", blocks[0]);
+  pthread_t thread;
+  FIXTURE_CHECK(pthread_create(&thread, NULL, freeWithOthersBetween, blocks) == 0, "pthread_create failed");
+  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+  allocateMany(3000, byteCount);
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
@@ -146,6 +167,7 @@ static const struct {
   {"after-other-frees", afterOtherFrees, 0},
   {"medium", medium, 0},
   {"remote", remote, 0},
+  {"remote-after-other-frees", remoteAfterOtherFrees, 0},
   {"many", many, 1},
 };
 
