@@ -166,10 +166,12 @@ enum Secure {
       page = segment.page(at: index)
     }
     if page.pointee.state != .inUse {
+      // A stub: the slice is not the first of its page (medium and large pages, huge spans).
       if page.pointee.state == .stub {
         let segment = page.segment
         page = segment.page(ofSlice: segment.index(ofSlice: page))
-      } else if page.pointee.state == .huge || page.segment.pointee.kind == .huge {
+      }
+      if page.segment.pointee.kind == .huge {
         if page.pointee.state != .huge || page.pointee.used != 1 { fail(block, .doubleFree) }
         if block != page.pointee.start { fail(block, .interior) }
         return HugeSpan.free(page, block)
