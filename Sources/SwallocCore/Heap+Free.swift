@@ -78,9 +78,12 @@ extension Heap {
     freeRemote(page, block, heap)
   }
 
-  /// A free of a block this thread's heap does not own: push it on the page's thread-free list.
+  /// A free of a block this thread's heap does not own: push it on the page's thread-free list. `encoded`:
+  /// secure mode's links (Secure.setNext).
   @inline(__always)
-  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap) {
+  static func freeRemote(
+    _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap, encoded: Bool = false
+  ) {
     let pageState = page.pointee.state
     if pageState != .inUse {
       if pageState == .huge { return HugeSpan.free(page, block) }
@@ -102,7 +105,8 @@ extension Heap {
         word &= ~NotifyState.mask
         Heap(page.pointee.heap.unsafelyUnwrapped).pushDelayed(page)
       }
-      setNextBlock(block, UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask))
+      let next = UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask)
+      if encoded { Secure.setNext(block, next) } else { setNextBlock(block, next) }
       let (pushed, original) = page.pointee.threadFree.compareExchange(
         expected: word, desired: UInt(bitPattern: block) | (word & NotifyState.mask), ordering: .releasing)
       if pushed { break }

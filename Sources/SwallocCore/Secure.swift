@@ -142,9 +142,12 @@ enum Secure {
   static func collect(_ page: UnsafeMutablePointer<Page>, head: UnsafeMutableRawPointer) -> Int {
     var tail = head
     var collected = 1
+    // `used` counts every block on the list: a longer one loops (two threads freed a block at once).
+    let limit = Int(page.pointee.used)
     while let following = checkedNext(tail, page: page) {
       tail = following
       collected &+= 1
+      if collected > limit { fail(head, .doubleFree) }
     }
     setNext(tail, page.pointee.localFree)
     page.pointee.localFree = head
@@ -200,34 +203,7 @@ enum Secure {
       if page.pointee.used == 0 { heap.retire(page) }
       return
     }
-    freeRemote(page, block, heap)
-  }
-
-  /// A free into another heap's page: `Heap.freeRemote` with encoded links.
-  static func freeRemote(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap) {
-    var word = page.pointee.threadFree.load(ordering: .relaxed)
-    while true {
-      if word & NotifyState.mask == NotifyState.notify {
-        let (claimed, original) = page.pointee.threadFree.compareExchange(
-          expected: word, desired: word & ~NotifyState.mask, ordering: .relaxed)
-        if !claimed {
-          word = original
-          continue
-        }
-        word &= ~NotifyState.mask
-        Heap(page.pointee.heap.unsafelyUnwrapped).pushDelayed(page)
-      }
-      setNext(block, UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask))
-      let (pushed, original) = page.pointee.threadFree.compareExchange(
-        expected: word, desired: UInt(bitPattern: block) | (word & NotifyState.mask), ordering: .releasing)
-      if pushed { break }
-      word = original
-    }
-    if current.isEmpty {
-      Statistics.unownedRemoteFrees.wrappingAdd(1, ordering: .relaxed)
-    } else {
-      current.state.pointee.remoteFreeCount &+= 1
-    }
+    Heap.freeRemote(page, block, heap, encoded: true)
   }
 
   // MARK: guard pages
