@@ -188,7 +188,10 @@ enum Options {
     } else if let value = secureFromProcessEnvironment() {
       secure = value
     }
-    if secure { Secure.initialize() }
+    if secure {
+      Secure.initialize()
+      swalloc_use_secure_entries()
+    }
     isSecureDecided = true
   }
 

@@ -154,6 +154,24 @@ enum Secure {
     return collected
   }
 
+  // MARK: entry points
+
+  /// libswalloc.so's malloc in secure mode (Exports.c jumps here): the current page of the class, else the
+  /// generic slow path (which takes the same secure branches).
+  static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+    let heap = Heap(swalloc_secure_heap_get())
+    if let block = allocateDirect(heap: heap, byteCount: byteCount) { return block }
+    return Heap.allocateSlow(heap: heap, byteCount: byteCount)
+  }
+
+  /// libswalloc.so's free in secure mode.
+  static func free(_ block: UnsafeMutableRawPointer?) {
+    guard let block else { return }
+    let address = UInt(bitPattern: block)
+    let slot = SegmentMap.entry(address) == 1 ? Heap.descriptorSlot(address) : 0
+    free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot)
+  }
+
   // MARK: free
 
   /// free() in secure mode, with `heap` the calling thread's real heap (or the user heap freeing). `slot` is

@@ -35,8 +35,21 @@ void swalloc_impl_get_statistics(swalloc_statistics *statistics);
 void swalloc_impl_print_statistics(int json);
 size_t swalloc_impl_purge(void);
 
-SWALLOC_EXPORT void *swalloc_malloc(size_t size) { SWALLOC_FORWARD(malloc); }
-SWALLOC_EXPORT void swalloc_free(void *pointer) { SWALLOC_FORWARD(free); }
+// malloc and free jump through these: the default implementations, or secure mode's, which
+// swalloc_select_secure_entries installs when SWALLOC_SECURE is on (before the first heap exists). An
+// indirect jump is one instruction, like the direct one: the default paths pay nothing for the choice.
+void *swalloc_impl_secure_malloc(size_t size);
+void swalloc_impl_secure_free(void *pointer);
+__attribute__((visibility("hidden"))) void *(*swalloc_malloc_entry)(size_t) = swalloc_impl_malloc;
+__attribute__((visibility("hidden"))) void (*swalloc_free_entry)(void *) = swalloc_impl_free;
+
+__attribute__((visibility("hidden"))) void swalloc_select_secure_entries(void) {
+  swalloc_malloc_entry = swalloc_impl_secure_malloc;
+  swalloc_free_entry = swalloc_impl_secure_free;
+}
+
+SWALLOC_EXPORT void *swalloc_malloc(size_t size) { __asm__ volatile("jmp *swalloc_malloc_entry(%rip)"); }
+SWALLOC_EXPORT void swalloc_free(void *pointer) { __asm__ volatile("jmp *swalloc_free_entry(%rip)"); }
 SWALLOC_EXPORT void *swalloc_calloc(size_t count, size_t size) { SWALLOC_FORWARD(calloc); }
 SWALLOC_EXPORT void *swalloc_realloc(void *pointer, size_t size) { SWALLOC_FORWARD(realloc); }
 SWALLOC_EXPORT void *swalloc_reallocarray(void *pointer, size_t count, size_t size) { SWALLOC_FORWARD(reallocarray); }

@@ -10,6 +10,13 @@ func exportedMalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.malloc(size)
 @c(swalloc_impl_free)
 func exportedFree(_ pointer: UnsafeMutableRawPointer?) { LibC.free(pointer) }
 
+/// Secure mode's malloc and free (Secure.swift); Exports.c switches to them when SWALLOC_SECURE is on.
+@c(swalloc_impl_secure_malloc)
+func exportedSecureMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.malloc(size) }
+
+@c(swalloc_impl_secure_free)
+func exportedSecureFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer) }
+
 @c(swalloc_impl_calloc)
 func exportedCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
 
