@@ -24,11 +24,9 @@ extension Heap {
   @inline(never)
   static func allocateSlow(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
     var heap = heap
-    // Secure mode: the TLS slot is always the empty heap; the thread's heap is in the secure slot.
-    if Options.secure {
-      heap = Heap(swalloc_secure_heap_get())
-      if let block = Secure.allocateDirect(heap: heap, byteCount: byteCount) { return block }
-    }
+    // Secure mode: the TLS slot is always the empty heap; the thread's heap is in the secure slot. (Secure
+    // malloc has tried the direct slot already; C++ new and calloc come here and pop from the queue.)
+    if Options.secure { heap = Heap(swalloc_secure_heap_get()) }
     if heap.isEmpty {
       guard let initialized = Heap.initializeForThread() else {
         swalloc_errno_set(ENOMEM)

@@ -59,23 +59,28 @@ extension Heap {
       // Pushed by the fast path, and the page is now empty.
       return heap.retireEmptied(page, lastFreed: block)
     }
-    if page.pointee.owner & ~Page.fullTag == owned {
-      // A local free that the fast path did not push: into a full page (back to its queue), or into a
-      // page found through a stub. A block at the head of a list is already free.
-      if block == page.pointee.localFree || block == page.pointee.free {
-        return Diagnostics.doubleFree(block, witness: .atFree)
-      }
-      if page.pointee.isFull {
-        heap.processDelayed()
-        if page.pointee.isFull { heap.moveFromFullToQueue(page) }
-      }
-      setNextBlock(block, page.pointee.localFree)
-      page.pointee.localFree = block
-      page.pointee.used &-= 1
-      if page.pointee.used == 0 { heap.retireEmptied(page, lastFreed: block) }
-      return
-    }
+    if page.pointee.owner & ~Page.fullTag == owned { return heap.freeOwned(page, block) }
     freeRemote(page, block, heap)
+  }
+
+  /// A free into a page of this heap that the fast path did not push: into a full page (back to its queue),
+  /// or into a page found through a stub. `encoded`: secure mode's links (Secure.setNext), whose freed
+  /// markers have already ruled out a double free.
+  func freeOwned(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, encoded: Bool = false) {
+    // A block at the head of a list is already free.
+    if !encoded && (block == page.pointee.localFree || block == page.pointee.free) {
+      return Diagnostics.doubleFree(block, witness: .atFree)
+    }
+    if page.pointee.isFull {
+      processDelayed()
+      if page.pointee.isFull { moveFromFullToQueue(page) }
+    }
+    if encoded { Secure.setNext(block, page.pointee.localFree) } else { setNextBlock(block, page.pointee.localFree) }
+    page.pointee.localFree = block
+    page.pointee.used &-= 1
+    // A queue's current page holds one extra count: `used` reaches 0 only on pages that can be retired
+    // (retireEmptied reports the exception, a block freed twice).
+    if page.pointee.used == 0 { encoded ? retire(page) : retireEmptied(page, lastFreed: block) }
   }
 
   /// A free of a block this thread's heap does not own: push it on the page's thread-free list. `encoded`:

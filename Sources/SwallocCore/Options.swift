@@ -107,7 +107,7 @@ enum Options {
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
         if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
-      } else if match(entry, "SWALLOC_") != nil && !isKnown(entry) {
+      } else if match(entry, "SWALLOC_") != nil {  // every known option is matched above
         warnUnknown(entry)
       }
     }
@@ -167,11 +167,6 @@ enum Options {
       if value[length + 1] != 0 { return nil }
     }
     return result <= Int.max >> shift ? result << shift : nil
-  }
-
-  /// The options this version knows (a misspelt SWALLOC_ variable gets a warning). All are matched above.
-  static func isKnown(_ entry: UnsafeMutablePointer<CChar>) -> Bool {
-    false
   }
 
   /// Reads SWALLOC_SECURE before anything is allocated: from `environ`, or, when libc has not set it yet

@@ -82,7 +82,7 @@ enum Secure {
   }
 
   /// malloc of up to 1 KiB from the current page of its class (the thread heap's direct slot, which only
-  /// this path reads in secure mode). Nil when that page is empty: the generic slow path takes over.
+  /// `Secure.malloc` reads in secure mode). Nil when that page is empty: the generic slow path takes over.
   @inline(__always)
   static func allocateDirect(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
     if UInt(bitPattern: byteCount) > UInt(SizeClass.directMaxByteCount) { return nil }
@@ -157,7 +157,7 @@ enum Secure {
   // MARK: entry points
 
   /// libswalloc.so's malloc in secure mode (Exports.c jumps here): the current page of the class, else the
-  /// generic slow path (which takes the same secure branches).
+  /// generic slow path (which takes the same secure branches, from the queues).
   static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
     if let block = allocateDirect(heap: heap, byteCount: byteCount) { return block }
@@ -210,16 +210,7 @@ enum Secure {
     if block.load(fromByteOffset: 8, as: UInt.self) == marker { fail(block, .doubleFree) }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     if page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base) {
-      if page.pointee.isFull {
-        heap.processDelayed()
-        if page.pointee.isFull { heap.moveFromFullToQueue(page) }
-      }
-      setNext(block, page.pointee.localFree)
-      page.pointee.localFree = block
-      page.pointee.used &-= 1
-      // A queue's current page holds one extra count: `used` reaches 0 only on pages that can be retired.
-      if page.pointee.used == 0 { heap.retire(page) }
-      return
+      return heap.freeOwned(page, block, encoded: true)
     }
     Heap.freeRemote(page, block, heap, encoded: true)
   }

@@ -17,13 +17,7 @@ extension Heap {
   @inline(never)
   static func initializeForThread() -> Heap? {
     Options.initializeIfNeeded()
-    let heap: Heap
-    if let pooled = popPool(heapPool) {
-      heap = pooled
-    } else {
-      guard let fresh = makeHeap() else { return nil }
-      heap = fresh
-    }
+    guard let heap = popPool(heapPool) ?? makeHeap() else { return nil }
     heap.state.pointee.isOwned = true
     // Secure mode: the TLS slot stays at the empty heap (every malloc and free takes its checking slow path).
     if Options.secure { swalloc_secure_heap_set(heap.base) } else { swalloc_heap_set(heap.base) }

@@ -26,13 +26,7 @@ extension Heap {
   /// A new user heap owned by the calling thread, or nil when the kernel refuses memory.
   static func makeUserHeap() -> Heap? {
     Options.initializeIfNeeded()
-    let heap: Heap
-    if let pooled = popPool(userHeapPool) {
-      heap = pooled
-    } else {
-      guard let fresh = makeHeap() else { return nil }
-      heap = fresh
-    }
+    guard let heap = popPool(userHeapPool) ?? makeHeap() else { return nil }
     heap.state.pointee.isOwned = true
     heap.state.pointee.isUserHeap = true
     heap.state.pointee.ownerThread = UInt(pthread_self())
@@ -88,7 +82,7 @@ extension Heap {
         page.pointee.localFree = block
         page.pointee.used &-= 1
         if page.pointee.used != 0 { return }
-        return retire(page)
+        return retireEmptied(page, lastFreed: block)
       }
       return deallocateUserSlow(block, slot)
     }
@@ -106,14 +100,7 @@ extension Heap {
       // Another heap's block, a huge block, or no block at all: free() sorts these out.
       return Heap.free(block)
     }
-    if page.pointee.isFull {
-      processDelayed()
-      if page.pointee.isFull { moveFromFullToQueue(page) }
-    }
-    setNextBlock(block, page.pointee.localFree)
-    page.pointee.localFree = block
-    page.pointee.used &-= 1
-    if page.pointee.used == 0 { retire(page) }
+    freeOwned(page, block)
   }
 
   /// Whether `block` is the start of a live block of this heap (page blocks: inside a page of this heap at
