@@ -69,8 +69,10 @@ let package = Package(
     // A runnable tour of the Swift API.
     .executableTarget(name: "swalloc-example", dependencies: ["Swalloc"], path: "Sources/swalloc-example"),
 
-    .testTarget(name: "SwallocCoreTests", dependencies: ["Swalloc", "CShim"]),
-    .testTarget(name: "SwallocTests", dependencies: ["Swalloc"]),
+    // What the in-process test targets share (running a body on new pthreads).
+    .target(name: "SwallocTestSupport", path: "Tests/SwallocTestSupport"),
+    .testTarget(name: "SwallocCoreTests", dependencies: ["Swalloc", "CShim", "SwallocTestSupport"]),
+    .testTarget(name: "SwallocTests", dependencies: ["Swalloc", "SwallocTestSupport"]),
     .testTarget(
       name: "SwallocPreloadTests",
       exclude: ["Fixtures"]),

@@ -1,5 +1,6 @@
 import Glibc
 import Synchronization
+import SwallocTestSupport
 import Testing
 @testable import Swalloc
 

@@ -1,29 +1,9 @@
 // The Swift API's heaps: every public entry point, cross-thread frees, destroy with live blocks, misuse.
 import Glibc
 import Swalloc
+import SwallocTestSupport
 import Testing
 
-/// Runs `body(index)` on `count` new threads and waits for them.
-func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
-  final class Box: @unchecked Sendable {
-    let body: @Sendable (Int) -> Void
-    let index: Int
-    init(_ body: @escaping @Sendable (Int) -> Void, _ index: Int) { self.body = body; self.index = index }
-  }
-  var threads: [pthread_t] = []
-  for index in 0..<count {
-    var thread = pthread_t()
-    let box = Unmanaged.passRetained(Box(body, index)).toOpaque()
-    let created = pthread_create(&thread, nil, { raw in
-      let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-      box.body(box.index)
-      return nil
-    }, box)
-    precondition(created == 0)
-    threads.append(thread)
-  }
-  for thread in threads { pthread_join(thread, nil) }
-}
 
 /// Fills `byteCount` bytes with a pattern derived from `seed`, and checks it.
 func fill(_ block: UnsafeMutableRawPointer, _ byteCount: Int, seed: Int) {
@@ -125,7 +105,7 @@ struct HeapAPITests {
     }
     let segmentsBefore = heap.statistics.segmentCount
     let shared = addresses
-    runOnThreads(4) { thread in
+    onThreads(4) { thread in
       for index in stride(from: thread, to: count, by: 4) {
         let block = UnsafeMutableRawPointer(bitPattern: shared[index])!
         precondition(check(block, 16, seed: index))
@@ -149,7 +129,7 @@ struct HeapAPITests {
     let heap = SwallocHeap()
     let addresses = (0..<8).map { _ in UInt(bitPattern: heap.allocate(byteCount: 1 << 20)) }
     #expect(heap.statistics.hugeBlockCount == 8)
-    runOnThreads(2) { thread in
+    onThreads(2) { thread in
       for index in stride(from: thread, to: 8, by: 2) {
         SwallocHeap.deallocateOnAnyThread(UnsafeMutableRawPointer(bitPattern: addresses[index])!)
       }
@@ -240,7 +220,7 @@ struct HeapAPITests {
     let heap = SwallocHeap()
     withUnsafePointer(to: heap) { pointer in
       let address = UInt(bitPattern: pointer)
-      runOnThreads(1) { _ in
+      onThreads(1) { _ in
         let borrowed = UnsafePointer<SwallocHeap>(bitPattern: address)!
         borrowed.pointee.adoptOnCallingThread()
         // Above 1 KiB: the slow path, which checks ownership.
@@ -296,7 +276,7 @@ struct MisuseTests {
       let heap = SwallocHeap()
       withUnsafePointer(to: heap) { pointer in
         let address = UInt(bitPattern: pointer)
-        runOnThreads(1) { _ in
+        onThreads(1) { _ in
           // Above 1 KiB: the slow path, where ownership is checked.
           _ = UnsafePointer<SwallocHeap>(bitPattern: address)!.pointee.allocate(byteCount: 5000)
         }
