@@ -127,6 +127,7 @@ extension Heap {
     page.pointee.capacity = 0
     page.pointee.reserved = Int32(area.byteCount / blockByteCount)
     page.pointee.blockByteCount = blockByteCount
+    page.pointee.reciprocal = Page.reciprocal(of: blockByteCount)
     page.pointee.start = area.start
     page.pointee.nextDelayed = nil
     page.pointee.emptySince = 0

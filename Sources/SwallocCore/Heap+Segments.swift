@@ -15,10 +15,7 @@ extension Heap {
       segment = fresh.segment
     }
     segment.format(kind: kind, heap: base)
-    if Options.secure {
-      Secure.guardRange(segment.address + Segment.byteCount - Secure.guardByteCount,
-                        byteCount: Secure.guardByteCount, on: true)
-    }
+    if Options.secure { Secure.placeTrailingGuard(segment, at: Segment.byteCount - Secure.guardByteCount) }
     segment.pointee.nextInHeap = state.pointee.segments
     if let first = state.pointee.segments { first.pointee.previousInHeap = segment }
     state.pointee.segments = segment
@@ -33,11 +30,7 @@ extension Heap {
     if let next { next.pointee.previousInHeap = previous }
     if let previous { previous.pointee.nextInHeap = next } else { state.pointee.segments = next }
     segment.pointee.heap = nil
-    if Options.secure {
-      // The span may come back as a huge span, whose block covers this page.
-      Secure.guardRange(segment.address + Segment.byteCount - Secure.guardByteCount,
-                        byteCount: Secure.guardByteCount, on: false)
-    }
+    // Secure mode: the guard pages stay; a reuse as a huge span moves the trailing one if it must.
     // The span cache keeps spans backed for reuse (under thread churn a segment often comes back within
     // milliseconds). But an idle process keeps what is cached resident, since nothing purges without
     // allocator activity: beyond a small budget, segments enter the cache purged (memreturn: 1 GiB of small

@@ -28,11 +28,12 @@ enum HugeSpan {
       swalloc_errno_set(ENOMEM)
       return nil
     }
-    // At least one byte: a zero-byte request still gets a distinct, writable block. In secure mode the block
-    // is whole 4 KiB pages, followed by a guard page.
+    // At least one byte: a zero-byte request still gets a distinct, writable block. The usable size is the
+    // request in 64 KiB steps; in secure mode a guard page follows the mapping's room for the block.
     let secure = Options.secure
-    let pageRounded = (Swift.max(byteCount, 1) + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
-    let needed = secure ? pageRounded + Secure.guardByteCount : Swift.max(byteCount, 1)
+    let guardByteCount = secure ? Secure.guardByteCount : 0
+    let usable = (Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1)
+    let needed = secure ? usable + guardByteCount : Swift.max(byteCount, 1)
     let mappingByteCount = (dataOffset + needed + granularity - 1) & ~(granularity - 1)
     let spanAlignment = Swift.max(Segment.byteCount, alignment)
     var segment: UnsafeMutablePointer<Segment>
@@ -64,11 +65,12 @@ enum HugeSpan {
     page.pointee.used = 1
     page.pointee.start = block
     // The block's usable size is what was asked for (in 64 KiB steps); the rest of a larger reused span is
-    // room to grow in place (see `resize`).
-    page.pointee.blockByteCount = secure ? pageRounded : Swift.min(
-      segment.pointee.mappingByteCount - dataOffset,
-      (Swift.max(byteCount, 1) + granularity - 1) & ~(granularity - 1))
-    if secure { Secure.guardRange(block + pageRounded, byteCount: Secure.guardByteCount, on: true) }
+    // room to grow in place (see `resize`). In secure mode the block is the whole room, up to the guard page
+    // on the mapping's last 4 KiB: an overflow faults right past the usable size, and a reused span keeps its
+    // guard where it was (no system call).
+    let room = segment.pointee.mappingByteCount - dataOffset - guardByteCount
+    page.pointee.blockByteCount = secure ? room : Swift.min(room, usable)
+    if secure { Secure.placeTrailingGuard(segment, at: segment.pointee.mappingByteCount - guardByteCount) }
     page.pointee.sizeClass = 0
     Statistics.huge(allocatedByteCount: page.pointee.blockByteCount)
     if let owner { owner.linkHugeSpan(segment) }
@@ -80,9 +82,6 @@ enum HugeSpan {
   static func free(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer) {
     if block != page.pointee.start || page.pointee.used != 1 {
       return Diagnostics.invalidFree(block, reason: page.pointee.used == 1 ? .interior : .pageNotInUse)
-    }
-    if Options.secure {
-      Secure.guardRange(block + page.pointee.blockByteCount, byteCount: Secure.guardByteCount, on: false)
     }
     page.pointee.used = 0
     page.pointee.state = .free
@@ -100,20 +99,8 @@ enum HugeSpan {
                      reuseFactor: Int) -> Bool {
     let segment = page.segment
     let capacity = segment.pointee.mappingByteCount - (block - segment.address)
-    if Options.secure {
-      // The guard page right after the block moves with its end (two mprotect calls, against a copy).
-      let usable = (byteCount + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
-      if usable + Secure.guardByteCount > capacity || byteCount &* reuseFactor < capacity { return false }
-      let old = page.pointee.blockByteCount
-      if usable != old {
-        Secure.guardRange(block + old, byteCount: Secure.guardByteCount, on: false)
-        Secure.guardRange(block + usable, byteCount: Secure.guardByteCount, on: true)
-      }
-      page.pointee.blockByteCount = usable
-      Statistics.hugeLiveByteCount.wrappingAdd(usable - old, ordering: .relaxed)
-      Statistics.pageBytesInUse(adding: usable - old)
-      return true
-    }
+    // Secure mode: the block already fills its room, up to the guard page.
+    if Options.secure { return byteCount <= page.pointee.blockByteCount && byteCount &* reuseFactor >= capacity }
     if byteCount > capacity || byteCount &* reuseFactor < capacity { return false }
     let usable = Swift.min(capacity, (byteCount + granularity - 1) & ~(granularity - 1))
     let delta = usable - page.pointee.blockByteCount

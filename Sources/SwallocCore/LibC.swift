@@ -16,6 +16,20 @@ enum LibC {
     Heap.free(pointer)
   }
 
+  /// malloc inside calloc, realloc and the aligned family: secure mode's own entry point when it is on
+  /// (its TLS slot keeps the default fast path on the empty heap, which would send each call to the slow
+  /// path). One load and branch more than `malloc`; the exported malloc does not pay it.
+  @inline(__always)
+  static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+    Options.secure ? Secure.malloc(byteCount) : Heap.allocate(byteCount: byteCount)
+  }
+
+  /// free inside realloc and the sized frees, as `allocate`.
+  @inline(__always)
+  static func release(_ pointer: UnsafeMutableRawPointer?) {
+    if Options.secure { Secure.free(pointer) } else { Heap.free(pointer) }
+  }
+
   static func calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     let (total, overflow) = UInt(bitPattern: count).multipliedReportingOverflow(by: UInt(bitPattern: byteCount))
     if overflow || total > UInt(Int.max) {
@@ -31,16 +45,16 @@ enum LibC {
       if !zeroed { memset(block, 0, n) }
       return block
     }
-    guard let block = Heap.allocate(byteCount: n) else { return nil }
+    guard let block = allocate(n) else { return nil }
     memset(block, 0, n)
     return block
   }
 
   static func realloc(_ pointer: UnsafeMutableRawPointer?, _ byteCount: Int) -> UnsafeMutableRawPointer? {
-    guard let pointer else { return malloc(byteCount) }
+    guard let pointer else { return allocate(byteCount) }
     if byteCount == 0 {
       // glibc: realloc(p, 0) frees p and returns NULL.
-      free(pointer)
+      release(pointer)
       return nil
     }
     let usable = usableSize(pointer)
@@ -78,10 +92,10 @@ enum LibC {
     guard let block = growsLarge
       ? HugeSpan.allocate(byteCount: byteCount, alignment: minimumAlignment, zeroed: nil,
                           reuseFactor: hugeReuseFactor, spareFactor: 2)
-      : malloc(byteCount)
+      : allocate(byteCount)
     else { return nil }
     memcpy(block, pointer, Swift.min(usable, byteCount))
-    free(pointer)
+    release(pointer)
     return block
   }
 
@@ -101,7 +115,7 @@ enum LibC {
 
   /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
   static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-    if alignment <= minimumAlignment { return malloc(byteCount) }
+    if alignment <= minimumAlignment { return allocate(byteCount) }
     if byteCount < 0 {
       swalloc_errno_set(ENOMEM)
       return nil

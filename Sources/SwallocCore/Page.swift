@@ -28,12 +28,15 @@ struct Page: ~Copyable {
   var blockByteCount: Int
   /// First byte of the page's block area.
   var start: UnsafeMutableRawPointer?
-  /// Links in the heap's page queue for `sizeClass`, or in its full list.
-  var next: UnsafeMutablePointer<Page>?
+  /// `ceil(2^41 / blockByteCount)`: the index of the block at offset `o < 2^22` is `(o * reciprocal) >> 41`,
+  /// exactly (secure mode's free checks block boundaries with it instead of a division). Unused on huge pages.
+  var reciprocal: UInt
   /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
   /// Pushed by any thread with one compare-and-swap; taken whole by the owner. In the descriptor's second
   /// cache line (offset 64), away from the fields the owner's fast paths write.
   let threadFree: Atomic<UInt>
+  /// Links in the heap's page queue for `sizeClass`, or in its full list.
+  var next: UnsafeMutablePointer<Page>?
   var previous: UnsafeMutablePointer<Page>?
   /// Link in the heap's delayed list (pages that remote frees reported while full).
   var nextDelayed: UnsafeMutablePointer<Page>?
@@ -174,6 +177,15 @@ extension Page {
   var isFull: Bool {
     get { owner & Page.fullTag != 0 }
     set { ownerWord.store(newValue ? owner | Page.fullTag : owner & ~Page.fullTag, ordering: .relaxed) }
+  }
+
+  /// The shift that goes with `reciprocal`: offsets below 2^22 (a page is at most 4 MiB) times block sizes
+  /// below 2^19 stay below 2^41, which keeps the rounding error of the reciprocal under one block.
+  static let reciprocalShift: UInt = 41
+
+  static func reciprocal(of blockByteCount: Int) -> UInt {
+    let divisor = UInt(blockByteCount)
+    return ((1 as UInt) &<< reciprocalShift &+ divisor &- 1) / divisor
   }
 
   /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.

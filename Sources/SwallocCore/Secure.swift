@@ -67,10 +67,9 @@ enum Secure {
   @inline(__always)
   static func checkedNext(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer? {
     guard let next = next(block) else { return nil }
-    let start = UInt(bitPattern: page.pointee.start)
-    let address = UInt(bitPattern: next)
-    let end = start &+ UInt(page.pointee.capacity) &* UInt(page.pointee.blockByteCount)
-    if address < start || address >= end || address & 15 != 0 { fail(block, .corruptedFreeList) }
+    let offset = UInt(bitPattern: next) &- UInt(bitPattern: page.pointee.start)
+    let carved = UInt(truncatingIfNeeded: page.pointee.capacity) &* UInt(bitPattern: page.pointee.blockByteCount)
+    if offset >= carved || offset & 15 != 0 { fail(block, .corruptedFreeList) }
     return next
   }
 
@@ -79,20 +78,6 @@ enum Secure {
   @inline(__always)
   static func freedMarker(_ block: UnsafeMutableRawPointer) -> UInt {
     (UInt(bitPattern: block) &* 0x9E37_79B9_7F4A_7C15) ^ key
-  }
-
-  /// malloc of up to 1 KiB from the current page of its class (the thread heap's direct slot, which only
-  /// `Secure.malloc` reads in secure mode). Nil when that page is empty: the generic slow path takes over.
-  @inline(__always)
-  static func allocateDirect(heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
-    if UInt(bitPattern: byteCount) > UInt(SizeClass.directMaxByteCount) { return nil }
-    let page = heap.directPage((byteCount &+ 15) &>> 4)
-    guard let block = page.pointee.free else { return nil }
-    page.pointee.free = checkedNext(block, page: page)
-    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-    page.pointee.used &+= 1
-    heap.state.pointee.mallocCount &+= 1
-    return block
   }
 
   // MARK: page lists
@@ -156,20 +141,77 @@ enum Secure {
 
   // MARK: entry points
 
-  /// libswalloc.so's malloc in secure mode (Exports.c jumps here): the current page of the class, else the
-  /// generic slow path (which takes the same secure branches, from the queues).
+  /// libswalloc.so's malloc in secure mode (Exports.c jumps here): a checked pop from the current page of
+  /// the class, as the default fast path's pop but with the link decoded and checked and the freed marker
+  /// cleared; everything else in the generic slow path (which takes the same secure branches).
+  @inline(__always)
   static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
-    if let block = allocateDirect(heap: heap, byteCount: byteCount) { return block }
-    return Heap.allocateSlow(heap: heap, byteCount: byteCount)
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
+      let page = heap.directPage((byteCount &+ 15) &>> 4)
+      if let block = page.pointee.free {
+        page.pointee.free = checkedNext(block, page: page)
+        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+        page.pointee.used &+= 1
+        heap.state.pointee.mallocCount &+= 1
+        return block
+      }
+    }
+    // Not in tail position, like the default fast path's slow calls: no stack frame on the fast path.
+    let block = Heap.allocateSlow(heap: heap, byteCount: byteCount)
+    swalloc_after_slow_call()
+    return block
   }
 
-  /// libswalloc.so's free in secure mode.
+  /// libswalloc.so's free in secure mode: when the block is a block boundary of a page of the calling
+  /// thread's heap that is not full, and its freed marker is not set, the marker is set and the block pushed
+  /// on the page's local list with an encoded link (the default fast path plus about 15 instructions).
+  /// Everything else, and every error, goes to `freeSlow`.
+  @inline(__always)
   static func free(_ block: UnsafeMutableRawPointer?) {
-    guard let block else { return }
     let address = UInt(bitPattern: block)
-    let slot = SegmentMap.entry(address) == 1 ? Heap.descriptorSlot(address) : 0
-    free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot)
+    var slot: UInt = 0
+    if SegmentMap.entry(address) == 1 {
+      slot = Heap.descriptorSlot(address)
+      let page = Heap.pageAt(slot)
+      // The owner word is the heap's address only while the page is in use and not full.
+      if page.pointee.owner == UInt(bitPattern: swalloc_secure_heap_get()), isBlockStart(address, page) {
+        let block = block.unsafelyUnwrapped
+        let marker = freedMarker(block)
+        if block.load(fromByteOffset: 8, as: UInt.self) != marker {
+          block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
+          setNext(block, page.pointee.localFree)
+          page.pointee.localFree = block
+          page.pointee.used &-= 1
+          if page.pointee.used != 0 { return }
+          // Pushed, and the page is now empty: the low bit tells `freeSlow` to retire it.
+          slot |= 1
+        }
+      }
+    }
+    freeSlow(block, slot)
+    swalloc_after_slow_call()
+  }
+
+  /// Whether `address` is the start of a carved block of `page` (a page in use, not huge): an offset below
+  /// 4 MiB, a multiple of the block size (by the page's reciprocal), below the carved capacity.
+  @inline(__always)
+  static func isBlockStart(_ address: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
+    let offset = address &- UInt(bitPattern: page.pointee.start)
+    let index = (offset &* page.pointee.reciprocal) &>> Page.reciprocalShift
+    return offset < UInt(Segment.byteCount)
+      && index &* UInt(bitPattern: page.pointee.blockByteCount) == offset
+      && index < UInt(truncatingIfNeeded: page.pointee.capacity)
+  }
+
+  /// Everything `free`'s fast path does not finish. `slot` is the descriptor slot it found (0: the segment
+  /// map entry was not 1), with the low bit set when it pushed the block and emptied the page.
+  @inline(never)
+  static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
+    guard let block else { return }
+    let heap = Heap(swalloc_secure_heap_get())
+    if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
+    free(block, heap: heap, slot: slot)
   }
 
   // MARK: free
@@ -199,13 +241,7 @@ enum Secure {
       }
       if page.pointee.state != .inUse { fail(block, .doubleFree) }
     }
-    // One 32-bit division (offsets and block sizes are below 4 MiB) checks the block boundary and the range.
-    let offset = address &- UInt(bitPattern: page.pointee.start)
-    let (index, remainder) = UInt32(truncatingIfNeeded: offset)
-      .quotientAndRemainder(dividingBy: UInt32(truncatingIfNeeded: page.pointee.blockByteCount))
-    if offset >= UInt(1 << 22) || remainder != 0 || index >= UInt32(bitPattern: page.pointee.capacity) {
-      fail(block, .interior)
-    }
+    if !isBlockStart(address, page) { fail(block, .interior) }
     let marker = freedMarker(block)
     if block.load(fromByteOffset: 8, as: UInt.self) == marker { fail(block, .doubleFree) }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
@@ -216,6 +252,16 @@ enum Secure {
   }
 
   // MARK: guard pages
+
+  /// Puts `span`'s trailing guard page at `offset`, moving it from where an earlier use of the span left it
+  /// (guards stay set while a span is cached: reusing it the same way costs no system call).
+  static func placeTrailingGuard(_ span: UnsafeMutablePointer<Segment>, at offset: Int) {
+    let current = span.pointee.trailingGuardOffset
+    if current == offset { return }
+    if current != 0 { guardRange(span.address + current, byteCount: guardByteCount, on: false) }
+    guardRange(span.address + offset, byteCount: guardByteCount, on: true)
+    span.pointee.trailingGuardOffset = offset
+  }
 
   /// Makes `[address, address + byteCount)` a guard (inaccessible), or accessible again.
   static func guardRange(_ address: UnsafeMutableRawPointer, byteCount: Int, on: Bool) {

@@ -40,8 +40,14 @@ struct Segment: ~Copyable {
   var mappingByteCount: Int
   /// What backs the mapping (kept, like `mappingByteCount`, across `format`). Pinned memory is never purged.
   var backing: SpanBacking
+  /// Secure mode: whether the guard page after the header is set (kept, like `backing`, across `format` and
+  /// in the span cache: a span's guard pages are set once, not at each reuse).
+  var isHeaderGuarded: Bool
   /// When the span entered the span cache (monotonic ms).
   var cachedAt: UInt64
+  /// Secure mode: the offset of the span's trailing guard page (0: none). A segment's is on its last 4 KiB,
+  /// a huge span's on the last 4 KiB of its mapping. Kept across `format` and in the span cache.
+  var trailingGuardOffset: Int
 
   static let shift = Int(SWALLOC_SEGMENT_SHIFT)
   static let byteCount = 1 << shift
@@ -145,10 +151,11 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.nextAvailable = nil
     pointee.previousAvailable = nil
     pointee.isAvailable = false
-    if Options.secure {
+    if Options.secure && !pointee.isHeaderGuarded {
       // Between the descriptors and the first block: an underflow of page 0 or an overflow from the mapping
-      // below cannot reach the metadata.
+      // below cannot reach the metadata. Every use of the span keeps it (no block starts before 16 KiB).
       Secure.guardRange(address + Secure.headerGuardOffset, byteCount: Secure.guardByteCount, on: true)
+      pointee.isHeaderGuarded = true
     }
     for slice in 0..<Segment.sliceCount {
       let page = descriptor(ofSlice: slice)

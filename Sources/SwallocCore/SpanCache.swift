@@ -55,6 +55,12 @@ enum SpanCache {
         let tail = (span.address + bestKept).assumingMemoryBound(to: Segment.self)
         tail.pointee.mappingByteCount = spanByteCount - bestKept
         tail.pointee.backing = span.pointee.backing
+        // Secure mode's guard pages: the tail's header area held data; the trailing guard (the span's last
+        // 4 KiB, or a segment's) is in the tail when it lies past the head.
+        tail.pointee.isHeaderGuarded = false
+        let guardOffset = span.pointee.trailingGuardOffset
+        tail.pointee.trailingGuardOffset = guardOffset >= bestKept ? guardOffset - bestKept : 0
+        if guardOffset >= bestKept { span.pointee.trailingGuardOffset = 0 }
         SegmentMap.set(UInt(bitPattern: tail), 1)
         putOrRelease(tail)
       }

@@ -68,6 +68,10 @@ enum SpanMemory {
     let segment = mapped.address.assumingMemoryBound(to: Segment.self)
     segment.pointee.mappingByteCount = mapped.byteCount
     segment.pointee.backing = mapped.backing
+    // A reserve unit's header is left from its last use; huge pages never held guards (mprotect needs
+    // 2 MiB granularity there), so none is recorded.
+    segment.pointee.isHeaderGuarded = false
+    segment.pointee.trailingGuardOffset = 0
     if mapped.backing == .reserve { return (segment, false) }  // counted and in the map since start-up
     Statistics.mapped(adding: mapped.byteCount)
     Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)

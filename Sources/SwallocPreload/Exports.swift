@@ -61,11 +61,11 @@ func exportedMallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
 }
 
 @c(swalloc_impl_free_sized)
-func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.free(pointer) }
+func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.release(pointer) }
 
 @c(swalloc_impl_free_aligned_sized)
 func exportedFreeAlignedSized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
-  LibC.free(pointer)
+  LibC.release(pointer)
 }
 
 @c(swalloc_impl_malloc_trim)

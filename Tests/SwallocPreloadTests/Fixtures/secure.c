@@ -85,7 +85,7 @@ static int runWorkload(void) {
   char *grown = realloc(malloc(10), 2000000);
   FIXTURE_CHECK(grown != NULL, "realloc");
   grown[1999999] = 1;
-  // Huge blocks grow and shrink in place, their guard page moving with their end: every last byte writable.
+  // Huge blocks grow and shrink, in place while their span has room: every last byte writable.
   for (size_t n = 2310000; n < 9000000; n += 310000) {
     grown = realloc(grown, n);
     FIXTURE_CHECK(grown != NULL && grown[1999999] == 1, "realloc growth to %zu", n);
@@ -126,9 +126,11 @@ int main(int argc, char **argv) {
     memset(a, 0x41, 16);
     for (int i = 0; i < 100000; i++) (void)malloc(40);
   } else if (strcmp(mode, "overflow") == 0) {
-    // One byte past a huge block's (page-rounded) end is a guard page.
+    // One byte past a huge block's usable size (its span's room, up to the span's last page) is a guard page.
     volatile char *huge = malloc(1 << 20);
-    volatile size_t end = 1 << 20;
+    volatile size_t end = malloc_usable_size((void *)huge);
+    FIXTURE_CHECK(end >= 1 << 20, "usable size %zu", (size_t)end);
+    huge[end - 1] = 1;
     huge[end] = 1;
   } else {
     fixtureFail("unknown mode %s", mode);
