@@ -12,6 +12,9 @@ import Synchronization
 enum Secure {
   /// The encoding key: random, odd, set once (0 while secure mode is off).
   static let keyWord = Atomic<UInt>(0)
+  /// The key of freed markers, independent of `keyWord` (a freed block read after its free shows its
+  /// marker, which must not give away the link key).
+  static let markerKeyWord = Atomic<UInt>(0)
   /// The state of the block-order generator (splitmix64 over a shared counter).
   static let randomState = Atomic<UInt>(0)
 
@@ -24,11 +27,15 @@ enum Secure {
     var seed = UInt(swalloc_random_word())
     if seed == 0 { seed = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
     _ = keyWord.compareExchange(expected: 0, desired: mix(seed) | 1, ordering: .relaxed)
+    _ = markerKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x2545_F491_4F6C_DD1D) | 1, ordering: .relaxed)
     _ = randomState.compareExchange(expected: 0, desired: mix(seed ^ 0x5851_F42D_4C95_7F2D), ordering: .relaxed)
   }
 
   @inline(__always)
   static var key: UInt { keyWord.load(ordering: .relaxed) }
+
+  @inline(__always)
+  static var markerKey: UInt { markerKeyWord.load(ordering: .relaxed) }
 
   /// splitmix64's finalizer.
   @inline(__always)
@@ -48,7 +55,7 @@ enum Secure {
   /// Stores the link to `next` in `block`'s first word: `next ^ key ^ rotate(block)`. A link copied from one
   /// block to another, or forged without the key, decodes to an address outside the page.
   @inline(__always)
-  static func setNext(_ block: UnsafeMutableRawPointer, _ next: UnsafeMutableRawPointer?) {
+  static func setNext(_ block: UnsafeMutableRawPointer, _ next: UnsafeMutableRawPointer?, key: UInt = key) {
     let mask = key ^ rotated(UInt(bitPattern: block))
     block.storeBytes(of: UInt(bitPattern: next) ^ mask, as: UInt.self)
   }
@@ -66,18 +73,26 @@ enum Secure {
   /// carved blocks. Aborts otherwise (the free list was overwritten: a use after free or an overflow).
   @inline(__always)
   static func checkedNext(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer? {
-    guard let next = next(block) else { return nil }
+    let next = next(block)
+    if !isValidLink(next, page) { fail(block, .corruptedFreeList) }
+    return next
+  }
+
+  /// Whether `next`, a decoded link of `page`'s lists, is nil or a 16-byte-aligned address inside the page's
+  /// carved blocks.
+  @inline(__always)
+  static func isValidLink(_ next: UnsafeMutableRawPointer?, _ page: UnsafeMutablePointer<Page>) -> Bool {
     let offset = UInt(bitPattern: next) &- UInt(bitPattern: page.pointee.start)
     let carved = UInt(truncatingIfNeeded: page.pointee.capacity) &* UInt(bitPattern: page.pointee.blockByteCount)
-    if offset >= carved || offset & 15 != 0 { fail(block, .corruptedFreeList) }
-    return next
+    // One comparison for both: rotated right by 4, an offset that is not a multiple of 16 is above any size.
+    return next == nil || (offset &>> 4 | offset &<< 60) < carved &>> 4
   }
 
   /// The marker a freed block carries in its second word (every block has at least 16 bytes): keyed, so a
   /// program cannot write it by chance or on purpose.
   @inline(__always)
   static func freedMarker(_ block: UnsafeMutableRawPointer) -> UInt {
-    (UInt(bitPattern: block) &* 0x9E37_79B9_7F4A_7C15) ^ key
+    UInt(bitPattern: block) ^ markerKey
   }
 
   // MARK: page lists
@@ -92,29 +107,45 @@ enum Secure {
   }
 
   /// Carves up to `Page.extendByteCount` more blocks onto `page.free` (which must be empty), linked in a
-  /// random order: i -> (offset + i * stride) mod count, with the stride prime to the count.
+  /// random order: the i-th block of the list is block (offset + i * stride) mod count, with a random offset
+  /// and a random stride prime to the count. So block j links to block (j + stride) mod count, and the links
+  /// are written in address order, one store per block and no division.
   static func extend(_ page: UnsafeMutablePointer<Page>) {
     let blockByteCount = page.pointee.blockByteCount
     let remaining = Int(page.pointee.reserved &- page.pointee.capacity)
     let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
-    let first = page.pointee.start! + Int(page.pointee.capacity) &* blockByteCount
+    let size = UInt(bitPattern: blockByteCount)
+    let first = UInt(bitPattern: page.pointee.start) &+ UInt(bitPattern: Int(page.pointee.capacity)) &* size
     let bits = random()
     let offset = Int(bitPattern: bits % UInt(count))
     var stride = count == 1 ? 1 : 1 + Int(bitPattern: (bits &>> 32) % UInt(count - 1))
     while greatestCommonDivisor(stride, count) != 1 { stride += 1 }
-    var index = offset
-    var previous: UnsafeMutableRawPointer? = nil
-    var head: UnsafeMutableRawPointer? = nil
-    for _ in 0..<count {
-      let block = first + index &* blockByteCount
-      if let previous { setNext(previous, block) } else { head = block }
-      previous = block
-      index += stride  // stride < count: one subtraction wraps it (no division per block)
-      if index >= count { index -= count }
+    // The list's last block, (offset + (count - 1) * stride) mod count, links to the old free list instead.
+    let last = first &+ UInt(bitPattern: (offset &+ count &- stride) % count) &* size
+    let end = first &+ UInt(bitPattern: count) &* size
+    let step = UInt(bitPattern: stride) &* size
+    let key = key
+    // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
+    // wrapped around to the start. The last block's link is rewritten after.
+    var block = first
+    while block < end &- step {
+      link(block, to: block &+ step, key: key)
+      block &+= size
     }
-    setNext(previous!, page.pointee.free)
-    page.pointee.free = head
+    let wrap = step &- (end &- first)
+    while block < end {
+      link(block, to: block &+ wrap, key: key)
+      block &+= size
+    }
+    setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
+    page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
+  }
+
+  @inline(__always)
+  static func link(_ block: UInt, to next: UInt, key: UInt) {
+    UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
+      .storeBytes(of: next ^ key ^ rotated(block), as: UInt.self)
   }
 
   static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
@@ -147,20 +178,32 @@ enum Secure {
   @inline(__always)
   static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
+    var corrupted: UnsafeMutableRawPointer? = nil
     if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
       let page = heap.directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
-        page.pointee.free = checkedNext(block, page: page)
-        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-        page.pointee.used &+= 1
-        heap.state.pointee.mallocCount &+= 1
-        return block
+        let next = next(block)
+        if isValidLink(next, page) {
+          page.pointee.free = next
+          block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+          page.pointee.used &+= 1
+          heap.state.pointee.mallocCount &+= 1
+          return block
+        }
+        corrupted = block
       }
     }
-    // Not in tail position, like the default fast path's slow calls: no stack frame on the fast path.
-    let block = Heap.allocateSlow(heap: heap, byteCount: byteCount)
-    swalloc_after_slow_call()
-    return block
+    // One call site: the fast path then needs no stack frame.
+    return mallocSlow(heap, byteCount, corrupted: corrupted)
+  }
+
+  /// Everything secure malloc's fast path does not finish; `corrupted` is a block whose link failed its check.
+  @inline(never)
+  static func mallocSlow(_ heap: Heap, _ byteCount: Int, corrupted: UnsafeMutableRawPointer?)
+    -> UnsafeMutableRawPointer?
+  {
+    if let corrupted { fail(corrupted, .corruptedFreeList) }
+    return Heap.allocateSlow(heap: heap, byteCount: byteCount)
   }
 
   /// libswalloc.so's free in secure mode: when the block is a block boundary of a page of the calling
@@ -180,7 +223,7 @@ enum Secure {
         let marker = freedMarker(block)
         if block.load(fromByteOffset: 8, as: UInt.self) != marker {
           block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
-          setNext(block, page.pointee.localFree)
+          setNext(block, page.pointee.localFree, key: key)
           page.pointee.localFree = block
           page.pointee.used &-= 1
           if page.pointee.used != 0 { return }
@@ -193,14 +236,16 @@ enum Secure {
     swalloc_after_slow_call()
   }
 
-  /// Whether `address` is the start of a carved block of `page` (a page in use, not huge): an offset below
-  /// 4 MiB, a multiple of the block size (by the page's reciprocal), below the carved capacity.
+  /// Whether `address`, an address in the slices of `page` (a page in use, not huge), is the start of one of
+  /// its carved blocks: a multiple of the block size from the page's start (by the page's reciprocal), below
+  /// the carved capacity. An address in the same page is less than 4 MiB past its start, where the reciprocal
+  /// is exact; one before the start (in the segment header) wraps around to an offset above 2^63, which no
+  /// index times the block size (below 2^42) equals.
   @inline(__always)
   static func isBlockStart(_ address: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
     let offset = address &- UInt(bitPattern: page.pointee.start)
     let index = (offset &* page.pointee.reciprocal) &>> Page.reciprocalShift
-    return offset < UInt(Segment.byteCount)
-      && index &* UInt(bitPattern: page.pointee.blockByteCount) == offset
+    return index &* UInt(bitPattern: page.pointee.blockByteCount) == offset
       && index < UInt(truncatingIfNeeded: page.pointee.capacity)
   }
 
