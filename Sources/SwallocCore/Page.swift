@@ -188,6 +188,12 @@ extension Page {
     return ((1 as UInt) &<< reciprocalShift &+ divisor &- 1) / divisor
   }
 
+  /// `offset / blockByteCount` for an offset below 4 MiB, from the block size's `reciprocal`.
+  @inline(__always)
+  static func blockIndex(offset: UInt, reciprocal: UInt) -> UInt {
+    (offset &* reciprocal) &>> reciprocalShift
+  }
+
   /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.
   static let extendByteCount = 8 * 1024
 }

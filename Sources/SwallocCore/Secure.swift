@@ -244,7 +244,7 @@ enum Secure {
   @inline(__always)
   static func isBlockStart(_ address: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
     let offset = address &- UInt(bitPattern: page.pointee.start)
-    let index = (offset &* page.pointee.reciprocal) &>> Page.reciprocalShift
+    let index = Page.blockIndex(offset: offset, reciprocal: page.pointee.reciprocal)
     return index &* UInt(bitPattern: page.pointee.blockByteCount) == offset
       && index < UInt(truncatingIfNeeded: page.pointee.capacity)
   }

@@ -21,6 +21,27 @@ struct SizeClassTests {
     #expect(SizeClass.of(byteCount: SizeClass.mediumMaxByteCount) == SizeClass.mediumMaxClass)
   }
 
+  @Test("a page's reciprocal divides exactly: block starts are found, offsets inside blocks are not")
+  func reciprocalDivision() {
+    let limit = UInt(Segment.byteCount)  // offsets within a page are below 4 MiB
+    for sizeClass in 1..<SizeClass.count {
+      let size = UInt(SizeClass.blockByteCount(sizeClass))
+      let reciprocal = Page.reciprocal(of: Int(size))
+      var failures = 0
+      var start: UInt = 0
+      while start < limit {
+        // The block start, and offsets just inside it, at its middle and at its end.
+        for offset in [start, start + 1, start + 15, start + 16, start + size / 2, start + size - 1]
+        where offset < limit {
+          let index = Page.blockIndex(offset: offset, reciprocal: reciprocal)
+          if index != offset / size || (index * size == offset) != (offset % size == 0) { failures += 1 }
+        }
+        start += size
+      }
+      #expect(failures == 0, "block size \(size)")
+    }
+  }
+
   @Test("each class is the smallest that fits: the previous class is too small")
   func smallestClass() {
     for byteCount in 17...SizeClass.largeMaxByteCount {
