@@ -58,17 +58,26 @@ enum Secure {
   /// block to another, or forged without the key, decodes to an address outside the page.
   @inline(__always)
   static func setNext(_ block: UnsafeMutableRawPointer, _ next: UnsafeMutableRawPointer?, key: UInt = key) {
-    let mask = key ^ rotated(UInt(bitPattern: block))
-    block.storeBytes(of: UInt(bitPattern: next) ^ mask, as: UInt.self)
+    link(UInt(bitPattern: block), to: UInt(bitPattern: next), key: key)
   }
+
+  /// `setNext` on addresses (`extend` links blocks it has as integers).
+  @inline(__always)
+  static func link(_ block: UInt, to next: UInt, key: UInt) {
+    UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
+      .storeBytes(of: next ^ mask(block, key: key), as: UInt.self)
+  }
+
+  /// What a link stored in `block` is xored with.
+  @inline(__always)
+  static func mask(_ block: UInt, key: UInt) -> UInt { key ^ rotated(block) }
 
   @inline(__always)
   static func rotated(_ value: UInt) -> UInt { (value &<< 17) | (value &>> 47) }
 
   @inline(__always)
   static func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
-    let mask = key ^ rotated(UInt(bitPattern: block))
-    return UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ mask)
+    UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ mask(UInt(bitPattern: block), key: key))
   }
 
   /// The link of `block`, a block of `page`, checked to be nil or a 16-byte-aligned address inside the page's
@@ -142,12 +151,6 @@ enum Secure {
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
-  }
-
-  @inline(__always)
-  static func link(_ block: UInt, to next: UInt, key: UInt) {
-    UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-      .storeBytes(of: next ^ key ^ rotated(block), as: UInt.self)
   }
 
   static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {

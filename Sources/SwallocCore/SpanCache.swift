@@ -58,9 +58,11 @@ enum SpanCache {
         // Secure mode's guard pages: the tail's header area held data; the trailing guard (the span's last
         // 4 KiB, or a segment's) is in the tail when it lies past the head.
         tail.pointee.isHeaderGuarded = false
-        let guardOffset = span.pointee.trailingGuardOffset
-        tail.pointee.trailingGuardOffset = guardOffset >= bestKept ? guardOffset - bestKept : 0
-        if guardOffset >= bestKept { span.pointee.trailingGuardOffset = 0 }
+        tail.pointee.trailingGuardOffset = 0
+        if span.pointee.trailingGuardOffset >= bestKept {
+          tail.pointee.trailingGuardOffset = span.pointee.trailingGuardOffset - bestKept
+          span.pointee.trailingGuardOffset = 0
+        }
         SegmentMap.set(UInt(bitPattern: tail), 1)
         putOrRelease(tail)
       }
