@@ -138,11 +138,9 @@ enum LibC {
   ) -> Int32 {
     let a = UInt(bitPattern: alignment)
     if a < UInt(MemoryLayout<UnsafeRawPointer>.size) || a & (a &- 1) != 0 { return EINVAL }
-    let saved = swalloc_errno_get()
-    guard let block = allocateAligned(byteCount, alignment: alignment) else {
-      swalloc_errno_set(saved)
-      return ENOMEM
-    }
+    // Out of memory also leaves errno at ENOMEM, as glibc does (its allocator sets it, and glibc's own
+    // RLIMIT_AS tests check it); the EINVAL answer above leaves errno alone, as glibc's does.
+    guard let block = allocateAligned(byteCount, alignment: alignment) else { return ENOMEM }
     result.pointee = block
     return 0
   }
@@ -201,8 +199,7 @@ enum LibC {
       if page.pointee.state != .huge || pointer != page.pointee.start { return -1 }
       return page.pointee.blockByteCount
     }
-    let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-    let page = segment.page(at: index)
+    let page = segment.page(containing: address)
     if page.pointee.state != .inUse { return -1 }
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }

@@ -276,8 +276,7 @@ enum Secure {
       page = Heap.pageAt(slot)
     } else {
       guard let segment = SegmentMap.segment(of: address) else { fail(block, .foreign) }
-      let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-      page = segment.page(at: index)
+      page = segment.page(containing: address)
     }
     if page.pointee.state != .inUse {
       // A stub: the slice is not the first of its page (medium and large pages, huge spans).

@@ -117,6 +117,15 @@ extension UnsafeMutablePointer where Pointee == Segment {
     (UnsafeMutableRawPointer(descriptor) - (address + Segment.pageDescriptorOffset)) &>> Page.strideShift
   }
 
+  /// The descriptor of the page that holds `address`, an address inside this segment's span. A huge span has
+  /// one page, whose block may start in a later 4 MiB unit (alignments of 4 MiB and more): shifting the
+  /// offset would land past its only descriptor.
+  @inline(__always)
+  func page(containing address: UInt) -> UnsafeMutablePointer<Page> {
+    if pointee.kind == .huge { return page(at: 0) }
+    return page(at: Int(bitPattern: (address &- UInt(bitPattern: self)) &>> UInt(pointee.pageShift)))
+  }
+
   /// The page that holds slice `slice`.
   @inline(__always)
   func page(ofSlice slice: Int) -> UnsafeMutablePointer<Page> {

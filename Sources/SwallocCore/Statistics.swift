@@ -200,6 +200,8 @@ enum Statistics {
       row(&w, "spans reused    ", s.reusedSpanCount)
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
+      // Says which mode served the process (tests prove with it that SWALLOC_SECURE=1 took effect).
+      if Options.secure { row(&w, "secure mode     ", 1) }
       if Options.hugePages == .explicit {
         row(&w, "huge page spans ", s.hugePageSpanCount)
         row(&w, "huge page fallbacks", s.hugePageFallbackCount)
@@ -249,6 +251,7 @@ enum Statistics {
       field(&w, "huge_reserve_bytes", s.hugeReserveByteCount)
       field(&w, "locked_bytes", s.lockedByteCount)
       field(&w, "locked_fallbacks", s.lockedFallbackCount)
+      field(&w, "secure", Options.secure ? 1 : 0)
       w.text(",\"classes\":[")
       var first = true
       for sizeClass in 1..<SizeClass.count where perClass[sizeClass].1 > 0 {

@@ -229,19 +229,36 @@ enum ActivityProof {
   case fixtureProbe
 }
 
-/// Runs `program` under the preloaded libswalloc.so and records a failure unless it exited 0 and swalloc
-/// proved itself active. Returns the result for further checks.
+/// The two modes of the library. Every test of the C semantics, alignments, torture, stress and
+/// out-of-memory paths runs in both: a path that only secure mode takes is otherwise tested by nothing, and a
+/// secure-mode abort of a correct program is a release-blocking bug (issue 12).
+enum Mode: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case standard = "default"
+  case secure
+
+  var environment: [String: String] { self == .secure ? ["SWALLOC_SECURE": "1"] : [:] }
+  var testDescription: String { rawValue }
+}
+
+/// Runs `program` under the preloaded libswalloc.so in `mode` and records a failure unless it exited 0 and
+/// swalloc proved itself active (in secure mode: its statistics say so). Returns the result for further checks.
 @discardableResult
 func runPreloaded(
-  _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL? = nil,
-  timeout: Int = defaultChildTimeout, proof: ActivityProof = .statistics,
+  _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], mode: Mode = .standard,
+  in directory: URL? = nil, timeout: Int = defaultChildTimeout, proof: ActivityProof = .statistics,
   sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> ChildResult {
   let result = try await runChild(
-    program, arguments, preload: try Preload.library(), environment: environment, in: directory, timeout: timeout)
+    program, arguments, preload: try Preload.library(),
+    environment: environment.merging(mode.environment) { _, new in new }, in: directory, timeout: timeout)
   #expect(result.succeeded, "the preloaded program failed\n\(result.summary)", sourceLocation: sourceLocation)
   switch proof {
-  case .statistics: assertSwallocActive(result, sourceLocation: sourceLocation)
+  case .statistics:
+    assertSwallocActive(result, sourceLocation: sourceLocation)
+    if mode == .secure {
+      #expect(!statisticsValues("secure mode", in: result).isEmpty,
+              "no \"secure mode\" row: secure mode was not on\n\(result.summary)", sourceLocation: sourceLocation)
+    }
   case .fixtureProbe: expectLine("swalloc active", in: result, sourceLocation: sourceLocation)
   }
   return result

@@ -113,8 +113,7 @@ extension Heap {
       return segment.pointee.heap == base && page.pointee.state == .huge && page.pointee.start == block
     }
     if segment.pointee.heap != base { return false }
-    let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-    let page = segment.page(at: index)
+    let page = segment.page(containing: address)
     guard page.pointee.state == .inUse, let start = page.pointee.start else { return false }
     let offset = block - start
     return offset >= 0 && offset % page.pointee.blockByteCount == 0
