@@ -194,7 +194,7 @@ extension Heap {
       // Another segment of this kind has room: give this one back (to the span cache, then the kernel).
       releaseSegment(segment)
     } else {
-      let due = now &+ UInt64(Options.purgeDelayMs)
+      let due = now &+ PurgeDelay.milliseconds
       if state.pointee.purgeDueAt == 0 || due < state.pointee.purgeDueAt { state.pointee.purgeDueAt = due }
     }
     purgeIfDue(now: now)

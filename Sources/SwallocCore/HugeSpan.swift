@@ -45,7 +45,7 @@ enum HugeSpan {
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
         ? mappingByteCount
         : Swift.max(mappingByteCount, (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1))
-      guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment) else {
+      guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment, forBlock: true) else {
         swalloc_errno_set(ENOMEM)
         return nil
       }

@@ -182,8 +182,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
   }
 
-  /// Takes a free page (preferring one not yet purged: it is already backed) and marks it in use.
+  /// Takes a free page (preferring one not yet purged: it is already backed) and marks it in use. A page
+  /// that is not backed will fault in: if memory was purged just before, the purge delay grows.
   func takeFreePage() -> Int {
+    if pointee.dirtyMask == 0 { PurgeDelay.noteRefault(now: swalloc_now_ms()) }
     let mask = pointee.dirtyMask != 0 ? pointee.dirtyMask : pointee.freeMask
     let index = mask.trailingZeroBitCount
     let bit = UInt64(1) &<< UInt64(index)

@@ -26,7 +26,8 @@ struct CommonOptions: ParsableArguments {
   var swallocLibrary: String?
 
   @Option(name: .customLong("allocator"), help: ArgumentHelp(
-    "Allocators to run (repeatable or comma-separated): swalloc, jemalloc, mimalloc, tcmalloc, glibc. Default: all.",
+    "Allocators to run (repeatable or comma-separated): swalloc, jemalloc, mimalloc, tcmalloc, glibc, or "
+      + "NAME=PATH for any preloadable library (e.g. mimalloc3=/opt/libmimalloc.so). Default: the five.",
     valueName: "name"))
   var allocators: [String] = []
 
