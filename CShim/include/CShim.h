@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,18 @@ SWALLOC_INLINE uint64_t swalloc_random_word(void) {
   uint64_t word = 0;
   if (getentropy(&word, sizeof word) != 0) return 0;
   return word;
+}
+
+/// Moves the mapping [old, old + old_byte_count) to `target`, grown to `new_byte_count` (the growth is fresh
+/// zeroed memory); whatever was mapped at the target is replaced. Returns whether it worked. The pages move with
+/// their page tables: nothing is copied or faulted in. mremap(MREMAP_MAYMOVE | MREMAP_FIXED) through syscall(2)
+/// (mremap is variadic, and declared only under _GNU_SOURCE). Keeps errno.
+SWALLOC_INLINE int swalloc_move_mapping(void *old, size_t old_byte_count, size_t new_byte_count, void *target) {
+  int saved = errno;
+  long moved = syscall(SYS_mremap, old, old_byte_count, new_byte_count, 1 /* MREMAP_MAYMOVE */ | 2 /* MREMAP_FIXED */,
+                       target);
+  errno = saved;
+  return moved == (long)(uintptr_t)target;
 }
 
 /// Changes the protection of a range: `accessible` 0 makes it a guard (PROT_NONE). Keeps errno.

@@ -39,7 +39,9 @@ enum HugeSpan {
     var segment: UnsafeMutablePointer<Segment>
     var fresh = false
     SpanCache.purgeIfDue(now: swalloc_now_ms())
-    if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor) {
+    if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor)
+      ?? SpanCache.takeGrown(byteCount: mappingByteCount, alignment: spanAlignment)
+    {
       segment = cached
     } else {
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor

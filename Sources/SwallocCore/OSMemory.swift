@@ -56,6 +56,19 @@ enum OSMemory {
     return mapped
   }
 
+  /// Moves the mapping of `byteCount` bytes at `address` to a fresh `alignment`-aligned place of `newByteCount`
+  /// bytes (larger): its pages move without a fault, the rest is fresh. Nil when the kernel refuses (the old
+  /// mapping is then untouched). The corresponding calls are `mmap`, `munmap` and
+  /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`.
+  static func move(_ address: UnsafeMutableRawPointer, byteCount: Int, growingTo newByteCount: Int, alignment: Int)
+    -> UnsafeMutableRawPointer?
+  {
+    guard let target = reserveAligned(byteCount: newByteCount, alignment: alignment) else { return nil }
+    if swalloc_move_mapping(address, byteCount, newByteCount, target) != 0 { return target }
+    release(target, byteCount: newByteCount)
+    return nil
+  }
+
   /// Asks the kernel to back a range with transparent huge pages. The corresponding call is
   /// `madvise(MADV_HUGEPAGE)`.
   static func adviseHugePages(_ address: UnsafeMutableRawPointer, byteCount: Int) {

@@ -74,6 +74,59 @@ enum SpanCache {
     }
   }
 
+  /// When no cached span fits a mapping of `byteCount` bytes: takes the largest cached span of at least half
+  /// that size and moves it, grown, to a fresh `alignment`-aligned place (mremap). Its pages come along
+  /// resident, and only the growth faults in: a program that replaces large blocks with larger ones reuses
+  /// what it freed instead of mapping afresh. Normal pages only, and not in secure mode (guard pages split a
+  /// span into several mappings, which mremap cannot move as one). Nil when there is no such span.
+  static func takeGrown(byteCount: Int, alignment: Int) -> UnsafeMutablePointer<Segment>? {
+    if Options.secure { return nil }
+    while true {
+      var bestIndex = -1
+      var bestWord: UInt = 0
+      var bestByteCount = byteCount / 2 - 1
+      for index in 0..<count {
+        let word = slot(index).pointee.load(ordering: .relaxed)
+        let spanByteCount = Int(word & Segment.mask) &<< sizeShift
+        if word != 0 && spanByteCount < byteCount && spanByteCount > bestByteCount {
+          bestIndex = index
+          bestWord = word
+          bestByteCount = spanByteCount
+        }
+      }
+      if bestIndex < 0 { return nil }
+      if !slot(bestIndex).pointee.compareExchange(expected: bestWord, desired: 0, ordering: .acquiring).exchanged {
+        continue  // another thread took it: look again
+      }
+      cachedByteCount.wrappingSubtract(bestByteCount, ordering: .relaxed)
+      let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
+      guard span.pointee.backing == .normal,
+            let moved = OSMemory.move(span.address, byteCount: bestByteCount, growingTo: byteCount, alignment: alignment)
+      else {
+        putOrRelease(span)
+        return nil
+      }
+      // As in `release`: a statistics walk may hold a link to the old address.
+      while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+      forget(UInt(bitPattern: span), byteCount: bestByteCount)
+      SegmentMap.set(UInt(bitPattern: moved), 1)
+      Statistics.mapped(adding: byteCount - bestByteCount)
+      Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
+      let grown = moved.assumingMemoryBound(to: Segment.self)
+      grown.pointee.mappingByteCount = byteCount
+      return grown
+    }
+  }
+
+  /// Clears the segment-map entries of the 4 MiB units of a span that is gone from `base`.
+  static func forget(_ base: UInt, byteCount: Int) {
+    var unit = base
+    while unit < base &+ UInt(byteCount) {
+      SegmentMap.set(unit, 0)
+      unit &+= UInt(Segment.byteCount)
+    }
+  }
+
   /// Caches a span that nobody uses any more, or returns it to the kernel when every slot is taken.
   static func putOrRelease(_ segment: UnsafeMutablePointer<Segment>) {
     let byteCount = segment.pointee.mappingByteCount
@@ -140,12 +193,7 @@ enum SpanCache {
     // it is done (walks are rare and short; this is one load otherwise).
     while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
     if backing != .reserve {
-      let base = UInt(bitPattern: segment)
-      var unit = base
-      while unit < base &+ UInt(byteCount) {
-        SegmentMap.set(unit, 0)
-        unit &+= UInt(Segment.byteCount)
-      }
+      forget(UInt(bitPattern: segment), byteCount: byteCount)
       Statistics.mapped(adding: -byteCount)
     }
     SpanMemory.unmap(UnsafeMutableRawPointer(segment), byteCount: byteCount, backing: backing)

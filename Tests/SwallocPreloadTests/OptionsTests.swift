@@ -331,6 +331,25 @@ struct OptionsTests {
     }
   }
 
+  @Suite("Large spans reused")
+  struct SpanReuse {
+    /// Default mode: a freed 8 MiB block's span is moved, grown, for a 12 MiB block (its pages resident before
+    /// the program touches them). Secure mode maps afresh (guard pages split spans). Both: calloc reads zeros.
+    @Test("a freed large block's span serves a larger one without faults; calloc after it reads zeros",
+          arguments: Mode.allCases)
+    func grownSpan(mode: Mode) async throws {
+      let program = try await FixtureBuilds.shared.build("span_reuse.c", as: .c)
+      let result = try await runPreloaded(program, mode: mode, timeout: shortChildTimeout)
+      expectLine("span reuse ok", in: result)
+      let values = reportedValues(in: result)
+      let resident = try #require(values["grown.resident"], "\(result.summary)")
+      let pages = try #require(values["grown.of"], "\(result.summary)")
+      if mode == .standard {
+        #expect(resident * 10 >= pages * 9, "\(resident) of \(pages) pages resident\n\(result.summary)")
+      }
+    }
+  }
+
   @Suite("Explicit huge pages (SWALLOC_HUGE_PAGES=explicit)",
          .enabled(if: access(HugePagePool.sizePath, F_OK) == 0, "the kernel has no hugetlb pool"))
   struct ExplicitHugePages {
