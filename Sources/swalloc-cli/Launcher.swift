@@ -36,8 +36,21 @@ struct Launcher {
     childEnvironment[HandshakeChannel.variable] = channel.path
     installSignalHandlers()
 
-    let pid = try spawn(environment: childEnvironment)
+    // Signals to forward are blocked until the child's pid is known (the child starts with an empty mask):
+    // one sent while posix_spawn runs is forwarded once they are unblocked, instead of being lost.
+    var forwarded = sigset_t()
+    sigemptyset(&forwarded)
+    for signal in Self.forwardedSignals { sigaddset(&forwarded, signal) }
+    sigprocmask(SIG_BLOCK, &forwarded, nil)
+    let pid: pid_t
+    do {
+      pid = try spawn(environment: childEnvironment)
+    } catch {
+      sigprocmask(SIG_UNBLOCK, &forwarded, nil)
+      throw error
+    }
     forwardingTarget = pid
+    sigprocmask(SIG_UNBLOCK, &forwarded, nil)
     var status: Int32 = 0
     // Until the library answers (within milliseconds of the start, before main), poll for its line; then
     // just wait. A program the library never loads into is polled to its end, 4 times a second.
