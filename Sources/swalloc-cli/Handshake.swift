@@ -58,18 +58,25 @@ final class HandshakeChannel {
     keepOpenDescriptor = readDescriptor >= 0 ? open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC) : -1
     guard readDescriptor >= 0, keepOpenDescriptor >= 0 else {
       let reason = String(cString: strerror(errno))
-      if readDescriptor >= 0 { close(readDescriptor) }
+      if readDescriptor >= 0 { Glibc.close(readDescriptor) }
       unlink(path)
       rmdir(directory)
       throw CommandFailure("cannot open the handshake FIFO \(path): \(reason)")
     }
   }
 
-  deinit {
-    close(readDescriptor)
-    close(keepOpenDescriptor)
-    unlink(path)
-    rmdir(directory)
+  private var isClosed = false
+
+  deinit { close() }
+
+  /// Closes the FIFO and removes its directory (with anything else put there). Also before exit(3), which
+  /// runs no deinitializers.
+  func close() {
+    guard !isClosed else { return }
+    isClosed = true
+    Glibc.close(readDescriptor)
+    Glibc.close(keepOpenDescriptor)
+    try? FileManager.default.removeItem(atPath: directory)
   }
 
   /// Waits up to `milliseconds` (-1: without limit) for data; returns early when a signal arrives.
@@ -115,8 +122,8 @@ enum HandshakeProbe {
       childEnvironment["LD_PRELOAD"] = library
       childEnvironment[HandshakeChannel.variable] = channel.path
       childEnvironment.merge(environment) { $1 }
-      let errorFile = channel.path + ".stderr"
-      defer { unlink(errorFile) }
+      let errorFile = channel.path + ".stderr"  // in the channel's directory: removed with it
+      defer { channel.close() }
       let process = Process()
       process.executableURL = URL(fileURLWithPath: program)
       process.environment = childEnvironment

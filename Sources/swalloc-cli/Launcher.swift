@@ -83,6 +83,7 @@ struct Launcher {
       let others = Set(channel.answers.map(\.pid)).subtracting([pid]).count
       if others > 0 { note("\(others) more process\(others == 1 ? "" : "es") it started loaded Swalloc too") }
     }
+    channel.close()
     passOn(status)
   }
 
