@@ -39,8 +39,13 @@ struct CommandTests {
   @Test("run passes the exit status on, and the handshake proves the preload (--verbose names the mode)")
   func exitStatus() async throws {
     let probe = try await FixtureBuilds.shared.build("command_probe.c", as: .c)
-    let result = try await runCommand(["run", "--verbose", "--stats", "--library", try Preload.library(), "--", probe, "7"])
+    let temporary = try makeTemporaryDirectory("tmpdir")
+    defer { try? FileManager.default.removeItem(at: temporary) }
+    let result = try await runCommand(["run", "--verbose", "--stats", "--library", try Preload.library(), "--", probe, "7"],
+                                      environment: ["TMPDIR": temporary.path])
     #expect(!result.signaled && result.status == 7, "\(result.summary)")
+    // The handshake FIFO's directory went with the command.
+    #expect(try FileManager.default.contentsOfDirectory(atPath: temporary.path).isEmpty, "\(result.summary)")
     expectLine("probe ok", in: result)
     assertSwallocActive(result)
     #expect(result.standardError.contains("loaded into \(probe) (pid "), "\(result.summary)")
