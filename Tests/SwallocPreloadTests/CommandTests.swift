@@ -24,9 +24,6 @@ func runCommandScript(_ script: String, timeout: Int = shortChildTimeout) async 
                             timeout: timeout)
 }
 
-/// The mode the test's environment asks for: the suite runs in both (SWALLOC_SECURE=1 swift test ...).
-var expectedMode: String { ProcessInfo.processInfo.environment["SWALLOC_SECURE"] == "1" ? "secure" : "default" }
-
 @Suite("The swalloc command")
 struct CommandTests {
   @Test("--help on the command and every subcommand", arguments: [[], ["run"], ["doctor"], ["version"], ["install"], ["uninstall"]])
@@ -36,20 +33,24 @@ struct CommandTests {
     #expect(result.standardOutput.contains("USAGE: swalloc"), "\(result.summary)")
   }
 
-  @Test("run passes the exit status on, and the handshake proves the preload (--verbose names the mode)")
-  func exitStatus() async throws {
+  @Test("run passes the exit status on, and the handshake proves the preload (--verbose names the mode)",
+        arguments: ["default", "secure"])
+  func exitStatus(mode: String) async throws {
     let probe = try await FixtureBuilds.shared.build("command_probe.c", as: .c)
     let temporary = try makeTemporaryDirectory("tmpdir")
     defer { try? FileManager.default.removeItem(at: temporary) }
-    let result = try await runCommand(["run", "--verbose", "--stats", "--library", try Preload.library(), "--", probe, "7"],
-                                      environment: ["TMPDIR": temporary.path])
+    let modeOption = mode == "secure" ? ["--secure"] : ["--option", "SECURE=0"]
+    let result = try await runCommand(
+      ["run", "--verbose", "--stats", "--library", try Preload.library()] + modeOption + ["--", probe, "7"],
+      environment: ["TMPDIR": temporary.path])
     #expect(!result.signaled && result.status == 7, "\(result.summary)")
     // The handshake FIFO's directory went with the command.
     #expect(try FileManager.default.contentsOfDirectory(atPath: temporary.path).isEmpty, "\(result.summary)")
     expectLine("probe ok", in: result)
     assertSwallocActive(result)
     #expect(result.standardError.contains("loaded into \(probe) (pid "), "\(result.summary)")
-    #expect(result.standardError.contains("\(expectedMode) mode)"), "\(result.summary)")
+    #expect(result.standardError.contains("\(mode) mode)"), "\(result.summary)")
+    #expect(result.errorLines.contains("swalloc:   version                    0.1.0"), "\(result.summary)")
     #expect(!result.standardError.contains("did not take"), "\(result.summary)")
   }
 
