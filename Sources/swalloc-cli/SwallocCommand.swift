@@ -22,10 +22,9 @@ struct SwallocCommand: ParsableCommand {
   /// `--stats=table`, so that `--stats` and `--stats=json` both read naturally.
   static func main() {
     var arguments = Array(CommandLine.arguments.dropFirst())
-    if let end = arguments.firstIndex(of: "--") ?? Optional(arguments.endIndex) {
-      for index in arguments.indices where index < end && arguments[index] == "--stats" {
-        arguments[index] = "--stats=table"
-      }
+    let end = arguments.firstIndex(of: "--") ?? arguments.endIndex
+    for index in arguments.indices[..<end] where arguments[index] == "--stats" {
+      arguments[index] = "--stats=table"
     }
     main(arguments)
   }
