@@ -182,7 +182,7 @@ extension SwallocCommand {
         }
         fixes.append("echo '\(NSUserName()) - memlock unlimited' >> /etc/security/limits.conf   # as root; "
                        + "applies from the next login")
-        fixes.append("prlimit --memlock=unlimited swalloc run --locked -- PROGRAM   # as root, for one run")
+        fixes.append("sudo prlimit --memlock=unlimited:unlimited --pid $$   # raises this shell's limits, until it exits")
       }
       return Finding(topic: topic, isShortfall: true,
                      detail: "\(described): --locked locks the first \(text(limit.rlim_cur)) of the heap, the "

@@ -132,6 +132,29 @@ struct CommandTests {
     #expect(statisticsBlocks(in: result.standardError).isEmpty, "\(result.summary)")
   }
 
+  @Test("a setuid program run by another user (nobody): the loader ignores the preload, and the command says so")
+  func setuidProgramDetected() async throws {
+    guard geteuid() == 0, let setpriv = Preload.findTool("setpriv") else { try skipTest("needs root and setpriv") }
+    let probe = try await FixtureBuilds.shared.build("command_probe.c", as: .c)
+    let directory = try makeTemporaryDirectory("setuid")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let program = directory.appendingPathComponent("probe-setuid").path
+    try FileManager.default.copyItem(atPath: probe, toPath: program)
+    chmod(directory.path, 0o755)
+    chmod(program, 0o4755)  // setuid root: run by nobody, it is in secure-execution mode
+    let command = try Preload.buildProduct("swalloc-cli")
+    let result = try await runChild(
+      setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env", "-u", "SWALLOC_LIB", command,
+                "run", "--stats", "--library", try Preload.library(), "--", program, "5"],
+      preload: nil, environment: ["TMPDIR": "/tmp"], timeout: shortChildTimeout)
+    #expect(!result.signaled && result.status == 5, "\(result.summary)")
+    expectLine("probe ok", in: result)
+    #expect(result.standardError.contains("is setuid"), "\(result.summary)")
+    #expect(result.standardError.contains("swalloc: the preload did not take: \(program) ran without Swalloc"),
+            "\(result.summary)")
+    #expect(statisticsBlocks(in: result.standardError).isEmpty, "\(result.summary)")
+  }
+
   @Test("a missing or unloadable library, a missing program: the command's own statuses")
   func failuresBeforeTheRun() async throws {
     let missing = try await runCommand(["run", "--library", "/nonexistent/libswalloc.so", "--", "/bin/echo", "ran"])
