@@ -101,6 +101,11 @@ extension SwallocCommand {
       func place(_ relative: String, mode: Int, write: (String) throws -> Void) throws {
         let destination = prefix + "/" + relative
         try makeDirectories(for: destination, recordingIn: &manifest)
+        let directory = (destination as NSString).deletingLastPathComponent
+        guard access(directory, W_OK) == 0 else {
+          throw CommandFailure("cannot write in \(directory): \(String(cString: strerror(errno))) (install as root, "
+                                 + "or choose another --prefix, e.g. ~/.local)")
+        }
         let temporary = destination + ".swalloc-install-\(getpid())"
         try? fileManager.removeItem(atPath: temporary)
         do {
@@ -109,23 +114,39 @@ extension SwallocCommand {
           guard rename(temporary, destination) == 0 else {
             throw CommandFailure("cannot write \(destination): \(String(cString: strerror(errno)))")
           }
+        } catch let failure as CommandFailure {
+          try? fileManager.removeItem(atPath: temporary)
+          throw failure
         } catch {
           try? fileManager.removeItem(atPath: temporary)
-          throw error
+          throw CommandFailure("cannot write \(destination): \(error.localizedDescription)")
         }
         manifest.files.append(destination)
         print("installed \(destination)")
       }
-      let command = LibraryLocator.executablePath
-      try place(InstallLayout.library, mode: 0o755) { try fileManager.copyItem(atPath: source, toPath: $0) }
-      try place(InstallLayout.header, mode: 0o644) { try fileManager.copyItem(atPath: header, toPath: $0) }
-      try place(InstallLayout.pkgConfig, mode: 0o644) {
-        try InstallLayout.pkgConfigText(prefix: prefix).write(toFile: $0, atomically: false, encoding: .utf8)
+      /// The manifest, also after a failure part-way, so that uninstall removes what was placed.
+      func writeManifest() throws {
+        try makeDirectories(for: manifestPath, recordingIn: &manifest)
+        if !manifest.files.contains(manifestPath) { manifest.files.append(manifestPath) }
+        do {
+          try manifest.text.write(toFile: manifestPath, atomically: true, encoding: .utf8)
+        } catch {
+          throw CommandFailure("cannot write \(manifestPath): \(error.localizedDescription)")
+        }
       }
-      try place(InstallLayout.command, mode: 0o755) { try fileManager.copyItem(atPath: command, toPath: $0) }
-      try makeDirectories(for: manifestPath, recordingIn: &manifest)
-      manifest.files.append(manifestPath)
-      try manifest.text.write(toFile: manifestPath, atomically: true, encoding: .utf8)
+      let command = LibraryLocator.executablePath
+      do {
+        try place(InstallLayout.library, mode: 0o755) { try fileManager.copyItem(atPath: source, toPath: $0) }
+        try place(InstallLayout.header, mode: 0o644) { try fileManager.copyItem(atPath: header, toPath: $0) }
+        try place(InstallLayout.pkgConfig, mode: 0o644) {
+          try InstallLayout.pkgConfigText(prefix: prefix).write(toFile: $0, atomically: false, encoding: .utf8)
+        }
+        try place(InstallLayout.command, mode: 0o755) { try fileManager.copyItem(atPath: command, toPath: $0) }
+      } catch {
+        if !manifest.files.isEmpty || !manifest.createdDirectories.isEmpty { try? writeManifest() }
+        throw error
+      }
+      try writeManifest()
       print("installed \(manifestPath) (the list `swalloc uninstall --prefix \(prefix)` removes)")
     }
 
