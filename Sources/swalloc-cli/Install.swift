@@ -159,10 +159,9 @@ extension SwallocCommand {
         directory = (directory as NSString).deletingLastPathComponent
       }
       for directory in missing.reversed() {
-        do {
-          try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        } catch {
-          throw CommandFailure("cannot create \(directory): \(error.localizedDescription)")
+        guard mkdir(directory, 0o755) == 0 else {
+          throw CommandFailure("cannot create \(directory): \(String(cString: strerror(errno))) (install as root, "
+                                 + "or choose another --prefix, e.g. ~/.local)")
         }
         if !manifest.createdDirectories.contains(directory) { manifest.createdDirectories.append(directory) }
       }

@@ -284,6 +284,23 @@ struct CommandTests {
     #expect(!again.succeeded && again.standardError.contains("no installation under"), "\(again.summary)")
   }
 
+  @Test("install into a prefix this user cannot write: one plain line, status 125, nothing left behind")
+  func installWithoutPermission() async throws {
+    guard geteuid() == 0, let setpriv = Preload.findTool("setpriv") else { try skipTest("needs root and setpriv") }
+    let prefix = try makeTemporaryDirectory("install-denied")
+    defer { try? FileManager.default.removeItem(at: prefix) }
+    chmod(prefix.path, 0o755)  // root's: nobody may read it, not write it
+    let command = try Preload.buildProduct("swalloc-cli")
+    let result = try await runChild(
+      setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env", "-u", "SWALLOC_LIB", command,
+                "install", "--prefix", prefix.path, "--library", try Preload.library()],
+      preload: nil, timeout: shortChildTimeout)
+    #expect(!result.signaled && result.status == 125, "\(result.summary)")
+    #expect(result.errorLines == ["swalloc: cannot create \(prefix.path)/lib: Permission denied (install as root, "
+                                  + "or choose another --prefix, e.g. ~/.local)"], "\(result.summary)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: prefix.path).isEmpty, "\(result.summary)")
+  }
+
   @Test("uninstall leaves files and directories that install did not create")
   func uninstallKeepsOthers() async throws {
     let prefix = try makeTemporaryDirectory("install-shared")
