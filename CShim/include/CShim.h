@@ -125,6 +125,10 @@ void swalloc_abort(void) __attribute__((noreturn));
 SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }
 SWALLOC_INLINE void swalloc_errno_set(int value) { errno = value; }
 
+// ---- version -----------------------------------------------------------------------------------------------
+/// SWALLOC_VERSION (swalloc.h) for the Swift core, which must not import the macro as a String.
+SWALLOC_INLINE const char *swalloc_version_text(void) { return SWALLOC_VERSION; }
+
 // ---- environment -------------------------------------------------------------------------------------------
 SWALLOC_INLINE char *_Nullable *_Nullable swalloc_environ(void) {
   extern char **environ;

@@ -66,6 +66,8 @@ enum Options {
     var index = 0
     while let entry = environment[index] {
       index &+= 1
+      // Not an option: the `swalloc run` command's handshake, answered by Sources/SwallocExports/Handshake.c.
+      if match(entry, "SWALLOC_RUN_HANDSHAKE=") != nil { continue }
       if let value = match(entry, "SWALLOC_SHOW_STATS=") {
         if equals(value, "0") || equals(value, "") {
           showStatistics = .off

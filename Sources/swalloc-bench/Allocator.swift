@@ -34,7 +34,8 @@ enum AllocatorCatalog {
     "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
   ]
 
-  static let libraryDirectories = [
+  /// Where the third-party libraries are looked for (PeerInstaller.configure may replace them, for tests).
+  nonisolated(unsafe) static var libraryDirectories = [
     "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
   ]
 

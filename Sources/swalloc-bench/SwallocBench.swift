@@ -53,6 +53,8 @@ struct CommonOptions: ParsableArguments {
     "Directory holding the workload sources (default: Benchmarks/Workloads of this package).", valueName: "dir"))
   var workloadsDirectory: String?
 
+  @OptionGroup var peers: PeerOptions
+
   func validate() throws {
     if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     if let timeoutSeconds, timeoutSeconds <= 0 { throw ValidationError("--timeout must be positive") }
@@ -94,6 +96,9 @@ extension SwallocBench {
       let wantsCallgrind = !noCallgrind && (patterns.isEmpty || patterns.contains("callgrind"))
       let workloadPatterns = patterns.filter { $0 != "callgrind" }
       let workloads = patterns.isEmpty || !workloadPatterns.isEmpty ? try Suite.select(workloadPatterns) : []
+      PeerInstaller.configure(options.peers)
+      PeerInstaller.installMissing(PeerInstaller.peers(allocatorNames: options.allocatorNames, workloads: workloads,
+                                                       callgrind: wantsCallgrind), options: options.peers)
       var session = try Session(options: options, quick: quick, command: "run",
                                 workloadsDirectory: try BenchPaths.workloadsDirectory(option: options.workloadsDirectory))
       try session.measure(workloads, scale: scale)
@@ -130,6 +135,9 @@ extension SwallocBench {
     func run() throws {
       let name = (command[0] as NSString).lastPathComponent
       let workload = Workload(name: name, summary: command.joined(separator: " "), recipe: .command(command))
+      PeerInstaller.configure(options.peers)
+      PeerInstaller.installMissing(PeerInstaller.peers(allocatorNames: options.allocatorNames, workloads: [workload],
+                                                       callgrind: false), options: options.peers)
       var session = try Session(options: options, quick: false, command: "compare " + command.joined(separator: " "),
                                 workloadsDirectory: try BenchPaths.workloadsDirectory(option: options.workloadsDirectory))
       try session.measure([workload], scale: 1)
