@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 /// Each torture child's kill timeout: well above its run time (seconds), so only a hang reaches it.
-private let tortureChildTimeout = 120
+private let tortureChildTimeout = 240
 
 /// The torture fixture's subcommand under the preload, with the parent's own statistics block as the proof.
 private func runTorture(
