@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "swalloc.h"
+#include "guarded.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000

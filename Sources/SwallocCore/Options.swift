@@ -40,6 +40,9 @@ enum Options {
   #else
   @exclusivity(unchecked) nonisolated(unsafe) static var secure = false
   #endif
+  /// SWALLOC_GUARDED_SAMPLE: one allocation in N is guarded (0: off); nil when not given (off, or secure
+  /// mode's default rate).
+  @exclusivity(unchecked) nonisolated(unsafe) static var guardedSampleRate: Int? = nil
   /// Secure mode is decided once, before the first heap or span exists: blocks handed out in one mode
   /// cannot be freed in the other.
   @exclusivity(unchecked) nonisolated(unsafe) static var isSecureDecided = false
@@ -107,10 +110,24 @@ enum Options {
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
         if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
+      } else if let value = match(entry, "SWALLOC_GUARDED_SAMPLE=") {
+        if let rate = parseInteger(value), rate <= Int(Int32.max) {
+          guardedSampleRate = rate
+        } else {
+          warn(entry, accepted: "0 (off) or N: one allocation in N on average is guarded")
+        }
+      } else if let value = match(entry, "SWALLOC_GUARDED_SLOTS=") {
+        if let count = parseInteger(value), count >= 1, count <= Guarded.maximumSlotCount {
+          Guarded.slotCount = count
+        } else {
+          warn(entry, accepted: "a number of slots from 1 to 16384")
+        }
       } else if match(entry, "SWALLOC_") != nil {  // every known option is matched above
         warnUnknown(entry)
       }
     }
+    // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
+    Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()
@@ -233,7 +250,8 @@ enum Options {
       writer.text("swalloc: warning: ignoring unknown option ")
       writer.cString(entry)
       writer.text(" (known: SWALLOC_SHOW_STATS, SWALLOC_VERBOSE, SWALLOC_PURGE_DELAY_MS, SWALLOC_HUGE_PAGES, ")
-      writer.text("SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE)\n")
+      writer.text("SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE, SWALLOC_GUARDED_SAMPLE, ")
+      writer.text("SWALLOC_GUARDED_SLOTS)\n")
     }
   }
 

@@ -17,6 +17,16 @@ func exportedSecureMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.mall
 @c(swalloc_impl_secure_free)
 func exportedSecureFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer) }
 
+/// Guarded sampling's malloc sample and free (GuardedSlots.swift); GuardedEntries.c calls them when
+/// SWALLOC_GUARDED_SAMPLE (or secure mode) turned sampling on.
+@c(swalloc_impl_guarded_sample)
+func exportedGuardedSample(_ size: Int, _ caller: UInt) -> UnsafeMutableRawPointer? {
+  Guarded.sample(byteCount: size, alignment: 0, caller: caller)
+}
+
+@c(swalloc_impl_guarded_free)
+func exportedGuardedFree(_ pointer: UnsafeMutableRawPointer, _ caller: UInt) { Guarded.free(pointer, caller: caller) }
+
 @c(swalloc_impl_calloc)
 func exportedCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
 
