@@ -53,6 +53,14 @@ enum GuardedReport {
     swalloc_abort()
   }
 
+  /// An overflow into the alignment slack after a live guarded block (where no guard page reaches), found
+  /// when the block is freed: `address` is the first byte found overwritten. Reports, then aborts.
+  static func overwrittenSlack(_ address: UInt, index: Int, caller: UInt) -> Never {
+    report(kind: "heap-buffer-overflow", address: address, access: 2, index: index, pc: 0, caller: caller,
+           freeLabel: "freed", foundAtFree: true)
+    swalloc_abort()
+  }
+
   /// Whether slot `index` holds a block, live or freed.
   static func used(_ records: UnsafeMutableRawPointer, _ index: Int) -> Bool {
     let state = Guarded.record(records, index).pointee.state.load(ordering: .acquiring)
@@ -71,12 +79,16 @@ enum GuardedReport {
   ///       allocated by thread 3:  #0 make_node (prog+0x1234)  #1 parse (prog+0x2345)
   ///       freed by thread 1:      #0 free_tree (prog+0x3456)
   static func report(kind: StaticString, address: UInt, access: Int32, index: Int, pc: UInt, caller: UInt,
-                     freeLabel: StaticString?) {
+                     freeLabel: StaticString?, foundAtFree: Bool = false) {
     ErrorWriter.withWriter { writer in
       writer.text("swalloc: ")
       writer.text(kind)
       writer.text(": ")
-      if freeLabel != nil {
+      if foundAtFree {
+        writer.text("write at ")
+        writer.hexadecimal(address)
+        writer.text(" (found when the block was freed)")
+      } else if freeLabel != nil {
         writer.text("free(")
         writer.hexadecimal(address)
         writer.text(")")
@@ -124,14 +136,12 @@ enum GuardedReport {
         }
       }
       if let freeLabel {
-        var callerFrame = caller
         writer.text("  ")
         writer.text(freeLabel)
         writer.text(" by thread ")
         writer.decimal(Int(swalloc_thread_id()))
         writer.text(":  ")
-        if caller != 0 { frame(&writer, 0, callerFrame, isReturnAddress: true) } else { writer.text("(no stack)") }
-        callerFrame = 0
+        if caller != 0 { frame(&writer, 0, caller, isReturnAddress: true) } else { writer.text("(no stack)") }
         writer.text("\n")
       }
       writer.text("swalloc: guarded sampling (SWALLOC_GUARDED_SAMPLE=")

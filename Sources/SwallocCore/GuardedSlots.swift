@@ -99,12 +99,11 @@ enum Guarded {
     return allocate(byteCount: byteCount, alignment: alignment, caller: caller)
   }
 
-  /// The alignment a block of `byteCount` bytes needs when none was asked for: the largest power of two
-  /// that divides its size, up to 16 (an object's size is a multiple of its alignment). A 40-byte block then
-  /// ends exactly at the guard page, so a one-byte overflow faults.
+  /// The byte that fills the alignment slack after a guarded block (between its end and the next multiple
+  /// of 16, where the guard page cannot reach): checked when the block is freed.
   @inline(__always)
-  static func naturalAlignment(_ byteCount: Int) -> Int {
-    Swift.min(LibC.minimumAlignment, byteCount & -byteCount)
+  static func slackByte(_ address: UInt) -> UInt8 {
+    UInt8(truncatingIfNeeded: (address &* 0x9E37_79B9_7F4A_7C15) &>> 56) | 0x81
   }
 
   /// A guarded block of `byteCount` bytes aligned to `alignment` (0: malloc's), or nil when it is not
@@ -124,13 +123,20 @@ enum Guarded {
     if random() & 3 == 0 {
       block = dataStart
     } else {
-      let align = UInt(alignment > 0 ? alignment : naturalAlignment(byteCount))
+      // Every block is 16-byte aligned (DESIGN.md section 4): a size that is not a multiple of 16 leaves up
+      // to 15 bytes between the block and the guard, filled with `slackByte` and checked on free.
+      let align = UInt(Swift.max(alignment, LibC.minimumAlignment))
       block = (dataStart &+ UInt(maximumByteCount) &- size) & ~(align &- 1)
     }
     let page = UInt(OSMemory.pageByteCount)
     let firstPage = block & ~(page &- 1)
     let endPage = (block &+ size &+ page &- 1) & ~(page &- 1)
     swalloc_protect(UnsafeMutableRawPointer(bitPattern: firstPage)!, Int(endPage &- firstPage), 1)
+    var slack = block &+ size
+    while slack & 15 != 0 {
+      UnsafeMutablePointer<UInt8>(bitPattern: slack).unsafelyUnwrapped.pointee = slackByte(slack)
+      slack &+= 1
+    }
     slot.pointee.block = block
     slot.pointee.byteCount = byteCount
     slot.pointee.allocatingThread = swalloc_thread_id()
@@ -241,6 +247,13 @@ enum Guarded {
     if state & 3 == 3 { GuardedReport.badFree(address, index: index, caller: caller, double: true) }
     if state != 1 || slot.pointee.block != address {
       GuardedReport.badFree(address, index: index, caller: caller, double: false)
+    }
+    var slack = address &+ UInt(slot.pointee.byteCount)
+    while slack & 15 != 0 {
+      if UnsafeMutablePointer<UInt8>(bitPattern: slack).unsafelyUnwrapped.pointee != slackByte(slack) {
+        GuardedReport.overwrittenSlack(slack, index: index, caller: caller)
+      }
+      slack &+= 1
     }
     guard slot.pointee.state.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing).exchanged
     else {

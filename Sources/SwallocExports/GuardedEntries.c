@@ -20,18 +20,22 @@ void swalloc_impl_guarded_free(void *pointer, uintptr_t caller);
 static void *(*inner_malloc)(size_t);
 static void (*inner_free)(void *);
 
-/// The code address that called malloc or free. When that is libswalloc.so's own C++ operator new or
-/// delete (which call swalloc_malloc and swalloc_free), the operator's caller: read through the operator's
-/// frame pointer (Operators.cpp keeps one), checked to lie a little above this frame on the same stack.
-/// Not an unwinder: full stacks come from StackCapture (GuardedSlots.swift).
+/// The code address that called malloc or free. When that is inside libswalloc.so itself (its C++ operator
+/// new or delete, which call swalloc_malloc and swalloc_free), the first caller outside it, read through
+/// the operators' frame pointers (Operators.cpp keeps them), each frame checked to lie a little above the
+/// last on the same stack. Not an unwinder: full stacks come from StackCapture (GuardedSlots.swift).
 __attribute__((always_inline)) static inline uintptr_t guarded_caller(uintptr_t returnAddress, void **frame) {
   extern char __ehdr_start[] SWALLOC_HIDDEN;
   extern char _end[] SWALLOC_HIDDEN;
-  if (returnAddress < (uintptr_t)__ehdr_start || returnAddress >= (uintptr_t)_end) return returnAddress;
-  void **callerFrame = (void **)frame[0];
-  uintptr_t distance = (uintptr_t)callerFrame - (uintptr_t)frame;
-  if (((uintptr_t)callerFrame & 7) != 0 || distance == 0 || distance > 4096) return returnAddress;
-  return (uintptr_t)callerFrame[1];
+  for (int depth = 0; depth < 4; depth++) {
+    if (returnAddress < (uintptr_t)__ehdr_start || returnAddress >= (uintptr_t)_end) return returnAddress;
+    void **callerFrame = (void **)frame[0];
+    uintptr_t distance = (uintptr_t)callerFrame - (uintptr_t)frame;
+    if (((uintptr_t)callerFrame & 7) != 0 || distance == 0 || distance > 4096) return returnAddress;
+    returnAddress = (uintptr_t)callerFrame[1];
+    frame = callerFrame;
+  }
+  return returnAddress;
 }
 
 #define GUARDED_CALLER() guarded_caller((uintptr_t)__builtin_return_address(0), (void **)__builtin_frame_address(0))
