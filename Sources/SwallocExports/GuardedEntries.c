@@ -17,8 +17,8 @@ extern void (*swalloc_free_entry)(void *);
 void *swalloc_impl_guarded_sample(size_t size, uintptr_t caller);
 void swalloc_impl_guarded_free(void *pointer, uintptr_t caller);
 
-static void *(*inner_malloc)(size_t);
-static void (*inner_free)(void *);
+__attribute__((used)) static void *(*inner_malloc)(size_t);
+__attribute__((used)) static void (*inner_free)(void *);
 
 /// The code address that called malloc or free. When that is inside libswalloc.so itself (its C++ operator
 /// new or delete, which call swalloc_malloc and swalloc_free), the first caller outside it, read through
@@ -40,21 +40,38 @@ __attribute__((always_inline)) static inline uintptr_t guarded_caller(uintptr_t 
 
 #define GUARDED_CALLER() guarded_caller((uintptr_t)__builtin_return_address(0), (void **)__builtin_frame_address(0))
 
-/// malloc with sampling: one thread-local decrement and a branch on top of the entry in effect.
-__attribute__((noinline)) static void *guarded_malloc(size_t size) {
-  long countdown = swalloc_tls_guarded_countdown - 1;
-  swalloc_tls_guarded_countdown = countdown;
-  if (__builtin_expect(countdown > 0, 1)) return inner_malloc(size);
+/// malloc when the countdown ran out: the sample, or the entry in effect when it declines. Its caller is
+/// malloc's (guarded_malloc jumps here).
+__attribute__((noinline, used)) static void *guarded_malloc_sample(size_t size) {
   void *block = swalloc_impl_guarded_sample(size, GUARDED_CALLER());
   return block != NULL ? block : inner_malloc(size);
 }
 
-/// free that recognizes guarded blocks: one subtraction and comparison on top of the entry in effect.
-__attribute__((noinline)) static void guarded_free(void *pointer) {
-  if (__builtin_expect((uintptr_t)pointer - swalloc_guarded_region_start >= swalloc_guarded_region_length, 1)) {
-    return inner_free(pointer);
-  }
+/// free of a pointer in the guarded region. Its caller is free's (guarded_free jumps here).
+__attribute__((noinline, used)) static void guarded_free_slow(void *pointer) {
   swalloc_impl_guarded_free(pointer, GUARDED_CALLER());
+}
+
+/// malloc with sampling: a decrement of the thread's countdown and a branch on top of the entry in effect
+/// (naked: SwiftPM compiles C with frame pointers, and a frame would cost six instructions more).
+__attribute__((naked, used)) static void *guarded_malloc(size_t size) {
+  __asm__ volatile(
+      "movq swalloc_tls_guarded_countdown@gottpoff(%rip), %rax\n"
+      "subq $1, %fs:(%rax)\n"
+      "jle 1f\n"
+      "jmp *inner_malloc(%rip)\n"
+      "1: jmp guarded_malloc_sample\n");
+}
+
+/// free that recognizes guarded blocks: a subtraction and a comparison on top of the entry in effect.
+__attribute__((naked, used)) static void guarded_free(void *pointer) {
+  __asm__ volatile(
+      "movq %rdi, %rax\n"
+      "subq swalloc_guarded_region_start(%rip), %rax\n"
+      "cmpq swalloc_guarded_region_length(%rip), %rax\n"
+      "jb 1f\n"
+      "jmp *inner_free(%rip)\n"
+      "1: jmp guarded_free_slow\n");
 }
 
 /// Called once, when the options turn sampling on (after secure mode chose its entries).
