@@ -19,6 +19,8 @@ struct GuardedSlot: ~Copyable {
   var freeingThread: Int32
   var allocationFrameCount: Int32
   var freeFrameCount: Int32
+  /// The Swift API heap the block came from (its base address), or 0 for malloc's.
+  var heap: UInt
 }
 
 enum Guarded {
@@ -109,7 +111,7 @@ enum Guarded {
   /// A guarded block of `byteCount` bytes aligned to `alignment` (0: malloc's), or nil when it is not
   /// eligible (empty, above `maximumByteCount`, aligned above a page) or no slot is free. A sample that
   /// finds no slot is lost, not retried: the countdown goes on.
-  static func allocate(byteCount: Int, alignment: Int, caller: UInt) -> UnsafeMutableRawPointer? {
+  static func allocate(byteCount: Int, alignment: Int, caller: UInt, heap: UInt = 0) -> UnsafeMutableRawPointer? {
     if byteCount <= 0 || byteCount > maximumByteCount || alignment > OSMemory.pageByteCount {
       // Not eligible: the next allocation on this thread is considered instead.
       swalloc_guarded_countdown_set(1)
@@ -139,6 +141,7 @@ enum Guarded {
     }
     slot.pointee.block = block
     slot.pointee.byteCount = byteCount
+    slot.pointee.heap = heap
     slot.pointee.allocatingThread = swalloc_thread_id()
     slot.pointee.freeingThread = 0
     slot.pointee.freeFrameCount = 0
@@ -271,13 +274,33 @@ enum Guarded {
     slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
   }
 
-  /// The usable size of a guarded block: its requested size (the byte after it faults). 0 for a pointer in
-  /// the region that is no live block's start.
-  static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+  /// The Swift API heap a live guarded block came from (0: malloc's, or not a live block).
+  static func owner(of pointer: UnsafeMutableRawPointer) -> UInt {
     let address = UInt(bitPattern: pointer)
     guard let records, let (index, _) = slot(of: address), index < slotCount else { return 0 }
     let slot = record(records, index)
     if slot.pointee.state.load(ordering: .acquiring) != 1 || slot.pointee.block != address { return 0 }
+    return slot.pointee.heap
+  }
+
+  /// Frees every live guarded block of the Swift API heap `heap` (the heap is being destroyed).
+  static func freeAll(ownedBy heap: UInt) {
+    guard let records else { return }
+    for index in 0..<slotCount {
+      let slot = record(records, index)
+      if slot.pointee.state.load(ordering: .acquiring) == 1 && slot.pointee.heap == heap {
+        free(UnsafeMutableRawPointer(bitPattern: slot.pointee.block).unsafelyUnwrapped, caller: 0)
+      }
+    }
+  }
+
+  /// The usable size of a guarded block: its requested size (the byte after it faults). -1 for a pointer
+  /// in the region that is no live block's start.
+  static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+    let address = UInt(bitPattern: pointer)
+    guard let records, let (index, _) = slot(of: address), index < slotCount else { return -1 }
+    let slot = record(records, index)
+    if slot.pointee.state.load(ordering: .acquiring) != 1 || slot.pointee.block != address { return -1 }
     return slot.pointee.byteCount
   }
 
@@ -287,7 +310,7 @@ enum Guarded {
     -> UnsafeMutableRawPointer?
   {
     let old = usableSize(pointer)
-    if old == 0 {
+    if old < 0 {
       free(pointer, caller: caller)
       return nil
     }

@@ -43,6 +43,8 @@ enum Options {
   /// SWALLOC_GUARDED_SAMPLE: one allocation in N is guarded (0: off); nil when not given (off, or secure
   /// mode's default rate).
   @exclusivity(unchecked) nonisolated(unsafe) static var guardedSampleRate: Int? = nil
+  /// Whether the Swift API's heaps leave their fast paths for checks: secure mode or guarded sampling.
+  @exclusivity(unchecked) nonisolated(unsafe) static var userHeapsChecked = false
   /// Secure mode is decided once, before the first heap or span exists: blocks handed out in one mode
   /// cannot be freed in the other.
   @exclusivity(unchecked) nonisolated(unsafe) static var isSecureDecided = false
@@ -128,6 +130,7 @@ enum Options {
     }
     // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
     Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
+    userHeapsChecked = secure || Guarded.isEnabled
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()
@@ -201,6 +204,7 @@ enum Options {
       secure = value
     }
     if secure {
+      userHeapsChecked = true
       Secure.initialize()
       swalloc_use_secure_entries()
     }

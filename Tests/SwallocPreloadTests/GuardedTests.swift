@@ -176,3 +176,21 @@ struct GuardedTests {
             "\(stressed.summary)")
   }
 }
+
+@Suite("Guarded sampling: the Swift API's heaps")
+struct GuardedHeapTests {
+  /// swalloc-example's heap tour makes 10 000 heap allocations; at rate 1 the first ones fill the 128 slots,
+  /// and the heap's own count (which guarded blocks are not part of) drops by as many. The tour checks its
+  /// blocks' contents, frees them and destroys the heap: it must run as it does without sampling.
+  @Test("SwallocHeap allocations are sampled and the heap tour runs unchanged", arguments: [0, 1])
+  func heapTour(modeIndex: Int) async throws {
+    let example = try Preload.buildProduct("swalloc-example")
+    var environment = GuardedTests.modes[modeIndex]
+    environment["SWALLOC_GUARDED_SAMPLE"] = "1"
+    let result = try await runPreloaded(example, environment: environment)
+    expectLine("withArena: hello from an arena", in: result)
+    let line = result.outputLines.first { $0.hasPrefix("Swift API heaps: ") }
+    let count = line.flatMap { Int($0.split(separator: " ")[3]) } ?? 10_000
+    #expect(count < 10_000, "no heap allocation was guarded\n\(result.summary)")
+  }
+}
