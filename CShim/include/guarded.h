@@ -73,6 +73,13 @@ static inline __attribute__((always_inline)) void swalloc_use_guarded_entries(vo
   if (swalloc_select_guarded_entries) swalloc_select_guarded_entries();
 }
 
+/// Points C++'s sized operator delete at secure mode's size check (Sources/SwallocExports/CheckedDelete.c).
+/// Absent in the Swift API's copy.
+static inline __attribute__((always_inline)) void swalloc_use_checked_sized_delete(void) {
+  extern void swalloc_select_checked_sized_delete(void) __attribute__((weak));
+  if (swalloc_select_checked_sized_delete) swalloc_select_checked_sized_delete();
+}
+
 #pragma clang assume_nonnull end
 
 #endif

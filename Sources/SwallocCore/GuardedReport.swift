@@ -11,6 +11,11 @@ enum GuardedReport {
   /// nearer of the blocks on either side.
   static func fault(_ address: UInt, access: Int32, pc: UInt) {
     guard let records = Guarded.records else { return }
+    if Guarded.isZeroSize(address) {
+      report(kind: "zero-size-access", address: address, access: access, index: -1, pc: pc, caller: 0,
+             freeLabel: nil)
+      return
+    }
     var index = -1
     if let (slot, offset) = Guarded.slot(of: address) {
       index = slot
@@ -127,6 +132,8 @@ enum GuardedReport {
           stack(&writer, label: "freed by thread ", thread: slot.pointee.freeingThread,
                 frames: Guarded.frames(records, index, freed: true), count: Int(slot.pointee.freeFrameCount))
         }
+      } else if Guarded.isZeroSize(address) {
+        writer.text(" (a block from malloc(0): none of its bytes may be read or written)\n")
       } else {
         writer.text(" (no guarded block there)\n")
         if pc != 0 {
@@ -144,9 +151,13 @@ enum GuardedReport {
         if caller != 0 { frame(&writer, 0, caller, isReturnAddress: true) } else { writer.text("(no stack)") }
         writer.text("\n")
       }
-      writer.text("swalloc: guarded sampling (SWALLOC_GUARDED_SAMPLE=")
-      writer.decimal(Guarded.sampleRate)
-      writer.text(") caught this; the process now dies of it\n")
+      if index < 0 && Guarded.isZeroSize(address) {
+        writer.text("swalloc: secure mode answers malloc(0) with inaccessible memory; the process now dies of it\n")
+      } else {
+        writer.text("swalloc: guarded sampling (SWALLOC_GUARDED_SAMPLE=")
+        writer.decimal(Guarded.sampleRate)
+        writer.text(") caught this; the process now dies of it\n")
+      }
     }
   }
 

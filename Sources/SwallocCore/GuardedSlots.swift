@@ -31,6 +31,11 @@ enum Guarded {
   static let recordStride = 64 + 2 * StackCapture.frameCapacity * 8
   static let defaultSlotCount = 128
   static let maximumSlotCount = 16384
+  /// Secure mode answers malloc(0) with a unique address in this much inaccessible address space after the
+  /// slots (reserved, never backed): 2^28 pointers before they are handed out again.
+  static let zeroSizeByteCount = 4 << 30
+  static let zeroSizeNext = Atomic<UInt>(0)
+
   /// The rate secure mode uses unless SWALLOC_GUARDED_SAMPLE says otherwise (README: measured cost).
   static let secureDefaultRate = 20000
 
@@ -159,7 +164,7 @@ enum Guarded {
     guard regionState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged
     else { return nil }
     let count = slotCount
-    let regionByteCount = OSMemory.pageByteCount + count * slotStride
+    let regionByteCount = OSMemory.pageByteCount + count * slotStride + zeroSizeByteCount
     let recordByteCount = (count * recordStride + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
     guard let area = OSMemory.reserveInaccessible(byteCount: regionByteCount),
       let table = OSMemory.reserve(byteCount: recordByteCount)
@@ -220,6 +225,23 @@ enum Guarded {
     return nil
   }
 
+  /// Secure mode's malloc(0): a unique pointer to memory that faults on any access (the zero-size area after
+  /// the slots); nil when there is no region. Freeing it does nothing.
+  static func zeroSizeBlock() -> UnsafeMutableRawPointer? {
+    guard region() != nil else { return nil }
+    let offset = zeroSizeNext.wrappingAdd(16, ordering: .relaxed).oldValue % UInt(zeroSizeByteCount)
+    return UnsafeMutableRawPointer(bitPattern: zeroSizeStart &+ offset)
+  }
+
+  /// Where the zero-size area starts (valid once the region exists).
+  static var zeroSizeStart: UInt {
+    swalloc_guarded_start() &+ UInt(OSMemory.pageByteCount) &+ UInt(slotCount &* slotStride)
+  }
+
+  /// Whether `address`, an address in the region, is in the zero-size area.
+  @inline(__always)
+  static func isZeroSize(_ address: UInt) -> Bool { address >= zeroSizeStart }
+
   // MARK: free and friends
 
   /// Whether `pointer` is in the guarded region (slots and guard pages).
@@ -242,6 +264,7 @@ enum Guarded {
   /// pointer that is not a guarded block's start, is reported with the stacks, and the process aborts.
   static func free(_ pointer: UnsafeMutableRawPointer, caller: UInt) {
     let address = UInt(bitPattern: pointer)
+    if isZeroSize(address) { return }
     guard let records, let (index, _) = slot(of: address), index < slotCount else {
       GuardedReport.badFree(address, index: -1, caller: caller, double: false)
     }
@@ -298,6 +321,7 @@ enum Guarded {
   /// in the region that is no live block's start.
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
     let address = UInt(bitPattern: pointer)
+    if isZeroSize(address) { return 0 }
     guard let records, let (index, _) = slot(of: address), index < slotCount else { return -1 }
     let slot = record(records, index)
     if slot.pointee.state.load(ordering: .acquiring) != 1 || slot.pointee.block != address { return -1 }

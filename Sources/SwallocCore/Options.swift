@@ -206,6 +206,7 @@ enum Options {
     if secure {
       userHeapsChecked = true
       Secure.initialize()
+      swalloc_use_checked_sized_delete()
       swalloc_use_secure_entries()
     }
     isSecureDecided = true

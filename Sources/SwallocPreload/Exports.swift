@@ -27,6 +27,12 @@ func exportedGuardedSample(_ size: Int, _ caller: UInt) -> UnsafeMutableRawPoint
 @c(swalloc_impl_guarded_free)
 func exportedGuardedFree(_ pointer: UnsafeMutableRawPointer, _ caller: UInt) { Guarded.free(pointer, caller: caller) }
 
+/// Secure mode's sized operator delete (CheckedDelete.c): the size must be the block's.
+@c(swalloc_impl_checked_sized_free)
+func exportedCheckedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
+  SecureChecks.checkedSizedFree(pointer, size)
+}
+
 @c(swalloc_impl_calloc)
 func exportedCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
 
@@ -71,7 +77,10 @@ func exportedMallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
 }
 
 @c(swalloc_impl_free_sized)
-func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) { LibC.release(pointer) }
+func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
+  if Options.secure { return SecureChecks.checkedSizedFree(pointer, size) }
+  LibC.release(pointer)
+}
 
 @c(swalloc_impl_free_aligned_sized)
 func exportedFreeAlignedSized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
