@@ -143,20 +143,20 @@ static int symtab_lookup(const char *path, uintptr_t base, uintptr_t address, ch
   return found;
 }
 
-int swalloc_symbolize(uintptr_t address, char *name, size_t capacity, uintptr_t *symbol_address,
-                      char *module, size_t module_capacity, uintptr_t *module_base) {
-  Dl_info info;
+int swalloc_guarded_symbolize(uintptr_t address, char *name, size_t capacity, uintptr_t *symbol_address,
+                              char *module, size_t module_capacity, uintptr_t *module_base) {
+  swalloc_symbol info;
   memset(&info, 0, sizeof info);
   int saved = errno;
-  int known = dladdr((void *)address, &info);
+  int known = swalloc_symbolize(address, &info);
   name[0] = 0;
   module[0] = 0;
   if (!known) {
     errno = saved;
     return 0;
   }
-  *module_base = (uintptr_t)info.dli_fbase;
-  const char *path = info.dli_fname != NULL ? info.dli_fname : "";
+  *module_base = info.object_base;
+  const char *path = info.object_name != NULL ? info.object_name : "";
   const char *base_name = strrchr(path, '/');
   base_name = base_name != NULL ? base_name + 1 : path;
   size_t n = 0;
@@ -165,14 +165,14 @@ int swalloc_symbolize(uintptr_t address, char *name, size_t capacity, uintptr_t 
     n++;
   }
   module[n] = 0;
-  if (info.dli_sname != NULL && info.dli_saddr != NULL) {
+  if (info.symbol_name != NULL && info.symbol_address != 0) {
     size_t m = 0;
-    while (m + 1 < capacity && info.dli_sname[m] != 0) {
-      name[m] = info.dli_sname[m];
+    while (m + 1 < capacity && info.symbol_name[m] != 0) {
+      name[m] = info.symbol_name[m];
       m++;
     }
     name[m] = 0;
-    *symbol_address = (uintptr_t)info.dli_saddr;
+    *symbol_address = info.symbol_address;
   } else if (!symtab_lookup(path, *module_base, address, name, capacity, symbol_address)) {
     // The main program's path as dladdr gives it (argv[0]) may not open from here.
     symtab_lookup("/proc/self/exe", *module_base, address, name, capacity, symbol_address);

@@ -60,11 +60,13 @@ int swalloc_guarded_install_handler(void);
 int swalloc_core_guarded_fault(uintptr_t address, int access, uintptr_t pc);
 
 /// Symbolizes a code address without allocating: the module's file name (no directory) and load base from
-/// dladdr(3), and the name and start of the function containing it, from dladdr's exported symbols or else
+/// dladdr(3) (swalloc_symbolize, the heap profiler's), and the name and start of the function containing it,
+/// from dladdr's exported symbols or else
 /// from the module file's own symbol table (.symtab, mapped read-only for the look-up). Returns 0 when the
 /// address is in no module; `name` is then empty, as when no symbol contains it.
-int swalloc_symbolize(uintptr_t address, char *_Nonnull name, size_t capacity, uintptr_t *_Nonnull symbol_address,
-                      char *_Nonnull module, size_t module_capacity, uintptr_t *_Nonnull module_base);
+int swalloc_guarded_symbolize(uintptr_t address, char *_Nonnull name, size_t capacity,
+                              uintptr_t *_Nonnull symbol_address, char *_Nonnull module, size_t module_capacity,
+                              uintptr_t *_Nonnull module_base);
 
 /// Points libswalloc.so's malloc and free at the guarded entries, which sample and recognize guarded
 /// blocks before going on to the entries in effect (default or secure). Absent in the Swift API's copy.

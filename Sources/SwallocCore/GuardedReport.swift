@@ -51,17 +51,20 @@ enum GuardedReport {
   /// A free of a pointer in the guarded region that is not a live guarded block: a double free (`double`),
   /// or a pointer inside a block or in no block. Reports, then aborts (both modes: the program asked for
   /// guarded sampling, or runs in secure mode).
-  static func badFree(_ address: UInt, index: Int, caller: UInt, double: Bool) -> Never {
+  static func badFree(_ address: UInt, index: Int, caller: UInt, stack: StackCapture.Captured, double: Bool)
+    -> Never
+  {
     let known = index >= 0 && Guarded.records.map { used($0, index) } == true
     report(kind: double ? "double-free" : "invalid-free", address: address, access: 0, index: known ? index : -1,
-           pc: 0, caller: caller, freeLabel: double ? "freed again" : "invalid free")
+           pc: 0, caller: caller, stack: stack, freeLabel: double ? "freed again" : "invalid free")
     swalloc_abort()
   }
 
   /// An overflow into the alignment slack after a live guarded block (where no guard page reaches), found
   /// when the block is freed: `address` is the first byte found overwritten. Reports, then aborts.
-  static func overwrittenSlack(_ address: UInt, index: Int, caller: UInt) -> Never {
+  static func overwrittenSlack(_ address: UInt, index: Int, caller: UInt, stack: StackCapture.Captured) -> Never {
     report(kind: "heap-buffer-overflow", address: address, access: 2, index: index, pc: 0, caller: caller,
+           stack: stack,
            freeLabel: "freed", foundAtFree: true)
     swalloc_abort()
   }
@@ -84,7 +87,7 @@ enum GuardedReport {
   ///       allocated by thread 3:  #0 make_node (prog+0x1234)  #1 parse (prog+0x2345)
   ///       freed by thread 1:      #0 free_tree (prog+0x3456)
   static func report(kind: StaticString, address: UInt, access: Int32, index: Int, pc: UInt, caller: UInt,
-                     freeLabel: StaticString?, foundAtFree: Bool = false) {
+                     stack: StackCapture.Captured = .none, freeLabel: StaticString?, foundAtFree: Bool = false) {
     ErrorWriter.withWriter { writer in
       writer.text("swalloc: ")
       writer.text(kind)
@@ -123,13 +126,13 @@ enum GuardedReport {
         writer.text("\n")
         if pc != 0 {
           writer.text("  at:                     ")
-          frame(&writer, 0, pc, isReturnAddress: false)
+          frame(&writer, 0, pc)
           writer.text("\n")
         }
-        stack(&writer, label: "allocated by thread ", thread: slot.pointee.allocatingThread,
+        writeStack(&writer, label: "allocated by thread ", thread: slot.pointee.allocatingThread,
               frames: Guarded.frames(records, index, freed: false), count: Int(slot.pointee.allocationFrameCount))
         if slot.pointee.state.load(ordering: .acquiring) & 3 == 3 {
-          stack(&writer, label: "freed by thread ", thread: slot.pointee.freeingThread,
+          writeStack(&writer, label: "freed by thread ", thread: slot.pointee.freeingThread,
                 frames: Guarded.frames(records, index, freed: true), count: Int(slot.pointee.freeFrameCount))
         }
       } else if Guarded.isZeroSize(address) {
@@ -138,7 +141,7 @@ enum GuardedReport {
         writer.text(" (no guarded block there)\n")
         if pc != 0 {
           writer.text("  at:                     ")
-          frame(&writer, 0, pc, isReturnAddress: false)
+          frame(&writer, 0, pc)
           writer.text("\n")
         }
       }
@@ -148,7 +151,16 @@ enum GuardedReport {
         writer.text(" by thread ")
         writer.decimal(Int(swalloc_thread_id()))
         writer.text(":  ")
-        if caller != 0 { frame(&writer, 0, caller, isReturnAddress: true) } else { writer.text("(no stack)") }
+        if let frames = stack.frames, stack.count > 0 {
+          for index in 0..<Swift.min(stack.count, StackCapture.frameCapacity) {
+            if index > 0 { writer.text("  ") }
+            frame(&writer, index, frames[index])
+          }
+        } else if caller != 0 {
+          frame(&writer, 0, caller &- 1)
+        } else {
+          writer.text("(no stack)")
+        }
         writer.text("\n")
       }
       if index < 0 && Guarded.isZeroSize(address) {
@@ -161,7 +173,7 @@ enum GuardedReport {
     }
   }
 
-  static func stack(_ writer: inout ErrorWriter, label: StaticString, thread: Int32,
+  static func writeStack(_ writer: inout ErrorWriter, label: StaticString, thread: Int32,
                     frames: UnsafeMutablePointer<UInt>, count: Int) {
     writer.text("  ")
     writer.text(label)
@@ -170,14 +182,14 @@ enum GuardedReport {
     if count == 0 { writer.text("(no stack)") }
     for index in 0..<count {
       if index > 0 { writer.text("  ") }
-      frame(&writer, index, frames[index], isReturnAddress: true)
+      frame(&writer, index, frames[index])
     }
     writer.text("\n")
   }
 
-  /// `#n name (module+0xoffset)`, or `#n 0xaddress` when the address is in no module. A return address is
-  /// looked up one byte back, inside the call instruction.
-  static func frame(_ writer: inout ErrorWriter, _ number: Int, _ address: UInt, isReturnAddress: Bool) {
+  /// `#n name (module+0xoffset)`, or `#n 0xaddress` when the address is in no module. Stack frames are
+  /// inside their call instructions (a return address less one).
+  static func frame(_ writer: inout ErrorWriter, _ number: Int, _ address: UInt) {
     writer.text("#")
     writer.decimal(number)
     writer.text(" ")
@@ -186,8 +198,7 @@ enum GuardedReport {
       let module = name + 384
       var symbolAddress: UInt = 0
       var moduleBase: UInt = 0
-      let lookup = isReturnAddress ? address &- 1 : address
-      if swalloc_symbolize(lookup, name, 384, &symbolAddress, module, 128, &moduleBase) == 0 {
+      if swalloc_guarded_symbolize(address, name, 384, &symbolAddress, module, 128, &moduleBase) == 0 {
         writer.hexadecimal(address)
         return
       }

@@ -150,8 +150,9 @@ enum Guarded {
     slot.pointee.allocatingThread = swalloc_thread_id()
     slot.pointee.freeingThread = 0
     slot.pointee.freeFrameCount = 0
-    slot.pointee.allocationFrameCount = Int32(truncatingIfNeeded: StackCapture.capture(
-      into: frames(records, index, freed: false), capacity: StackCapture.frameCapacity, caller: caller))
+    slot.pointee.allocationFrameCount = Int32(truncatingIfNeeded: StackCapture.store(
+      into: frames(records, index, freed: false), capacity: StackCapture.frameCapacity, captured: .none,
+      caller: caller))
     sampleCount.wrappingAdd(1, ordering: .relaxed)
     slot.pointee.state.store(1, ordering: .releasing)
     return UnsafeMutableRawPointer(bitPattern: block)
@@ -262,39 +263,52 @@ enum Guarded {
 
   /// free() of a pointer in the guarded region. The block's pages become inaccessible; a second free, or a
   /// pointer that is not a guarded block's start, is reported with the stacks, and the process aborts.
-  static func free(_ pointer: UnsafeMutableRawPointer, caller: UInt) {
+  static func free(_ pointer: UnsafeMutableRawPointer, caller: UInt, stack: StackCapture.Captured = .none) {
     let address = UInt(bitPattern: pointer)
     if isZeroSize(address) { return }
     guard let records, let (index, _) = slot(of: address), index < slotCount else {
-      GuardedReport.badFree(address, index: -1, caller: caller, double: false)
+      GuardedReport.badFree(address, index: -1, caller: caller, stack: stack, double: false)
     }
     let slot = record(records, index)
     let state = slot.pointee.state.load(ordering: .acquiring)
-    if state & 3 == 3 { GuardedReport.badFree(address, index: index, caller: caller, double: true) }
+    if state & 3 == 3 { GuardedReport.badFree(address, index: index, caller: caller, stack: stack, double: true) }
     if state != 1 || slot.pointee.block != address {
-      GuardedReport.badFree(address, index: index, caller: caller, double: false)
+      GuardedReport.badFree(address, index: index, caller: caller, stack: stack, double: false)
     }
     var slack = address &+ UInt(slot.pointee.byteCount)
     while slack & 15 != 0 {
       if UnsafeMutablePointer<UInt8>(bitPattern: slack).unsafelyUnwrapped.pointee != slackByte(slack) {
-        GuardedReport.overwrittenSlack(slack, index: index, caller: caller)
+        GuardedReport.overwrittenSlack(slack, index: index, caller: caller, stack: stack)
       }
       slack &+= 1
     }
     guard slot.pointee.state.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing).exchanged
     else {
       // Another thread freed it at the same moment.
-      GuardedReport.badFree(address, index: index, caller: caller, double: true)
+      GuardedReport.badFree(address, index: index, caller: caller, stack: stack, double: true)
     }
     slot.pointee.freeingThread = swalloc_thread_id()
-    slot.pointee.freeFrameCount = Int32(truncatingIfNeeded: StackCapture.capture(
-      into: frames(records, index, freed: true), capacity: StackCapture.frameCapacity, caller: caller))
+    slot.pointee.freeFrameCount = Int32(truncatingIfNeeded: StackCapture.store(
+      into: frames(records, index, freed: true), capacity: StackCapture.frameCapacity, captured: stack,
+      caller: caller))
     let page = UInt(OSMemory.pageByteCount)
     let firstPage = address & ~(page &- 1)
     let endPage = (address &+ UInt(slot.pointee.byteCount) &+ page &- 1) & ~(page &- 1)
     swalloc_protect(UnsafeMutableRawPointer(bitPattern: firstPage)!, Int(endPage &- firstPage), 0)
     let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
     slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
+  }
+
+  /// Replaces a live guarded block's allocation stack (its entry's one frame) with the stack its C entry
+  /// captured after the sample (GuardedEntries.c).
+  static func storeAllocationStack(_ block: UnsafeMutableRawPointer, frames source: UnsafePointer<UInt>, count: Int) {
+    let address = UInt(bitPattern: block)
+    guard let records, let (index, _) = slot(of: address), index < slotCount else { return }
+    let slot = record(records, index)
+    if slot.pointee.state.load(ordering: .acquiring) != 1 || slot.pointee.block != address { return }
+    slot.pointee.allocationFrameCount = Int32(truncatingIfNeeded: StackCapture.store(
+      into: frames(records, index, freed: false), capacity: StackCapture.frameCapacity,
+      captured: StackCapture.Captured(frames: source, count: count), caller: 0))
   }
 
   /// The Swift API heap a live guarded block came from (0: malloc's, or not a live block).

@@ -15,7 +15,11 @@ extern void (*swalloc_free_entry)(void *);
 
 // Implemented in Swift (Sources/SwallocPreload/Exports.swift -> GuardedSlots.swift).
 void *swalloc_impl_guarded_sample(size_t size, uintptr_t caller);
-void swalloc_impl_guarded_free(void *pointer, uintptr_t caller);
+void swalloc_impl_guarded_store_stack(void *block, const uintptr_t *frames, int count);
+void swalloc_impl_guarded_free(void *pointer, uintptr_t caller, const uintptr_t *frames, int count);
+
+/// Frames kept per stack (StackCapture.frameCapacity).
+#define GUARDED_FRAMES 16
 
 __attribute__((used)) static void *(*inner_malloc)(size_t);
 __attribute__((used)) static void (*inner_free)(void *);
@@ -42,14 +46,23 @@ __attribute__((always_inline)) static inline uintptr_t guarded_caller(uintptr_t 
 
 /// malloc when the countdown ran out: the sample, or the entry in effect when it declines. Its caller is
 /// malloc's (guarded_malloc jumps here).
+/// The stack is captured here, in C, after the sample was taken (the unwinder needs call-frame information
+/// in every frame up to the program's, which Embedded Swift does not emit); libswalloc.so's own frames
+/// (this one, C++'s operator new) are left out.
 __attribute__((noinline, used)) static void *guarded_malloc_sample(size_t size) {
   void *block = swalloc_impl_guarded_sample(size, GUARDED_CALLER());
-  return block != NULL ? block : inner_malloc(size);
+  if (block == NULL) return inner_malloc(size);
+  uintptr_t frames[GUARDED_FRAMES];
+  int count = swalloc_backtrace_capture(frames, GUARDED_FRAMES, 1);
+  if (count > 0) swalloc_impl_guarded_store_stack(block, frames, count);
+  return block;
 }
 
 /// free of a pointer in the guarded region. Its caller is free's (guarded_free jumps here).
 __attribute__((noinline, used)) static void guarded_free_slow(void *pointer) {
-  swalloc_impl_guarded_free(pointer, GUARDED_CALLER());
+  uintptr_t frames[GUARDED_FRAMES];
+  int count = swalloc_backtrace_capture(frames, GUARDED_FRAMES, 1);
+  swalloc_impl_guarded_free(pointer, GUARDED_CALLER(), frames, count);
 }
 
 /// malloc with sampling: a decrement of the thread's countdown and a branch on top of the entry in effect

@@ -24,8 +24,17 @@ func exportedGuardedSample(_ size: Int, _ caller: UInt) -> UnsafeMutableRawPoint
   Guarded.sample(byteCount: size, alignment: 0, caller: caller)
 }
 
+@c(swalloc_impl_guarded_store_stack)
+func exportedGuardedStoreStack(_ block: UnsafeMutableRawPointer, _ frames: UnsafePointer<UInt>, _ count: Int32) {
+  Guarded.storeAllocationStack(block, frames: frames, count: Int(count))
+}
+
 @c(swalloc_impl_guarded_free)
-func exportedGuardedFree(_ pointer: UnsafeMutableRawPointer, _ caller: UInt) { Guarded.free(pointer, caller: caller) }
+func exportedGuardedFree(_ pointer: UnsafeMutableRawPointer, _ caller: UInt, _ frames: UnsafePointer<UInt>,
+                         _ count: Int32)
+{
+  Guarded.free(pointer, caller: caller, stack: StackCapture.Captured(frames: frames, count: Int(count)))
+}
 
 /// Secure mode's sized operator delete (CheckedDelete.c): the size must be the block's.
 @c(swalloc_impl_checked_sized_free)
