@@ -32,12 +32,12 @@ enum Guarded {
   static let defaultSlotCount = 128
   static let maximumSlotCount = 16384
   /// Secure mode answers malloc(0) with a unique address in this much inaccessible address space after the
-  /// slots (reserved, never backed): 2^28 pointers before they are handed out again.
-  static let zeroSizeByteCount = 4 << 30
+  /// slots (reserved, never backed): 2^24 pointers before they are handed out again.
+  static let zeroSizeByteCount = 256 << 20
   static let zeroSizeNext = Atomic<UInt>(0)
 
   /// The rate secure mode uses unless SWALLOC_GUARDED_SAMPLE says otherwise (README: measured cost).
-  static let secureDefaultRate = 20000
+  static let secureDefaultRate = 50000
 
   /// Whether sampling is on (SWALLOC_GUARDED_SAMPLE > 0, or secure mode's default). Set once, before the
   /// first sample; the paths that test it are not the exported malloc and free (their entries switch).

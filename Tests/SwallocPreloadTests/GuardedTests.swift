@@ -76,19 +76,19 @@ struct GuardedTests {
     }
   }
 
-  /// At the default rate (secure mode's, 1 in `Guarded.secureDefaultRate` = 20000), a use after free in a
-  /// loop of 200 000 allocations is sampled about 10 times per run: a run misses it with probability
-  /// e^-10 (4.5e-5). The test allows 3 runs per mode (a miss in all 3: about 1e-13).
+  /// At the default rate (secure mode's, 1 in `Guarded.secureDefaultRate` = 50 000), a use after free in a
+  /// loop of 1 000 000 allocations (each freed, then read) is sampled about 20 times per run: a run misses it
+  /// with probability e^-20 (2e-9). The test allows 3 runs per mode.
   @Test("at the default rate a use after free in a hot loop is caught within 3 runs", arguments: [0, 1])
   func statistical(modeIndex: Int) async throws {
     let program = try await Self.program(.c)
     // Default mode: the rate given explicitly; secure mode: its default, with no variable.
-    let environment = modeIndex == 0 ? ["SWALLOC_GUARDED_SAMPLE": "20000"] : Self.modes[1]
+    let environment = modeIndex == 0 ? ["SWALLOC_GUARDED_SAMPLE": "50000"] : Self.modes[1]
     var caught = 0
     var runs = 0
     while runs < 3 && caught == 0 {
       runs += 1
-      let result = try await runChild(program, ["hot-loop", "200000"], preload: try Preload.library(),
+      let result = try await runChild(program, ["hot-loop", "1000000"], preload: try Preload.library(),
                                       environment: environment, timeout: shortChildTimeout)
       expectLine("swalloc active", in: result)
       if Self.died(result, of: SIGSEGV) && result.standardError.contains("heap-use-after-free") {
