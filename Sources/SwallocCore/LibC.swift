@@ -212,10 +212,10 @@ enum LibC {
 
   /// The usable size of a live block, or -1 when the pointer is not a live Swalloc block.
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+    // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
+    if Guarded.isEnabled && Guarded.contains(pointer) { return Guarded.usableSize(pointer) }
     let address = UInt(bitPattern: pointer)
-    guard let segment = SegmentMap.segment(of: address) else {
-      return Guarded.isEnabled && Guarded.contains(pointer) ? Guarded.usableSize(pointer) : -1
-    }
+    guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {
       let page = segment.page(at: 0)
       // Only the block's own address: the rest of the 4 MiB unit past a short span may be someone else's.

@@ -185,9 +185,9 @@ enum Secure {
   static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
     var corrupted: UnsafeMutableRawPointer? = nil
-    // Sizes 1 ... 1024 (as cheap as 0 ... 1024): malloc(0) takes the slow path, which answers it with an
-    // inaccessible unique pointer when guarded sampling has its region (GuardedSlots.swift).
-    if UInt(bitPattern: byteCount &- 1) < UInt(SizeClass.directMaxByteCount) {
+    // malloc(0) finds the empty page in direct slot 0 (Heap.firstChanged) and takes the slow path, which
+    // answers it with an inaccessible unique pointer when guarded sampling has its region (GuardedSlots).
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
       let page = heap.directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
         let next = next(block)

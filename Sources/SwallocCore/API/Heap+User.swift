@@ -115,10 +115,9 @@ extension Heap {
   /// Whether `block` is the start of a live block of this heap (page blocks: inside a page of this heap at
   /// a block boundary; huge blocks: a span on this heap's list).
   func ownsBlock(_ block: UnsafeMutableRawPointer) -> Bool {
+    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.owner(of: block) == UInt(bitPattern: base) }
     let address = UInt(bitPattern: block)
-    guard let segment = SegmentMap.segment(of: address) else {
-      return Guarded.isEnabled && Guarded.contains(block) && Guarded.owner(of: block) == UInt(bitPattern: base)
-    }
+    guard let segment = SegmentMap.segment(of: address) else { return false }
     if segment.pointee.kind == .huge {
       let page = segment.page(at: 0)
       return segment.pointee.heap == base && page.pointee.state == .huge && page.pointee.start == block
