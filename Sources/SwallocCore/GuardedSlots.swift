@@ -32,7 +32,7 @@ enum Guarded {
   static let defaultSlotCount = 128
   static let maximumSlotCount = 16384
   /// Secure mode answers malloc(0) with a unique address in this much inaccessible address space after the
-  /// slots (reserved, never backed): 2^24 pointers before they are handed out again.
+  /// slots (reserved, never backed, in secure mode only): 2^24 pointers before they are handed out again.
   static let zeroSizeByteCount = 256 << 20
   static let zeroSizeNext = Atomic<UInt>(0)
 
@@ -165,7 +165,8 @@ enum Guarded {
     guard regionState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged
     else { return nil }
     let count = slotCount
-    let regionByteCount = OSMemory.pageByteCount + count * slotStride + zeroSizeByteCount
+    // The zero-size area only in secure mode, the one mode that hands it out.
+    let regionByteCount = OSMemory.pageByteCount + count * slotStride + (Options.secure ? zeroSizeByteCount : 0)
     let recordByteCount = (count * recordStride + OSMemory.pageByteCount - 1) & ~(OSMemory.pageByteCount - 1)
     guard let area = OSMemory.reserveInaccessible(byteCount: regionByteCount),
       let table = OSMemory.reserve(byteCount: recordByteCount)
