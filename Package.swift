@@ -57,6 +57,9 @@ let package = Package(
           // A program linked against the library and run with it preloaded as well loads one copy: the
           // loader matches the DT_NEEDED name against this soname.
           "-Xlinker", "-soname=libswalloc.so",
+          // The stack unwinder of the heap profiler (Backtrace.swift): libgcc's, linked statically with its
+          // symbols local, so that ldd still shows libc alone.
+          "-Xlinker", "-l:libgcc_eh.a", "-Xlinker", "--exclude-libs=libgcc_eh.a",
         ])
       ]),
 

@@ -17,8 +17,10 @@
 #include <unistd.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <unwind.h>
 
 #include "swalloc.h"
+#include "guarded.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000
@@ -165,6 +167,35 @@ SWALLOC_INLINE void swalloc_after_slow_call(void) { __asm__ volatile(""); }
 /// Registers `heap` so that swalloc_core_thread_exit(heap) runs when the calling thread exits
 /// (a pthread key destructor; the key is created on first use, which does not allocate).
 void swalloc_thread_register(void *heap);
+
+// ---- backtraces and symbols (Backtrace.swift, the heap profiler) ----------------------------------------
+/// The bounds of the loaded object that contains `address` (_dl_find_object: lock-free and
+/// async-signal-safe); 0 when no object contains it.
+int swalloc_object_bounds(const void *address, uintptr_t *start, uintptr_t *end);
+
+/// The most frames a backtrace keeps.
+#define SWALLOC_BACKTRACE_MAX 64
+
+/// Fills `frames` with up to `capacity` (at most SWALLOC_BACKTRACE_MAX) code addresses of the calling
+/// thread's stack, innermost first, and returns how many. Each is inside its call instruction (a return
+/// address less one), or is the instruction a signal interrupted: ready for symbolization. With
+/// `skip_own_frames`, the leading frames of the object that holds this code (libswalloc.so) are left out.
+/// Never allocates or locks; safe in signal handlers and forked children (Backtrace.c).
+/// Call it from C: every frame between the program and this function needs call-frame information, which
+/// Embedded Swift does not emit. The walk stops at the first frame without it.
+int swalloc_backtrace_capture(uintptr_t *frames, int capacity, int skip_own_frames);
+
+/// What dladdr knows about an address. The strings belong to the loader.
+typedef struct swalloc_symbol {
+  const char *_Nullable object_name;
+  uintptr_t object_base;
+  const char *_Nullable symbol_name;
+  uintptr_t symbol_address;
+} swalloc_symbol;
+
+/// dladdr: 1 and `*symbol` filled when a loaded object contains `address`. Takes the loader's lock (no
+/// allocation): for exit and dump time only, never inside malloc.
+int swalloc_symbolize(uintptr_t address, swalloc_symbol *symbol);
 
 #pragma clang assume_nonnull end
 

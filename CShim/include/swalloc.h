@@ -51,6 +51,12 @@ void swalloc_print_statistics(int json);
 /// Purges the calling thread's free pages and every cached span now; returns the bytes given back.
 size_t swalloc_purge(void);
 
+/// Fills `frames` with up to `capacity` (at most 64) code addresses of the calling thread's stack, innermost
+/// first (the caller of swalloc_backtrace first), and returns how many. Each address is inside its call
+/// instruction (or is the instruction a signal interrupted). Works without frame pointers, in any thread and
+/// in signal handlers; never allocates or takes a lock.
+int swalloc_backtrace(void **frames, int capacity);
+
 #ifdef __cplusplus
 }
 #endif

@@ -46,6 +46,9 @@ extension Heap {
   @inline(never)
   static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
     guard let block else { return }
+    // A guarded block (GuardedSlots.swift): libswalloc.so's free entry catches them first; the Swift API's
+    // heaps' frees come here. (Its segment-map entry may be a huge span's: the region can share its unit.)
+    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
     if Options.secure { return Secure.free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot) }
     if slot == 0 { return freeUnusual(block) }
     var page = pageAt(slot)

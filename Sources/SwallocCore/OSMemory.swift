@@ -17,6 +17,16 @@ enum OSMemory {
     return address
   }
 
+  /// Reserves `byteCount` bytes of address space that faults on every access (guarded sampling's region:
+  /// its slots are opened page by page). The corresponding call is `mmap(PROT_NONE)`.
+  static func reserveInaccessible(byteCount: Int) -> UnsafeMutableRawPointer? {
+    let saved = swalloc_errno_get()
+    defer { swalloc_errno_set(saved) }
+    let address = mmap(nil, byteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if address == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }  // MAP_FAILED
+    return address
+  }
+
   /// Maps `byteCount` bytes aligned to `alignment` (a power of two >= the page size).
   /// Maps `byteCount + alignment` and releases the unaligned head and the tail.
   static func reserveAligned(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {

@@ -49,6 +49,11 @@ enum Options {
   #else
   @exclusivity(unchecked) nonisolated(unsafe) static var secure = false
   #endif
+  /// SWALLOC_GUARDED_SAMPLE: one allocation in N is guarded (0: off); nil when not given (off, or secure
+  /// mode's default rate).
+  @exclusivity(unchecked) nonisolated(unsafe) static var guardedSampleRate: Int? = nil
+  /// Whether the Swift API's heaps leave their fast paths for checks: secure mode or guarded sampling.
+  @exclusivity(unchecked) nonisolated(unsafe) static var userHeapsChecked = false
   /// Secure mode is decided once, before the first heap or span exists: blocks handed out in one mode
   /// cannot be freed in the other.
   @exclusivity(unchecked) nonisolated(unsafe) static var isSecureDecided = false
@@ -130,6 +135,18 @@ enum Options {
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
         if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
+      } else if let value = match(entry, "SWALLOC_GUARDED_SAMPLE=") {
+        if let rate = parseInteger(value), rate <= Int(Int32.max) {
+          guardedSampleRate = rate
+        } else {
+          warn(entry, accepted: "0 (off) or N: one allocation in N on average is guarded")
+        }
+      } else if let value = match(entry, "SWALLOC_GUARDED_SLOTS=") {
+        if let count = parseInteger(value), count >= 1, count <= Guarded.maximumSlotCount {
+          Guarded.slotCount = count
+        } else {
+          warn(entry, accepted: "a number of slots from 1 to 16384")
+        }
       } else if match(entry, "SWALLOC_") != nil {  // every known option is matched above
         warnUnknown(entry)
       }
@@ -138,6 +155,9 @@ enum Options {
     if delayGiven && !maximumDelayGiven { purgeDelayMaxMs = purgeDelayMs }
     purgeDelayMaxMs = Swift.max(purgeDelayMaxMs, purgeDelayMs)
     PurgeDelay.initialize()
+    // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
+    Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
+    userHeapsChecked = secure || Guarded.isEnabled
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()
@@ -211,7 +231,9 @@ enum Options {
       secure = value
     }
     if secure {
+      userHeapsChecked = true
       Secure.initialize()
+      swalloc_use_checked_sized_delete()
       swalloc_use_secure_entries()
     }
     isSecureDecided = true
@@ -260,7 +282,8 @@ enum Options {
       writer.text("swalloc: warning: ignoring unknown option ")
       writer.cString(entry)
       writer.text(" (known: SWALLOC_SHOW_STATS, SWALLOC_VERBOSE, SWALLOC_PURGE_DELAY_MS, SWALLOC_PURGE_DELAY_MAX_MS, ")
-      writer.text("SWALLOC_HUGE_PAGES, SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE)\n")
+      writer.text("SWALLOC_HUGE_PAGES, SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE, SWALLOC_GUARDED_SAMPLE, ")
+      writer.text("SWALLOC_GUARDED_SLOTS)\n")
     }
   }
 

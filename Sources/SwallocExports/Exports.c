@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "swalloc.h"
+#include "CShim.h"
 
 #define SWALLOC_EXPORT __attribute__((visibility("default"), naked))
 #define SWALLOC_FORWARD(name) __asm__ volatile("jmp swalloc_impl_" #name)
@@ -74,6 +75,9 @@ SWALLOC_EXPORT int malloc_info(int options, FILE *stream) { SWALLOC_FORWARD(mall
 SWALLOC_EXPORT void swalloc_get_statistics(swalloc_statistics *statistics) { SWALLOC_FORWARD(get_statistics); }
 SWALLOC_EXPORT void swalloc_print_statistics(int json) { SWALLOC_FORWARD(print_statistics); }
 SWALLOC_EXPORT size_t swalloc_purge(void) { SWALLOC_FORWARD(purge); }
+__attribute__((visibility("default"))) int swalloc_backtrace(void **frames, int capacity) {
+  return swalloc_backtrace_capture((uintptr_t *)frames, capacity, 1);
+}
 
 void *malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);
 void *__libc_malloc(size_t size) SWALLOC_ALIAS(swalloc_malloc);

@@ -158,6 +158,11 @@ struct OptionsTests {
       OptionCase("SWALLOC_HUGE_RESERVE", "M", with: ["SWALLOC_HUGE_PAGES": "explicit"],
                  .rowValue("huge reserve bytes", 0)),
       OptionCase("SWALLOC_LOCKED", "yes", .noRow("locked bytes")),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "often", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "-1", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "4294967296", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "0", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "16385", .invisible),
     ]
 
     static let valid: [OptionCase] = [
@@ -179,6 +184,10 @@ struct OptionsTests {
       OptionCase("SWALLOC_HUGE_RESERVE", "4G", .invisible),
       OptionCase("SWALLOC_LOCKED", "0", .noRow("locked bytes")),
       OptionCase("SWALLOC_LOCKED", "1", .row("locked bytes")),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "0", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "1000", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "1", with: ["SWALLOC_GUARDED_SAMPLE": "1"], .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "16384", with: ["SWALLOC_GUARDED_SAMPLE": "10"], .invisible),
     ]
 
     @Test("a malformed value: exactly one warning naming the accepted values; the default applies",
@@ -207,8 +216,8 @@ struct OptionsTests {
       let known = match.map { String($0.1) } ?? ""
       #expect(match != nil, "no \"ignoring unknown option SWALLOC_FOO=1 (known: ...)\" line\n\(result.summary)")
       for name in ["SWALLOC_SHOW_STATS", "SWALLOC_VERBOSE", "SWALLOC_PURGE_DELAY_MS", "SWALLOC_PURGE_DELAY_MAX_MS",
-                   "SWALLOC_HUGE_PAGES",
-                   "SWALLOC_HUGE_RESERVE", "SWALLOC_LOCKED"] {
+                   "SWALLOC_HUGE_PAGES", "SWALLOC_HUGE_RESERVE", "SWALLOC_LOCKED", "SWALLOC_GUARDED_SAMPLE",
+                   "SWALLOC_GUARDED_SLOTS"] {
         #expect(known.contains(name), "the known options \"\(known)\" leave out \(name)\n\(result.summary)")
       }
     }

@@ -1,0 +1,25 @@
+// Symbols.c: the loader queries the profiler needs, which need _GNU_SOURCE declarations from <dlfcn.h>:
+// _dl_find_object (lock-free, async-signal-safe: glibc 2.35) for the unwinder, dladdr for the leaks table.
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <link.h>
+#include "CShim.h"
+
+int swalloc_object_bounds(const void *address, uintptr_t *start, uintptr_t *end) {
+  struct dl_find_object found;
+  if (_dl_find_object((void *)address, &found) != 0) return 0;
+  *start = (uintptr_t)found.dlfo_map_start;
+  *end = (uintptr_t)found.dlfo_map_end;
+  return 1;
+}
+
+int swalloc_symbolize(uintptr_t address, swalloc_symbol *symbol) {
+  Dl_info info;
+  // dladdr takes the loader's lock and does not allocate: call it at exit or dump time, never in malloc.
+  if (dladdr((void *)address, &info) == 0) return 0;
+  symbol->object_name = info.dli_fname;
+  symbol->object_base = (uintptr_t)info.dli_fbase;
+  symbol->symbol_name = info.dli_sname;
+  symbol->symbol_address = (uintptr_t)info.dli_saddr;
+  return 1;
+}
