@@ -100,15 +100,22 @@ enum SpanCache {
       }
       cachedByteCount.wrappingSubtract(bestByteCount, ordering: .relaxed)
       let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
-      guard span.pointee.backing == .normal,
-            let moved = OSMemory.move(span.address, byteCount: bestByteCount, growingTo: byteCount, alignment: alignment)
-      else {
+      guard span.pointee.backing == .normal else {
         putOrRelease(span)
         return nil
       }
-      // As in `release`: a statistics walk may hold a link to the old address.
+      // As in `release`: a statistics walk may hold a link to the old address. The old range leaves the
+      // segment map while it is still mapped (ours): once mremap has moved it, another thread may map a span
+      // of its own there and set the entry, which a later clear would wipe out (its blocks would then look
+      // foreign: the stress program saw malloc_usable_size of a live huge block drop to 0).
       while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
       forget(UInt(bitPattern: span), byteCount: bestByteCount)
+      guard let moved = OSMemory.move(span.address, byteCount: bestByteCount, growingTo: byteCount, alignment: alignment)
+      else {
+        SegmentMap.set(UInt(bitPattern: span), 1)
+        putOrRelease(span)
+        return nil
+      }
       SegmentMap.set(UInt(bitPattern: moved), 1)
       Statistics.mapped(adding: byteCount - bestByteCount)
       Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
