@@ -200,6 +200,10 @@ enum Statistics {
       row(&w, "spans reused    ", s.reusedSpanCount)
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
+      if Options.profile != .off {
+        row(&w, "profile samples ", Profile.sampleCount.load(ordering: .relaxed))
+        row(&w, "profile bytes   ", Profile.representedByteCount.load(ordering: .relaxed))
+      }
       if Options.hugePages == .explicit {
         row(&w, "huge page spans ", s.hugePageSpanCount)
         row(&w, "huge page fallbacks", s.hugePageFallbackCount)
@@ -249,6 +253,8 @@ enum Statistics {
       field(&w, "huge_reserve_bytes", s.hugeReserveByteCount)
       field(&w, "locked_bytes", s.lockedByteCount)
       field(&w, "locked_fallbacks", s.lockedFallbackCount)
+      field(&w, "profile_samples", Profile.sampleCount.load(ordering: .relaxed))
+      field(&w, "profile_bytes_represented", Profile.representedByteCount.load(ordering: .relaxed))
       w.text(",\"classes\":[")
       var first = true
       for sizeClass in 1..<SizeClass.count where perClass[sizeClass].1 > 0 {
