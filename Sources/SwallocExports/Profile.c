@@ -60,9 +60,24 @@ static __attribute__((noinline)) void *profile_sample(int kind, void *pointer, s
 
 static int is_power_of_two(size_t value) { return value != 0 && (value & (value - 1)) == 0; }
 
-static void *profile_malloc(size_t size) {
-  if (profile_pass(size)) return profile_base_malloc(size);
+/// malloc when the countdown ran out (or was never drawn).
+__attribute__((used)) static void *profile_malloc_slow(size_t size) {
+  if (!swalloc_impl_profile_begin()) return profile_base_malloc(size);
   return profile_sample(kind_malloc, NULL, size, 16);
+}
+
+/// malloc (and C++ new): naked, like the exported forwards, so that the countdown costs 6 instructions and no
+/// frame (SwiftPM compiles C with frame pointers: a C body would add 7 more). The countdown is the first word
+/// of the thread's initial-exec sampler state; below the size, or 0, the slow path decides.
+__attribute__((naked)) static void *profile_malloc(size_t size) {
+  __asm__ volatile(
+    "movq swalloc_tls_sampler@gottpoff(%rip), %rax\n"
+    "movq %fs:(%rax), %rcx\n"
+    "subq %rdi, %rcx\n"
+    "jbe 1f\n"
+    "movq %rcx, %fs:(%rax)\n"
+    "jmp *profile_base_malloc(%rip)\n"
+    "1: jmp profile_malloc_slow\n");
 }
 
 static void *profile_calloc(size_t count, size_t size) {

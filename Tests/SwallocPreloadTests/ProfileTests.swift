@@ -260,10 +260,10 @@ struct ProfileTests {
   func profileEnvironment(_ mode: [String: String], _ directory: URL) -> [String: String] {
     var environment = mode
     if environment["SWALLOC_PROFILE"] == nil { environment["SWALLOC_PROFILE"] = "1" }
-    // 64 KiB between samples: the behaviour tests allocate 20 to 100 MB per site, which gives them 300 samples
-    // or more (a relative standard error of 6 % at most: their 20 % tolerance is over three). The accuracy
+    // 16 KiB between samples: the behaviour tests allocate 20 to 120 MB per site, which gives them 1200 samples
+    // or more (a relative standard error of 3 % at most: their 20 % tolerance is about seven). The accuracy
     // test runs at the default rate.
-    if environment["SWALLOC_PROFILE_SAMPLE"] == nil { environment["SWALLOC_PROFILE_SAMPLE"] = "64K" }
+    if environment["SWALLOC_PROFILE_SAMPLE"] == nil { environment["SWALLOC_PROFILE_SAMPLE"] = "16K" }
     environment["SWALLOC_PROFILE_PREFIX"] = directory.appendingPathComponent("prof").path
     return environment
   }
@@ -289,8 +289,8 @@ struct ProfileTests {
     return directory.appendingPathComponent(files[0]).path
   }
 
-  /// Records a failure unless `value` is within `tolerance` of `expected` (these checks have a few hundred
-  /// samples: 20 % is more than three standard errors).
+  /// Records a failure unless `value` is within `tolerance` of `expected` (these checks have over a thousand
+  /// samples: 20 % is about seven standard errors).
   func expectNear(_ value: Int?, _ expected: Double, _ name: String, _ top: [String: Int], tolerance: Double = 0.2,
                   sourceLocation: SourceLocation = #_sourceLocation) {
     let error = abs(Double(value ?? 0) - expected) / expected
