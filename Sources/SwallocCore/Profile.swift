@@ -22,6 +22,8 @@ enum ProfileMode: UInt8 {
 enum Profile {
   /// Set once the tables exist; read by the free hook and the dump paths.
   static let activeWord = Atomic<Bool>(false)
+  /// Taken by the one call of `enable` that sets profiling up.
+  static let enableClaimed = Atomic<Bool>(false)
 
   @inline(__always)
   static var isActive: Bool { activeWord.load(ordering: .relaxed) }
@@ -67,7 +69,11 @@ enum Profile {
   /// Maps the tables, draws the record key and installs the signal handler: called once, when the options
   /// ask for profiling. Then libswalloc.so's allocating entry points switch to the sampling ones.
   static func enable() {
-    if isActive { return }
+    // Only libswalloc.so profiles: the Swift API's copy of the core reads the same options but must not map
+    // tables or take the signal over.
+    #if hasFeature(Embedded)
+    // Racing first calls (Options reads the environment in whichever thread comes first): one maps.
+    if !enableClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged { return }
     guard let tables = OSMemory.reserve(byteCount: tablesByteCount) else {
       Diagnostics.note("SWALLOC_PROFILE: cannot map the profile tables; profiling is off")
       return
@@ -79,6 +85,7 @@ enum Profile {
     activeWord.store(true, ordering: .releasing)
     if Options.profileSignal > 0 { swalloc_profile_install_signal(Options.profileSignal) }
     swalloc_use_profile_entries(Options.secure ? 1 : 0)
+    #endif
   }
 
   @inline(__always)
