@@ -219,27 +219,38 @@ enum Backtrace {
 }
 
 extension Profile {
-  /// A sampled allocation for the C entry points: `kind` 0 malloc, 1 calloc, 2 realloc of `pointer`, 3 aligned
-  /// to `alignment` (a power of two; the entry points pass invalid arguments to the unsampled functions). The
-  /// block is its own huge span, recorded with `frames`. C semantics as LibC's: nil and ENOMEM on failure.
+  /// A sampled allocation for the C entry points: `kind` 0 malloc, 1 calloc, 3 aligned to `alignment` (a power
+  /// of two; the entry points pass invalid arguments to the unsampled functions). The block is its own huge
+  /// span, recorded with `frames`. C semantics as LibC's: nil and ENOMEM on failure.
   static func allocateSampled(
     kind: Int32, _ pointer: UnsafeMutableRawPointer?, byteCount: Int, alignment: Int,
     frames: UnsafePointer<UInt>, frameCount: Int
   ) -> UnsafeMutableRawPointer? {
-    var usable = -1
-    if kind == 2, let pointer {
-      usable = LibC.usableSize(pointer)
-      // Not ours: realloc's own answer (an error report, or abort in secure mode).
-      if usable < 0 { return LibC.realloc(pointer, byteCount) }
-    }
     guard let block = allocateBlock(byteCount: byteCount, alignment: kind == 3 ? alignment : LibC.minimumAlignment,
                                     zeroed: kind == 1)
     else { return nil }
-    if usable >= 0, let pointer {
-      memcpy(block, pointer, Swift.min(usable, byteCount))
-      LibC.release(pointer)
-    }
     _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
     return block
+  }
+
+  /// A sampled realloc whose new block `block` (of `byteCount` requested bytes) realloc already made: a huge
+  /// span is recorded where it is; a smaller block moves into a span of its own (one more copy, for sampled
+  /// reallocs only). When no span can be had, the block stays unrecorded.
+  static func adopt(_ block: UnsafeMutableRawPointer, byteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
+    -> UnsafeMutableRawPointer
+  {
+    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge {
+      _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
+      return block
+    }
+    let saved = swalloc_errno_get()
+    guard let moved = allocateBlock(byteCount: byteCount, alignment: LibC.minimumAlignment, zeroed: false) else {
+      swalloc_errno_set(saved)
+      return block
+    }
+    memcpy(moved, block, byteCount)
+    LibC.release(block)
+    _ = record(moved, byteCount: byteCount, frames: frames, frameCount: frameCount)
+    return moved
   }
 }

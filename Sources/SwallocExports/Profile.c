@@ -21,6 +21,7 @@ void *swalloc_impl_memalign(size_t alignment, size_t size);
 void *swalloc_impl_valloc(size_t size);
 void *swalloc_impl_pvalloc(size_t size);
 int swalloc_impl_profile_begin(void);
+void *swalloc_impl_profile_adopt(void *block, size_t size, const uintptr_t *frames, int frame_count);
 void *swalloc_impl_profile_allocate(int kind, void *pointer, size_t size, size_t alignment, const uintptr_t *frames,
                                     int frame_count);
 int swalloc_impl_profile_dump(const char *path);
@@ -35,7 +36,7 @@ extern void *(*swalloc_memalign_entry)(size_t, size_t);
 extern void *(*swalloc_valloc_entry)(size_t);
 extern void *(*swalloc_pvalloc_entry)(size_t);
 
-enum { kind_malloc = 0, kind_calloc = 1, kind_realloc = 2, kind_aligned = 3 };
+enum { kind_malloc = 0, kind_calloc = 1, kind_aligned = 3 };
 
 /// malloc underneath: the default one or secure mode's.
 static void *(*profile_base_malloc)(size_t) = swalloc_impl_malloc;
@@ -86,18 +87,24 @@ static void *profile_calloc(size_t count, size_t size) {
   return profile_sample(kind_calloc, NULL, total, 16);
 }
 
+/// realloc's result when it is a new block (the old one moved, or realloc(NULL, n)): counted down like a
+/// malloc of `size` and, when sampled, handed to the Swift side, which records it (a huge span already) or moves
+/// it into a span of its own. A realloc that stays within its block allocates nothing and is not counted: one
+/// that grows a block in small steps within its room would otherwise count its whole size at every step.
+static void *profile_realloc_result(void *pointer, void *result, size_t size) {
+  if (result == NULL || result == pointer || profile_pass(size)) return result;
+  uintptr_t frames[SWALLOC_BACKTRACE_MAX];
+  int count = swalloc_backtrace_capture(frames, SWALLOC_BACKTRACE_MAX, 1);
+  return swalloc_impl_profile_adopt(result, size, frames, count);
+}
+
 static void *profile_realloc(void *pointer, size_t size) {
-  // realloc(p, 0) frees: nothing to sample.
-  if (size == 0 || profile_pass(size)) return swalloc_impl_realloc(pointer, size);
-  return profile_sample(pointer ? kind_realloc : kind_malloc, pointer, size, 16);
+  return profile_realloc_result(pointer, swalloc_impl_realloc(pointer, size), size);
 }
 
 static void *profile_reallocarray(void *pointer, size_t count, size_t size) {
-  size_t total;
-  if (__builtin_mul_overflow(count, size, &total) || total == 0 || profile_pass(total)) {
-    return swalloc_impl_reallocarray(pointer, count, size);
-  }
-  return profile_sample(pointer ? kind_realloc : kind_malloc, pointer, total, 16);
+  // On overflow reallocarray fails (NULL): nothing is counted.
+  return profile_realloc_result(pointer, swalloc_impl_reallocarray(pointer, count, size), count * size);
 }
 
 static int profile_posix_memalign(void **result, size_t alignment, size_t size) {

@@ -16,8 +16,8 @@ func exportedProfileBegin() -> Int32 {
   return 1
 }
 
-/// The sampled allocation: `kind` 0 malloc, 1 calloc (zeroed), 2 realloc of `pointer`, 3 aligned to
-/// `alignment`. `frames` is the stack the C entry point captured.
+/// The sampled allocation: `kind` 0 malloc, 1 calloc (zeroed), 3 aligned to `alignment`. `frames` is the
+/// stack the C entry point captured.
 @c(swalloc_impl_profile_allocate)
 func exportedProfileAllocate(
   _ kind: Int32, _ pointer: UnsafeMutableRawPointer?, _ byteCount: Int, _ alignment: Int,
@@ -27,6 +27,16 @@ func exportedProfileAllocate(
                                       frames: frames, frameCount: Int(frameCount))
   swalloc_sampler_state().pointee.busy = 0
   return block
+}
+
+/// A sampled realloc: `block` is the new block realloc returned (Profile.adopt).
+@c(swalloc_impl_profile_adopt)
+func exportedProfileAdopt(
+  _ block: UnsafeMutableRawPointer, _ byteCount: Int, _ frames: UnsafePointer<UInt>, _ frameCount: Int32
+) -> UnsafeMutableRawPointer {
+  let result = Profile.adopt(block, byteCount: byteCount, frames: frames, frameCount: Int(frameCount))
+  swalloc_sampler_state().pointee.busy = 0
+  return result
 }
 
 @c(swalloc_impl_profile_dump)
