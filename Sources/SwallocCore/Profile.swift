@@ -188,18 +188,28 @@ enum Profile {
 
   /// The free of `block`, the block of huge span `segment`: when it was sampled, its figures leave the live
   /// ones. Any thread; not on any fast path (HugeSpan.free calls it while profiling is on).
-  static func noteFree(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer) {
+  @discardableResult
+  static func noteFree(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer) -> Bool {
     let record = UnsafeMutableRawPointer(segment) + recordOffset
-    if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return }
+    if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return false }
     record.storeBytes(of: 0, as: UInt.self)
     let number = record.load(fromByteOffset: 8, as: Int.self)
-    if number < 0 || number >= stackCapacity { return }
+    if number < 0 || number >= stackCapacity { return true }
     let entry = stack(number)
     counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(
       record.load(fromByteOffset: 24, as: Int.self), ordering: .relaxed)
     counter(entry, inuseBytesOffset).pointee.wrappingSubtract(
       record.load(fromByteOffset: 16, as: Int.self), ordering: .relaxed)
     swalloc_probe_free(block, record.load(fromByteOffset: 32, as: Int.self))
+    return true
+  }
+
+  /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
+  static func forget(_ block: UnsafeMutableRawPointer) -> Bool {
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else {
+      return false
+    }
+    return noteFree(segment, block)
   }
 
   /// A block for a sample: its own huge span (zeroed when `zeroed`), aligned to `alignment` (a power of two).

@@ -22,6 +22,7 @@ void *swalloc_impl_valloc(size_t size);
 void *swalloc_impl_pvalloc(size_t size);
 int swalloc_impl_profile_begin(void);
 void *swalloc_impl_profile_adopt(void *block, size_t size, const uintptr_t *frames, int frame_count);
+int swalloc_impl_profile_forget(void *block);
 void *swalloc_impl_profile_allocate(int kind, void *pointer, size_t size, size_t alignment, const uintptr_t *frames,
                                     int frame_count);
 int swalloc_impl_profile_dump(const char *path);
@@ -92,7 +93,11 @@ static void *profile_calloc(size_t count, size_t size) {
 /// it into a span of its own. A realloc that stays within its block allocates nothing and is not counted: one
 /// that grows a block in small steps within its room would otherwise count its whole size at every step.
 static void *profile_realloc_result(void *pointer, void *result, size_t size) {
-  if (result == NULL || result == pointer || profile_pass(size)) return result;
+  if (result == NULL) return NULL;
+  // In place: a new allocation only for a sampled block, whose span's room let it stay where an unsampled block
+  // would have moved (its sample is dropped, and the resized block counts down as a new one).
+  if (result == pointer && !swalloc_impl_profile_forget(pointer)) return result;
+  if (profile_pass(size)) return result;
   uintptr_t frames[SWALLOC_BACKTRACE_MAX];
   int count = swalloc_backtrace_capture(frames, SWALLOC_BACKTRACE_MAX, 1);
   return swalloc_impl_profile_adopt(result, size, frames, count);

@@ -39,6 +39,10 @@ func exportedProfileAdopt(
   return result
 }
 
+/// realloc kept `block` in place: 1 when it was a sampled block (now out of the live figures).
+@c(swalloc_impl_profile_forget)
+func exportedProfileForget(_ block: UnsafeMutableRawPointer) -> Int32 { Profile.forget(block) ? 1 : 0 }
+
 @c(swalloc_impl_profile_dump)
 func exportedProfileDump(_ path: UnsafePointer<CChar>?) -> Int32 {
   let result = Profile.dump(to: path)

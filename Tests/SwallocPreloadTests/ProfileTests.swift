@@ -135,6 +135,18 @@ struct ProfileTests {
     expectNear(live["thread_site"], 80_000_000, "thread_site", live)
   }
 
+  @Test("realloc growth: each new block counts, a sampled one is recorded where realloc put it", arguments: modes)
+  func reallocGrowth(mode: [String: String]) async throws {
+    let (result, directory, program) = try await runProfileProgram(["realloc"], mode: mode)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let profile = try onlyProfile(in: directory, result: result)
+    let allocated = try await Pprof.top(binary: program, profile: profile, sampleIndex: "alloc_space")
+    let live = try await Pprof.top(binary: program, profile: profile, sampleIndex: "inuse_space")
+    // 2000 buffers, 128 B doubled to 64 KiB: 2000 x 131 008 bytes allocated, 2000 x 65 536 live.
+    expectNear(allocated["realloc_site"], 262_016_000, "realloc_site", allocated)
+    expectNear(live["realloc_site"], 131_072_000, "realloc_site", live)
+  }
+
   @Test("a dlopen'ed library's allocation site is named", arguments: modes)
   func dlopen(mode: [String: String]) async throws {
     let plugin = try await FixtureBuilds.shared.build("profile_plugin.c", as: .sharedLibrary)

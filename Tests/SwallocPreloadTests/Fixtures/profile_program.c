@@ -7,6 +7,8 @@
 //   signal   signal_site allocates, then raises SWALLOC_PROFILE_SIGNAL (USR2 in the test) and goes on
 //   term     term_site allocates, then sends itself SIGTERM (the profile signal in the test): it dies of it
 //   leaks    leak_site keeps 64 MiB, transient_site frees what it allocates
+//   realloc  realloc_site grows 2000 buffers from 128 B to 64 KiB by doubling (every step a new block) and
+//            keeps them: 262 016 000 bytes allocated, 131 072 000 live
 // Prints `profile <mode> done` (and `child pid=<pid>` for fork) on stdout.
 #include "fixture.h"
 #include <pthread.h>
@@ -22,6 +24,7 @@ void **signal_site(size_t count);
 void **term_site(size_t count);
 void **leak_site(size_t count);
 void transient_site(size_t count);
+void **realloc_site(size_t count);
 
 /// `count` blocks of 1000 bytes, kept.
 static void **keep(size_t count) {
@@ -55,6 +58,22 @@ __attribute__((noipa)) void transient_site(size_t count) {
     memset(block, 1, 8);
     free(block);
   }
+}
+
+__attribute__((noipa)) void **realloc_site(size_t count) {
+  void **blocks = keep(count);
+  for (size_t index = 0; index < count; index++) {
+    unsigned char *block = NULL;
+    for (size_t size = 128; size <= 65536; size *= 2) {
+      unsigned char *grown = realloc(block, size);
+      if (!grown) fixtureFail("realloc");
+      grown[size - 1] = (unsigned char)size;
+      if (block && grown[size / 2 - 1] != (unsigned char)(size / 2)) fixtureFail("realloc lost the contents");
+      block = grown;
+    }
+    blocks[index] = block;
+  }
+  return blocks;
 }
 
 __attribute__((noipa)) void *thread_site(void *argument) {
@@ -121,6 +140,8 @@ int main(int argc, char **argv) {
     kill(getpid(), SIGTERM);
     sleep(5);
     fixtureFail("SIGTERM did not end the process");
+  } else if (strcmp(mode, "realloc") == 0) {
+    realloc_site(2000);
   } else if (strcmp(mode, "leaks") == 0) {
     leak_site(64 * 1024);
     transient_site(64 * 1024);
