@@ -96,7 +96,12 @@ static void *profile_realloc_result(void *pointer, void *result, size_t size) {
   if (result == NULL) return NULL;
   // In place: a new allocation only for a sampled block, whose span's room let it stay where an unsampled block
   // would have moved (its sample is dropped, and the resized block counts down as a new one).
-  if (result == pointer && !swalloc_impl_profile_forget(pointer)) return result;
+  // A sampled block starts 16 KiB into its 4 MiB-aligned span (after the header; larger alignments, rarely
+  // reallocated, are left out): a three-instruction filter before the lookup.
+  if (result == pointer &&
+      (((uintptr_t)pointer & ((1u << SWALLOC_SEGMENT_SHIFT) - 1)) != 16384 || !swalloc_impl_profile_forget(pointer))) {
+    return result;
+  }
   if (profile_pass(size)) return result;
   uintptr_t frames[SWALLOC_BACKTRACE_MAX];
   int count = swalloc_backtrace_capture(frames, SWALLOC_BACKTRACE_MAX, 1);
