@@ -11,7 +11,6 @@
 #include "swalloc.h"
 
 void *swalloc_impl_malloc(size_t size);
-void *swalloc_impl_secure_malloc(size_t size);
 void *swalloc_impl_calloc(size_t count, size_t size);
 void *swalloc_impl_realloc(void *pointer, size_t size);
 void *swalloc_impl_reallocarray(void *pointer, size_t count, size_t size);
@@ -39,7 +38,7 @@ extern void *(*swalloc_pvalloc_entry)(size_t);
 
 enum { kind_malloc = 0, kind_calloc = 1, kind_aligned = 3 };
 
-/// malloc underneath: the default one or secure mode's.
+/// malloc underneath: the entry in effect before profiling (the default one, secure mode's, or another hook's).
 static void *(*profile_base_malloc)(size_t) = swalloc_impl_malloc;
 
 /// Counts `size` bytes down the thread's countdown: 1 when this allocation is not sampled.
@@ -154,8 +153,12 @@ static void *profile_pvalloc(size_t size) {
   return profile_sample(kind_aligned, NULL, rounded, 4096);
 }
 
+/// Called once, when the options turn profiling on. malloc chains onto the entry in effect (the default one,
+/// secure mode's, or another hook's, such as guarded sampling's), so that hooks compose in either order.
 __attribute__((visibility("hidden"))) void swalloc_select_profile_entries(int secure) {
-  profile_base_malloc = secure ? swalloc_impl_secure_malloc : swalloc_impl_malloc;
+  (void)secure;
+  if (swalloc_malloc_entry == profile_malloc) return;
+  profile_base_malloc = swalloc_malloc_entry;
   swalloc_calloc_entry = profile_calloc;
   swalloc_realloc_entry = profile_realloc;
   swalloc_reallocarray_entry = profile_reallocarray;
