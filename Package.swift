@@ -14,6 +14,9 @@ let package = Package(
     .executable(name: "swalloc-stress", targets: ["swalloc-stress"]),
     // The main job: Swalloc against jemalloc, glibc, mimalloc and tcmalloc (Benchmarks/README.md).
     .executable(name: "swalloc-bench", targets: ["swalloc-bench"]),
+    // The `swalloc` command (run, doctor, version, install, uninstall); `swalloc install` puts it on the PATH
+    // as `swalloc` (SwiftPM needs product names distinct from the library product `swalloc`).
+    .executable(name: "swalloc-cli", targets: ["swalloc-cli"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -68,6 +71,12 @@ let package = Package(
       name: "swalloc-bench",
       dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Sources/swalloc-bench"),
+
+    // The `swalloc` command (README: The swalloc command). Swalloc gives it SwallocVersion.
+    .executableTarget(
+      name: "swalloc-cli",
+      dependencies: ["Swalloc", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "Sources/swalloc-cli"),
 
     // A runnable tour of the Swift API.
     .executableTarget(name: "swalloc-example", dependencies: ["Swalloc"], path: "Sources/swalloc-example"),

@@ -4,7 +4,7 @@
 // would read at least the driver's ~27 MB. This small process (linked statically when possible) forks the
 // command instead, so the floor is its own few hundred KiB. LD_PRELOAD is set in the command only.
 // Usage: measure RESULT_FILE PRELOAD|- PROGRAM ARGS...
-// RESULT_FILE gets one line: "exited CODE|signaled SIGNAL wall_ns user_us system_us maxrss_kib".
+// RESULT_FILE gets one line: "exited CODE|signaled SIGNAL wall_ns user_us system_us maxrss_kib minflt".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -53,9 +53,9 @@ int main(int argc, char **argv) {
     perror("measure: result file");
     return 2;
   }
-  fprintf(result, "%s %d %lld %lld %lld %ld\n", WIFSIGNALED(status) ? "signaled" : "exited",
+  fprintf(result, "%s %d %lld %lld %lld %ld %ld\n", WIFSIGNALED(status) ? "signaled" : "exited",
           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), wall,
           (long long)usage.ru_utime.tv_sec * 1000000LL + usage.ru_utime.tv_usec,
-          (long long)usage.ru_stime.tv_sec * 1000000LL + usage.ru_stime.tv_usec, usage.ru_maxrss);
+          (long long)usage.ru_stime.tv_sec * 1000000LL + usage.ru_stime.tv_usec, usage.ru_maxrss, usage.ru_minflt);
   return fclose(result) == 0 ? 0 : 2;
 }

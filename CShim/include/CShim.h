@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sched.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <signal.h>
 
 #include "swalloc.h"
+#include "guarded.h"
 
 #ifndef MAP_HUGETLB
 #define MAP_HUGETLB 0x40000
@@ -93,6 +95,18 @@ SWALLOC_INLINE uint64_t swalloc_random_word(void) {
   return word;
 }
 
+/// Moves the mapping [old, old + old_byte_count) to `target`, grown to `new_byte_count` (the growth is fresh
+/// zeroed memory); whatever was mapped at the target is replaced. Returns whether it worked. The pages move with
+/// their page tables: nothing is copied or faulted in. mremap(MREMAP_MAYMOVE | MREMAP_FIXED) through syscall(2)
+/// (mremap is variadic, and declared only under _GNU_SOURCE). Keeps errno.
+SWALLOC_INLINE int swalloc_move_mapping(void *old, size_t old_byte_count, size_t new_byte_count, void *target) {
+  int saved = errno;
+  long moved = syscall(SYS_mremap, old, old_byte_count, new_byte_count, 1 /* MREMAP_MAYMOVE */ | 2 /* MREMAP_FIXED */,
+                       target);
+  errno = saved;
+  return moved == (long)(uintptr_t)target;
+}
+
 /// Changes the protection of a range: `accessible` 0 makes it a guard (PROT_NONE). Keeps errno.
 SWALLOC_INLINE void swalloc_protect(void *address, size_t byte_count, int accessible) {
   int saved = errno;
@@ -113,6 +127,10 @@ void swalloc_abort(void) __attribute__((noreturn));
 // ---- errno -------------------------------------------------------------------------------------------------
 SWALLOC_INLINE int swalloc_errno_get(void) { return errno; }
 SWALLOC_INLINE void swalloc_errno_set(int value) { errno = value; }
+
+// ---- version -----------------------------------------------------------------------------------------------
+/// SWALLOC_VERSION (swalloc.h) for the Swift core, which must not import the macro as a String.
+SWALLOC_INLINE const char *swalloc_version_text(void) { return SWALLOC_VERSION; }
 
 // ---- environment -------------------------------------------------------------------------------------------
 SWALLOC_INLINE char *_Nullable *_Nullable swalloc_environ(void) {

@@ -9,6 +9,17 @@
 extern "C" {
 #endif
 
+/// The version of this header and of the library built with it (MAJOR.MINOR.PATCH). The library reports
+/// its own with swalloc_version(), in its statistics (`swalloc:   version`, `"version"` in JSON) and to
+/// `swalloc run` / `swalloc doctor`; the `swalloc` command prints both with `swalloc version`.
+#define SWALLOC_VERSION_MAJOR 0
+#define SWALLOC_VERSION_MINOR 1
+#define SWALLOC_VERSION_PATCH 0
+#define SWALLOC_VERSION "0.1.0"
+
+/// The version of the libswalloc.so in use, e.g. "0.1.0" (compare with SWALLOC_VERSION, the header's).
+const char *swalloc_version(void);
+
 /// A snapshot of Swalloc's statistics (the same figures SWALLOC_SHOW_STATS prints).
 typedef struct swalloc_statistics {
   uint64_t allocations;             ///< malloc-family calls that returned memory

@@ -46,6 +46,9 @@ extension Heap {
   @inline(never)
   static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
     guard let block else { return }
+    // A guarded block (GuardedSlots.swift): libswalloc.so's free entry catches them first; the Swift API's
+    // heaps' frees come here. (Its segment-map entry may be a huge span's: the region can share its unit.)
+    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
     if Options.secure { return Secure.free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot) }
     if slot == 0 { return freeUnusual(block) }
     var page = pageAt(slot)
@@ -194,7 +197,7 @@ extension Heap {
       // Another segment of this kind has room: give this one back (to the span cache, then the kernel).
       releaseSegment(segment)
     } else {
-      let due = now &+ UInt64(Options.purgeDelayMs)
+      let due = now &+ PurgeDelay.milliseconds
       if state.pointee.purgeDueAt == 0 || due < state.pointee.purgeDueAt { state.pointee.purgeDueAt = due }
     }
     purgeIfDue(now: now)

@@ -36,8 +36,9 @@ extension Heap {
     // allocator activity: beyond a small budget, segments enter the cache purged (memreturn: 1 GiB of small
     // objects freed leaves 4 MB resident).
     if segment.pointee.backing == .reserve { return SpanMemory.unmap(segment.address, byteCount: 0, backing: .reserve) }
-    if SpanCache.cachedByteCount.load(ordering: .relaxed) + Segment.byteCount > SpanCache.residentSegmentBudget {
-      _ = segment.purgePages(now: 0, delay: 0, force: true)
+    let now = swalloc_now_ms()
+    if SpanCache.cachedByteCount.load(ordering: .relaxed) + Segment.byteCount > SpanCache.residentSegmentBudget(now: now) {
+      _ = segment.purgePages(now: now, delay: 0, force: true)
     }
     SpanCache.putOrRelease(segment)
   }

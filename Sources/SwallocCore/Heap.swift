@@ -109,8 +109,9 @@ struct Heap: Equatable {
     // (In secure mode the TLS slot stays at the empty heap: these slots serve `Secure.allocate` only.)
     if sizeClass > SizeClass.of(byteCount: SizeClass.directMaxByteCount) { return }
     let page = first ?? Heap.emptyPage
-    // Slots whose 16-byte granule count rounds up into this class: (previous block size, block size].
-    let low = sizeClass == 1 ? 0 : SizeClass.blockByteCount(sizeClass - 1) / 16 + 1
+    // Slots whose 16-byte granule count rounds up into this class: (previous block size, block size]. In
+    // secure mode slot 0 (malloc(0)) keeps the empty page: its slow path answers with inaccessible memory.
+    let low = sizeClass == 1 ? (Options.secure ? 1 : 0) : SizeClass.blockByteCount(sizeClass - 1) / 16 + 1
     let high = SizeClass.blockByteCount(sizeClass) / 16
     for index in low...high {
       base.storeBytes(of: page, toByteOffset: index &<< 3, as: UnsafeMutablePointer<Page>.self)

@@ -39,13 +39,15 @@ enum HugeSpan {
     var segment: UnsafeMutablePointer<Segment>
     var fresh = false
     SpanCache.purgeIfDue(now: swalloc_now_ms())
-    if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor) {
+    if let cached = SpanCache.take(byteCount: mappingByteCount, alignment: spanAlignment, reuseFactor: reuseFactor)
+      ?? SpanCache.takeGrown(byteCount: mappingByteCount, alignment: spanAlignment)
+    {
       segment = cached
     } else {
       let reservedByteCount = spareFactor == 1 || byteCount > limit / spareFactor
         ? mappingByteCount
         : Swift.max(mappingByteCount, (dataOffset + byteCount &* spareFactor + granularity - 1) & ~(granularity - 1))
-      guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment) else {
+      guard let mapped = SpanMemory.newSpan(byteCount: reservedByteCount, alignment: spanAlignment, forBlock: true) else {
         swalloc_errno_set(ENOMEM)
         return nil
       }

@@ -27,6 +27,7 @@ enum LibC {
   /// free inside realloc and the sized frees, as `allocate`.
   @inline(__always)
   static func release(_ pointer: UnsafeMutableRawPointer?) {
+    if Guarded.isEnabled, let pointer, Guarded.contains(pointer) { return Guarded.free(pointer, caller: 0) }
     if Options.secure { Secure.free(pointer) } else { Heap.free(pointer) }
   }
 
@@ -37,6 +38,12 @@ enum LibC {
       return nil
     }
     let n = Int(bitPattern: total)
+    if Guarded.isEnabled && Guarded.shouldSample(),
+      let block = Guarded.allocate(byteCount: n, alignment: 0, caller: 0)
+    {
+      memset(block, 0, n)
+      return block
+    }
     if n > SizeClass.largeMaxByteCount {
       var zeroed = false
       guard let block = HugeSpan.allocate(byteCount: n, alignment: minimumAlignment, zeroed: &zeroed) else {
@@ -52,6 +59,13 @@ enum LibC {
 
   static func realloc(_ pointer: UnsafeMutableRawPointer?, _ byteCount: Int) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(byteCount) }
+    if Guarded.isEnabled && Guarded.contains(pointer) {
+      if byteCount == 0 {
+        Guarded.free(pointer, caller: 0)
+        return nil
+      }
+      return Guarded.reallocate(pointer, byteCount: byteCount, caller: 0)
+    }
     if byteCount == 0 {
       // glibc: realloc(p, 0) frees p and returns NULL.
       release(pointer)
@@ -115,6 +129,11 @@ enum LibC {
 
   /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
   static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    if Guarded.isEnabled && Guarded.shouldSample(),
+      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment, caller: 0)
+    {
+      return block
+    }
     if alignment <= minimumAlignment { return allocate(byteCount) }
     if byteCount < 0 {
       swalloc_errno_set(ENOMEM)
@@ -138,11 +157,9 @@ enum LibC {
   ) -> Int32 {
     let a = UInt(bitPattern: alignment)
     if a < UInt(MemoryLayout<UnsafeRawPointer>.size) || a & (a &- 1) != 0 { return EINVAL }
-    let saved = swalloc_errno_get()
-    guard let block = allocateAligned(byteCount, alignment: alignment) else {
-      swalloc_errno_set(saved)
-      return ENOMEM
-    }
+    // Out of memory also leaves errno at ENOMEM, as glibc does (its allocator sets it, and glibc's own
+    // RLIMIT_AS tests check it); the EINVAL answer above leaves errno alone, as glibc's does.
+    guard let block = allocateAligned(byteCount, alignment: alignment) else { return ENOMEM }
     result.pointee = block
     return 0
   }
@@ -193,6 +210,8 @@ enum LibC {
 
   /// The usable size of a live block, or -1 when the pointer is not a live Swalloc block.
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+    // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
+    if Guarded.isEnabled && Guarded.contains(pointer) { return Guarded.usableSize(pointer) }
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {
@@ -201,8 +220,7 @@ enum LibC {
       if page.pointee.state != .huge || pointer != page.pointee.start { return -1 }
       return page.pointee.blockByteCount
     }
-    let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-    let page = segment.page(at: index)
+    let page = segment.page(containing: address)
     if page.pointee.state != .inUse { return -1 }
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }

@@ -17,6 +17,16 @@ enum OSMemory {
     return address
   }
 
+  /// Reserves `byteCount` bytes of address space that faults on every access (guarded sampling's region:
+  /// its slots are opened page by page). The corresponding call is `mmap(PROT_NONE)`.
+  static func reserveInaccessible(byteCount: Int) -> UnsafeMutableRawPointer? {
+    let saved = swalloc_errno_get()
+    defer { swalloc_errno_set(saved) }
+    let address = mmap(nil, byteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    if address == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }  // MAP_FAILED
+    return address
+  }
+
   /// Maps `byteCount` bytes aligned to `alignment` (a power of two >= the page size).
   /// Maps `byteCount + alignment` and releases the unaligned head and the tail.
   static func reserveAligned(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
@@ -54,6 +64,19 @@ enum OSMemory {
     let slackEnd = start &+ UInt(slackByteCount)
     if slackEnd > end { _ = munmap(UnsafeMutableRawPointer(bitPattern: end), Int(slackEnd &- end)) }
     return mapped
+  }
+
+  /// Moves the mapping of `byteCount` bytes at `address` to a fresh `alignment`-aligned place of `newByteCount`
+  /// bytes (larger): its pages move without a fault, the rest is fresh. Nil when the kernel refuses (the old
+  /// mapping is then untouched). The corresponding calls are `mmap`, `munmap` and
+  /// `mremap(MREMAP_MAYMOVE | MREMAP_FIXED)`.
+  static func move(_ address: UnsafeMutableRawPointer, byteCount: Int, growingTo newByteCount: Int, alignment: Int)
+    -> UnsafeMutableRawPointer?
+  {
+    guard let target = reserveAligned(byteCount: newByteCount, alignment: alignment) else { return nil }
+    if swalloc_move_mapping(address, byteCount, newByteCount, target) != 0 { return target }
+    release(target, byteCount: newByteCount)
+    return nil
   }
 
   /// Asks the kernel to back a range with transparent huge pages. The corresponding call is

@@ -8,6 +8,7 @@ extension Heap {
   /// slow paths that map or retire pages.
   func purgeIfDue(now: UInt64?) {
     let now = now ?? swalloc_now_ms()
+    PurgeDelay.relax(now: now)
     if now >= state.pointee.idleCheckDueAt { retireIdleCurrentPages(now: now) }
     let due = state.pointee.purgeDueAt
     if due != 0 && now >= due { purgePages(now: now, force: false) }
@@ -19,14 +20,15 @@ extension Heap {
   /// would then keep its page forever: here a current page found holding no block on two checks a purge
   /// delay apart is retired (second chance), so its memory can be purged.
   func retireIdleCurrentPages(now: UInt64) {
-    state.pointee.idleCheckDueAt = now &+ UInt64(Swift.max(Options.purgeDelayMs, 1))
+    let delay = PurgeDelay.milliseconds
+    state.pointee.idleCheckDueAt = now &+ Swift.max(delay, 1)
     for sizeClass in 1..<SizeClass.count {
       guard let page = queue(sizeClass).pointee.current else { continue }
       if usedBlockCount(page) != 0 {
         page.pointee.emptySince = 0
       } else if page.pointee.emptySince == 0 {
         page.pointee.emptySince = now
-      } else if now &- page.pointee.emptySince >= UInt64(Options.purgeDelayMs) {
+      } else if now &- page.pointee.emptySince >= delay {
         page.collect()
         if usedBlockCount(page) == 0 { retire(page) }
       }
@@ -36,7 +38,7 @@ extension Heap {
   /// Purges free, dirty pages of every segment of this heap: those retired at least the delay ago, or all.
   /// Adjacent pages are purged with one call.
   func purgePages(now: UInt64, force: Bool) {
-    let delay = UInt64(Options.purgeDelayMs)
+    let delay = PurgeDelay.milliseconds
     var nextDue: UInt64 = 0
     var candidate = state.pointee.segments
     while let segment = candidate {
@@ -79,7 +81,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
       runStart = area.start
       runEnd = area.start + area.byteCount
     }
-    if let start = runStart { OSMemory.purge(start, byteCount: runEnd! - start) }
+    if let start = runStart {
+      OSMemory.purge(start, byteCount: runEnd! - start)
+      PurgeDelay.notePurge(now: now)
+    }
     return nextDue
   }
 
@@ -100,6 +105,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
     if !force && latest > now { return latest }
     OSMemory.purge(address + half, byteCount: Segment.byteCount - half)
+    PurgeDelay.notePurge(now: now)
     Statistics.purged(byteCount: Segment.byteCount - half)
     pointee.dirtyMask &= ~halfMask
     return nil

@@ -185,6 +185,8 @@ enum Secure {
   static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
     var corrupted: UnsafeMutableRawPointer? = nil
+    // malloc(0) finds the empty page in direct slot 0 (Heap.firstChanged) and takes the slow path, which
+    // answers it with an inaccessible unique pointer when guarded sampling has its region (GuardedSlots).
     if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
       let page = heap.directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
@@ -209,6 +211,7 @@ enum Secure {
     -> UnsafeMutableRawPointer?
   {
     if let corrupted { fail(corrupted, .corruptedFreeList) }
+    if byteCount == 0 && Guarded.isEnabled, let block = Guarded.zeroSizeBlock() { return block }
     return Heap.allocateSlow(heap: heap, byteCount: byteCount)
   }
 
@@ -276,8 +279,7 @@ enum Secure {
       page = Heap.pageAt(slot)
     } else {
       guard let segment = SegmentMap.segment(of: address) else { fail(block, .foreign) }
-      let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-      page = segment.page(at: index)
+      page = segment.page(containing: address)
     }
     if page.pointee.state != .inUse {
       // A stub: the slice is not the first of its page (medium and large pages, huge spans).

@@ -117,6 +117,15 @@ extension UnsafeMutablePointer where Pointee == Segment {
     (UnsafeMutableRawPointer(descriptor) - (address + Segment.pageDescriptorOffset)) &>> Page.strideShift
   }
 
+  /// The descriptor of the page that holds `address`, an address inside this segment's span. A huge span has
+  /// one page, whose block may start in a later 4 MiB unit (alignments of 4 MiB and more): shifting the
+  /// offset would land past its only descriptor.
+  @inline(__always)
+  func page(containing address: UInt) -> UnsafeMutablePointer<Page> {
+    if pointee.kind == .huge { return page(at: 0) }
+    return page(at: Int(bitPattern: (address &- UInt(bitPattern: self)) &>> UInt(pointee.pageShift)))
+  }
+
   /// The page that holds slice `slice`.
   @inline(__always)
   func page(ofSlice slice: Int) -> UnsafeMutablePointer<Page> {
@@ -173,8 +182,10 @@ extension UnsafeMutablePointer where Pointee == Segment {
     }
   }
 
-  /// Takes a free page (preferring one not yet purged: it is already backed) and marks it in use.
+  /// Takes a free page (preferring one not yet purged: it is already backed) and marks it in use. A page
+  /// that is not backed will fault in: if memory was purged just before, the purge delay grows.
   func takeFreePage() -> Int {
+    if pointee.dirtyMask == 0 { PurgeDelay.noteRefault(now: swalloc_now_ms()) }
     let mask = pointee.dirtyMask != 0 ? pointee.dirtyMask : pointee.freeMask
     let index = mask.trailingZeroBitCount
     let bit = UInt64(1) &<< UInt64(index)

@@ -30,16 +30,20 @@ enum SpanCache {
       var bestIndex = -1
       var bestWord: UInt = 0
       var bestKept = Int.max
+      var bestByteCount = Int.max
       for index in 0..<count {
         let word = slot(index).pointee.load(ordering: .relaxed)
         if word == 0 || (word & ~Segment.mask) & UInt(alignment &- 1) != 0 { continue }
         let spanByteCount = Int(word & Segment.mask) &<< sizeShift
         if spanByteCount < byteCount { continue }
-        let kept = spanByteCount - headByteCount >= Segment.byteCount ? headByteCount : spanByteCount
-        if kept <= byteCount &* reuseFactor && kept < bestKept {
+        let kept = spanByteCount - headByteCount >= Swift.max(Segment.byteCount, headByteCount) ? headByteCount : spanByteCount
+        // The smallest span that fits: splitting a larger one would leave the cache only small pieces, and
+        // the next large request would map afresh (largeblocks: half its spans were fresh).
+        if kept <= byteCount &* reuseFactor && spanByteCount < bestByteCount {
           bestIndex = index
           bestWord = word
           bestKept = kept
+          bestByteCount = spanByteCount
         }
       }
       if bestIndex < 0 { return nil }
@@ -70,6 +74,59 @@ enum SpanCache {
     }
   }
 
+  /// When no cached span fits a mapping of `byteCount` bytes: takes the largest cached span of at least half
+  /// that size and moves it, grown, to a fresh `alignment`-aligned place (mremap). Its pages come along
+  /// resident, and only the growth faults in: a program that replaces large blocks with larger ones reuses
+  /// what it freed instead of mapping afresh. Normal pages only, and not in secure mode (guard pages split a
+  /// span into several mappings, which mremap cannot move as one). Nil when there is no such span.
+  static func takeGrown(byteCount: Int, alignment: Int) -> UnsafeMutablePointer<Segment>? {
+    if Options.secure { return nil }
+    while true {
+      var bestIndex = -1
+      var bestWord: UInt = 0
+      var bestByteCount = byteCount / 2 - 1
+      for index in 0..<count {
+        let word = slot(index).pointee.load(ordering: .relaxed)
+        let spanByteCount = Int(word & Segment.mask) &<< sizeShift
+        if word != 0 && spanByteCount < byteCount && spanByteCount > bestByteCount {
+          bestIndex = index
+          bestWord = word
+          bestByteCount = spanByteCount
+        }
+      }
+      if bestIndex < 0 { return nil }
+      if !slot(bestIndex).pointee.compareExchange(expected: bestWord, desired: 0, ordering: .acquiring).exchanged {
+        continue  // another thread took it: look again
+      }
+      cachedByteCount.wrappingSubtract(bestByteCount, ordering: .relaxed)
+      let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
+      guard span.pointee.backing == .normal,
+            let moved = OSMemory.move(span.address, byteCount: bestByteCount, growingTo: byteCount, alignment: alignment)
+      else {
+        putOrRelease(span)
+        return nil
+      }
+      // As in `release`: a statistics walk may hold a link to the old address.
+      while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+      forget(UInt(bitPattern: span), byteCount: bestByteCount)
+      SegmentMap.set(UInt(bitPattern: moved), 1)
+      Statistics.mapped(adding: byteCount - bestByteCount)
+      Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
+      let grown = moved.assumingMemoryBound(to: Segment.self)
+      grown.pointee.mappingByteCount = byteCount
+      return grown
+    }
+  }
+
+  /// Clears the segment-map entries of the 4 MiB units of a span that is gone from `base`.
+  static func forget(_ base: UInt, byteCount: Int) {
+    var unit = base
+    while unit < base &+ UInt(byteCount) {
+      SegmentMap.set(unit, 0)
+      unit &+= UInt(Segment.byteCount)
+    }
+  }
+
   /// Caches a span that nobody uses any more, or returns it to the kernel when every slot is taken.
   static func putOrRelease(_ segment: UnsafeMutablePointer<Segment>) {
     let byteCount = segment.pointee.mappingByteCount
@@ -77,11 +134,12 @@ enum SpanCache {
     let now = swalloc_now_ms()
     purgeIfDue(now: now)
     // Reserve room in the byte budget first; give it back if no slot is free.
-    if cachedByteCount.wrappingAdd(byteCount, ordering: .relaxed).newValue <= maximumCachedByteCount {
+    let budget = maximumCachedByteCount(now: now, freeing: byteCount)
+    if cachedByteCount.wrappingAdd(byteCount, ordering: .relaxed).newValue <= budget {
       for index in 0..<count where slot(index).pointee.load(ordering: .relaxed) == 0 {
         time(index).pointee.store(now, ordering: .relaxed)
         if slot(index).pointee.compareExchange(expected: 0, desired: word, ordering: .releasing).exchanged {
-          let due = now &+ UInt64(Options.purgeDelayMs)
+          let due = now &+ PurgeDelay.milliseconds
           if due < nextPurgeCheck.load(ordering: .relaxed) { nextPurgeCheck.store(due, ordering: .relaxed) }
           return
         }
@@ -91,12 +149,41 @@ enum SpanCache {
     release(segment)
   }
 
-  /// The cache holds at most this many bytes of spans (their memory stays resident until they are released,
-  /// and without a background thread a process that goes idle keeps them).
-  static let maximumCachedByteCount = 64 << 20
+  /// The cache holds at most half the program's recent peak of bytes in use, and at least 64 MiB: a program
+  /// that replaces large blocks finds the sizes it needs here (backed: no page faults), and one that has
+  /// shrunk keeps little. Cached spans go back to the kernel after the purge delay all the same.
+  static func maximumCachedByteCount(now: UInt64, freeing byteCount: Int) -> Int {
+    Swift.max(64 << 20, recentPeakInUse(now: now, freeing: byteCount) * 3 / 4)
+  }
+
   static let cachedByteCount = Atomic<Int>(0)
-  /// Segments enter the cache unpurged while it holds less than this (see Heap.releaseSegment).
-  static let residentSegmentBudget = 16 << 20
+
+  /// Segments enter the cache unpurged while it holds less than this (see Heap.releaseSegment). While the
+  /// program faults back what was purged (the purge delay has grown), that is the whole cache budget: under
+  /// thread churn exited threads' segments come back within milliseconds (threadchurn-2: 171 whole segments
+  /// purged on entry and faulted in again). Otherwise a quarter of the recent peak in use, at least 16 MiB:
+  /// a process that goes idle with no further call keeps no more resident than that.
+  static func residentSegmentBudget(now: UInt64) -> Int {
+    let peak = recentPeakInUse(now: now, freeing: Segment.byteCount)
+    return Swift.max(16 << 20, PurgeDelay.milliseconds > UInt64(Options.purgeDelayMs) ? peak / 2 : peak / 4)
+  }
+
+  /// The largest number of bytes in use (pages and huge blocks) seen at a release within the last ceiling
+  /// of the purge delay (a hint: races only blur it). `freeing` is the size being released, still counted
+  /// as in use just before.
+  static func recentPeakInUse(now: UInt64, freeing byteCount: Int) -> Int {
+    let inUse = Statistics.inUseByteCount.load(ordering: .relaxed) &+ byteCount
+    let peak = recentPeak.load(ordering: .relaxed)
+    if inUse >= peak || now &- recentPeakAt.load(ordering: .relaxed) > UInt64(Options.purgeDelayMaxMs) {
+      recentPeak.store(inUse, ordering: .relaxed)
+      recentPeakAt.store(now, ordering: .relaxed)
+      return inUse
+    }
+    return peak
+  }
+
+  static let recentPeak = Atomic<Int>(0)
+  static let recentPeakAt = Atomic<UInt64>(0)
 
   /// Returns a span to the kernel (and forgets it in the segment map), or a reserve unit to the reserve.
   static func release(_ segment: UnsafeMutablePointer<Segment>) {
@@ -106,15 +193,11 @@ enum SpanCache {
     // it is done (walks are rare and short; this is one load otherwise).
     while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
     if backing != .reserve {
-      let base = UInt(bitPattern: segment)
-      var unit = base
-      while unit < base &+ UInt(byteCount) {
-        SegmentMap.set(unit, 0)
-        unit &+= UInt(Segment.byteCount)
-      }
+      forget(UInt(bitPattern: segment), byteCount: byteCount)
       Statistics.mapped(adding: -byteCount)
     }
     SpanMemory.unmap(UnsafeMutableRawPointer(segment), byteCount: byteCount, backing: backing)
+    PurgeDelay.notePurge(now: swalloc_now_ms())
   }
 
   /// When the oldest cached span becomes due (monotonic ms). A hint: a race only delays a purge.
@@ -123,7 +206,8 @@ enum SpanCache {
   /// Releases the spans cached longer than the purge delay (all of them when `force`).
   static func purgeIfDue(now: UInt64, force: Bool = false) {
     if !force && now < nextPurgeCheck.load(ordering: .relaxed) { return }
-    let delay = UInt64(Options.purgeDelayMs)
+    PurgeDelay.relax(now: now)
+    let delay = PurgeDelay.milliseconds
     var earliest = UInt64.max
     for index in 0..<count {
       let word = slot(index).pointee.load(ordering: .relaxed)

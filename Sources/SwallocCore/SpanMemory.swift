@@ -25,8 +25,8 @@ enum SpanMemory {
 
   /// Maps a fresh span of at least `byteCount` bytes aligned to `alignment` (a multiple of 4 MiB). Returns
   /// it with its backing and real size (explicit huge pages round up to 2 MiB), or nil.
-  static func map(byteCount: Int, alignment: Int) -> (address: UnsafeMutableRawPointer, backing: SpanBacking,
-                                                       byteCount: Int)?
+  static func map(byteCount: Int, alignment: Int, forBlock: Bool)
+    -> (address: UnsafeMutableRawPointer, backing: SpanBacking, byteCount: Int)?
   {
     let lockFlag: Int32 = Options.locked ? MAP_LOCKED : 0
     if Options.hugePages == .explicit {
@@ -57,14 +57,21 @@ enum SpanMemory {
       }
     }
     guard let address = OSMemory.reserveAligned(byteCount: byteCount, alignment: alignment) else { return nil }
-    if Options.hugePages == .transparent { OSMemory.adviseHugePages(address, byteCount: byteCount) }
+    if Options.hugePages == .transparent
+      || (Options.hugePages == .large && forBlock && byteCount >= hugePageByteCount)
+    {
+      OSMemory.adviseHugePages(address, byteCount: byteCount)
+    }
     return (address, .normal, byteCount)
   }
 
   /// A fresh span set up as Swalloc's: its header records its size and backing, it is in the segment map and
   /// counted. `isZeroed` is false for a reserve unit, which has been used before.
-  static func newSpan(byteCount: Int, alignment: Int) -> (segment: UnsafeMutablePointer<Segment>, isZeroed: Bool)? {
-    guard let mapped = map(byteCount: byteCount, alignment: alignment) else { return nil }
+  /// `forBlock`: the span holds one huge block (not a segment of pages), see `HugePageMode.large`.
+  static func newSpan(byteCount: Int, alignment: Int, forBlock: Bool = false)
+    -> (segment: UnsafeMutablePointer<Segment>, isZeroed: Bool)?
+  {
+    guard let mapped = map(byteCount: byteCount, alignment: alignment, forBlock: forBlock) else { return nil }
     let segment = mapped.address.assumingMemoryBound(to: Segment.self)
     segment.pointee.mappingByteCount = mapped.byteCount
     segment.pointee.backing = mapped.backing
@@ -75,6 +82,8 @@ enum SpanMemory {
     if mapped.backing == .reserve { return (segment, false) }  // counted and in the map since start-up
     Statistics.mapped(adding: mapped.byteCount)
     Statistics.freshSpanCount.wrappingAdd(1, ordering: .relaxed)
+    // Fresh memory faults in: if memory was just given back, the purge delay grows.
+    PurgeDelay.noteRefault(now: swalloc_now_ms())
     SegmentMap.set(UInt(bitPattern: mapped.address), 1)
     return (segment, true)
   }

@@ -188,6 +188,9 @@ enum Statistics {
       w.text("swalloc: statistics (pid ")
       w.decimal(Int(getpid()))
       w.text(")\n")
+      w.text("swalloc:   version                    ")
+      w.cString(swalloc_version_text())
+      w.byte(10)
       row(&w, "allocations     ", s.allocationCount)
       row(&w, "frees           ", s.freeCount)
       row(&w, "live bytes      ", s.liveByteCount)
@@ -200,6 +203,8 @@ enum Statistics {
       row(&w, "spans reused    ", s.reusedSpanCount)
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
+      // Says which mode served the process (tests prove with it that SWALLOC_SECURE=1 took effect).
+      if Options.secure { row(&w, "secure mode     ", 1) }
       if Options.profile != .off {
         row(&w, "profile samples ", Profile.sampleCount.load(ordering: .relaxed))
         row(&w, "profile bytes   ", Profile.representedByteCount.load(ordering: .relaxed))
@@ -236,6 +241,9 @@ enum Statistics {
     ErrorWriter.withWriter { w in
       w.text("{\"swalloc\":{\"pid\":")
       w.decimal(Int(getpid()))
+      w.text(",\"version\":\"")
+      w.cString(swalloc_version_text())
+      w.byte(34)
       field(&w, "allocations", s.allocationCount)
       field(&w, "frees", s.freeCount)
       field(&w, "live_bytes", s.liveByteCount)
@@ -253,6 +261,7 @@ enum Statistics {
       field(&w, "huge_reserve_bytes", s.hugeReserveByteCount)
       field(&w, "locked_bytes", s.lockedByteCount)
       field(&w, "locked_fallbacks", s.lockedFallbackCount)
+      field(&w, "secure", Options.secure ? 1 : 0)
       field(&w, "profile_samples", Profile.sampleCount.load(ordering: .relaxed))
       field(&w, "profile_bytes_represented", Profile.representedByteCount.load(ordering: .relaxed))
       w.text(",\"classes\":[")

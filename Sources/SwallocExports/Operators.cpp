@@ -12,6 +12,8 @@ void *swalloc_malloc(std::size_t size);
 void swalloc_free(void *pointer);
 void *swalloc_aligned_alloc(std::size_t alignment, std::size_t size);
 void abort(void);
+// The sized deletes' entry (CheckedDelete.c): free's, or secure mode's size check.
+extern void (*swalloc_sized_delete_entry)(void *, std::size_t) __attribute__((visibility("hidden")));
 }
 
 namespace std {
@@ -80,8 +82,12 @@ SWALLOC_EXPORT void *operator new[](std::size_t size, std::align_val_t alignment
 
 SWALLOC_EXPORT void operator delete(void *pointer) noexcept { swalloc_free(pointer); }
 SWALLOC_EXPORT void operator delete[](void *pointer) noexcept { swalloc_free(pointer); }
-SWALLOC_EXPORT void operator delete(void *pointer, std::size_t) noexcept { swalloc_free(pointer); }
-SWALLOC_EXPORT void operator delete[](void *pointer, std::size_t) noexcept { swalloc_free(pointer); }
+SWALLOC_EXPORT void operator delete(void *pointer, std::size_t size) noexcept {
+  swalloc_sized_delete_entry(pointer, size);
+}
+SWALLOC_EXPORT void operator delete[](void *pointer, std::size_t size) noexcept {
+  swalloc_sized_delete_entry(pointer, size);
+}
 SWALLOC_EXPORT void operator delete(void *pointer, const std::nothrow_t &) noexcept { swalloc_free(pointer); }
 SWALLOC_EXPORT void operator delete[](void *pointer, const std::nothrow_t &) noexcept { swalloc_free(pointer); }
 SWALLOC_EXPORT void operator delete(void *pointer, std::align_val_t) noexcept { swalloc_free(pointer); }

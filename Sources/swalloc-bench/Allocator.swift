@@ -34,20 +34,25 @@ enum AllocatorCatalog {
     "tcmalloc": ("libtcmalloc_minimal.so.4", "libtcmalloc-minimal4"),
   ]
 
-  static let libraryDirectories = [
+  /// Where the third-party libraries are looked for (PeerInstaller.configure may replace them, for tests).
+  nonisolated(unsafe) static var libraryDirectories = [
     "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib",
   ]
 
   /// The allocators named in `selection` (all when empty) that exist here, and the ones that do not.
   /// `swallocLibrary` is --lib, or nil to look in the default places.
+  /// `NAME=PATH` entries of `selection` are any other preloadable library, run after the known ones.
   static func resolve(selection: [String], swallocLibrary: String?) throws -> (available: [Allocator], missing: [MissingAllocator]) {
-    let unknown = selection.filter { !names.contains($0) }
+    let custom = try selection.filter { $0.contains("=") }.map(customAllocator)
+    let known = selection.filter { !$0.contains("=") }
+    let unknown = known.filter { !names.contains($0) }
     guard unknown.isEmpty else {
-      throw BenchError("unknown allocator \(unknown.joined(separator: ", ")); choose from \(names.joined(separator: ", "))")
+      throw BenchError("unknown allocator \(unknown.joined(separator: ", ")); choose from \(names.joined(separator: ", ")) "
+        + "or give NAME=PATH")
     }
     var available: [Allocator] = []
     var missing: [MissingAllocator] = []
-    for name in names where selection.isEmpty || selection.contains(name) {
+    for name in names where (known.isEmpty && custom.isEmpty) || known.contains(name) {
       switch name {
       case "glibc":
         available.append(Allocator(name: name, library: nil))
@@ -70,7 +75,26 @@ enum AllocatorCatalog {
         }
       }
     }
+    for allocator in custom {
+      if BenchPaths.exists(allocator.library!) {
+        available.append(allocator)
+      } else {
+        missing.append(MissingAllocator(name: allocator.name, reason: "\(allocator.library!) not found"))
+      }
+    }
     return (available, missing)
+  }
+
+  /// An allocator given as `NAME=PATH` (a library to preload; the name must be new).
+  static func customAllocator(_ entry: String) throws -> Allocator {
+    let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
+          parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+    else { throw BenchError("--allocator \(entry): expected NAME=PATH (NAME of letters, digits, - and _)") }
+    guard !names.contains(parts[0]) else {
+      throw BenchError("--allocator \(entry): \(parts[0]) is a built-in allocator; choose another name")
+    }
+    return Allocator(name: parts[0], library: BenchPaths.absolute(parts[1]))
   }
 
   /// Builds libswalloc.so in the package the driver was built from (`swift build -c release --product

@@ -17,6 +17,14 @@ enum Format {
     return String(format: "%.2fG", mib / 1024)
   }
 
+  /// A count as "812", "18.2K", "1.46M".
+  static func count(_ value: Double) -> String {
+    if value < 1000 { return String(format: "%.0f", value) }
+    if value < 100_000 { return String(format: "%.1fK", value / 1000) }
+    if value < 1_000_000 { return String(format: "%.0fK", value / 1000) }
+    return String(format: "%.2fM", value / 1_000_000)
+  }
+
   /// "1.08".
   static func ratio(_ value: Double) -> String {
     value < 10 ? String(format: "%.2f", value) : value < 100 ? String(format: "%.1f", value)

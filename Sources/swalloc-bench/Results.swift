@@ -8,6 +8,8 @@ struct Sample: Codable, Sendable {
   var userSeconds: Double
   var systemSeconds: Double
   var maxRSSKiB: Int
+  /// Minor page faults (ru_minflt): memory the allocator gave back and faulted in again shows here.
+  var minorFaults: Int
   /// `name value` lines the program printed (operations, spawn_us, rss_after_free_kib...).
   var metrics: [String: Double]
 }
@@ -30,6 +32,7 @@ struct Cell: Codable, Sendable {
   var succeeded: Bool { failure == nil && !samples.isEmpty }
   var medianWallSeconds: Double? { succeeded ? Statistics.median(samples.map(\.wallSeconds)) : nil }
   var medianRSSKiB: Double? { succeeded ? Statistics.median(samples.map { Double($0.maxRSSKiB) }) : nil }
+  var medianMinorFaults: Double? { succeeded ? Statistics.median(samples.map { Double($0.minorFaults) }) : nil }
   func medianMetric(_ name: String) -> Double? {
     let values = samples.compactMap { $0.metrics[name] }
     return succeeded && !values.isEmpty ? Statistics.median(values) : nil
@@ -56,6 +59,7 @@ struct WorkloadResult: Codable, Sendable {
   /// The fastest median wall time of any allocator that succeeded.
   var bestWallSeconds: Double? { cells.compactMap(\.medianWallSeconds).min() }
   var bestRSSKiB: Double? { cells.compactMap(\.medianRSSKiB).min() }
+  var bestMinorFaults: Double? { cells.compactMap(\.medianMinorFaults).min() }
 }
 
 /// The geometric mean of one allocator's ratios to the baseline, over the workloads where both succeeded.

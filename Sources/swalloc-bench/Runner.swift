@@ -55,7 +55,7 @@ struct Runner {
     }
     return .sample(Sample(
       wallSeconds: result.wallSeconds, userSeconds: result.userSeconds, systemSeconds: result.systemSeconds,
-      maxRSSKiB: result.maxRSSKiB, metrics: Self.metrics(in: result.standardOutput)))
+      maxRSSKiB: result.maxRSSKiB, minorFaults: result.minorFaults, metrics: Self.metrics(in: result.standardOutput)))
   }
 
   /// Why a finished run does not count, or nil when it does.

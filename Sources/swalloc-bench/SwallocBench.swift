@@ -26,7 +26,8 @@ struct CommonOptions: ParsableArguments {
   var swallocLibrary: String?
 
   @Option(name: .customLong("allocator"), help: ArgumentHelp(
-    "Allocators to run (repeatable or comma-separated): swalloc, jemalloc, mimalloc, tcmalloc, glibc. Default: all.",
+    "Allocators to run (repeatable or comma-separated): swalloc, jemalloc, mimalloc, tcmalloc, glibc, or "
+      + "NAME=PATH for any preloadable library (e.g. mimalloc3=/opt/libmimalloc.so). Default: the five.",
     valueName: "name"))
   var allocators: [String] = []
 
@@ -51,6 +52,8 @@ struct CommonOptions: ParsableArguments {
   @Option(name: .customLong("workloads"), help: ArgumentHelp(
     "Directory holding the workload sources (default: Benchmarks/Workloads of this package).", valueName: "dir"))
   var workloadsDirectory: String?
+
+  @OptionGroup var peers: PeerOptions
 
   func validate() throws {
     if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
@@ -93,6 +96,9 @@ extension SwallocBench {
       let wantsCallgrind = !noCallgrind && (patterns.isEmpty || patterns.contains("callgrind"))
       let workloadPatterns = patterns.filter { $0 != "callgrind" }
       let workloads = patterns.isEmpty || !workloadPatterns.isEmpty ? try Suite.select(workloadPatterns) : []
+      PeerInstaller.configure(options.peers)
+      PeerInstaller.installMissing(PeerInstaller.peers(allocatorNames: options.allocatorNames, workloads: workloads,
+                                                       callgrind: wantsCallgrind), options: options.peers)
       var session = try Session(options: options, quick: quick, command: "run",
                                 workloadsDirectory: try BenchPaths.workloadsDirectory(option: options.workloadsDirectory))
       try session.measure(workloads, scale: scale)
@@ -129,6 +135,9 @@ extension SwallocBench {
     func run() throws {
       let name = (command[0] as NSString).lastPathComponent
       let workload = Workload(name: name, summary: command.joined(separator: " "), recipe: .command(command))
+      PeerInstaller.configure(options.peers)
+      PeerInstaller.installMissing(PeerInstaller.peers(allocatorNames: options.allocatorNames, workloads: [workload],
+                                                       callgrind: false), options: options.peers)
       var session = try Session(options: options, quick: false, command: "compare " + command.joined(separator: " "),
                                 workloadsDirectory: try BenchPaths.workloadsDirectory(option: options.workloadsDirectory))
       try session.measure([workload], scale: 1)

@@ -5,8 +5,8 @@
 struct TableReport {
   let report: Report
 
-  private static let timeWidth = 8, ratioWidth = 6, rssWidth = 7
-  private static var cellWidth: Int { timeWidth + ratioWidth + rssWidth + 2 }
+  private static let timeWidth = 8, ratioWidth = 6, rssWidth = 7, faultsWidth = 7
+  private static var cellWidth: Int { timeWidth + ratioWidth + rssWidth + faultsWidth + 3 }
 
   func render() -> String {
     var lines: [String] = []
@@ -14,7 +14,7 @@ struct TableReport {
     lines.append("swalloc-bench \(report.command): \(report.workloads.count) workloads x \(names.count) allocators, "
       + "\(report.repeats) repeat\(report.repeats == 1 ? "" : "s")\(report.quick ? " (quick)" : ""), \(report.date)")
     lines.append("time = median wall time, ratio = time / \(report.baseline)'s, "
-      + "RSS = median peak RSS (ru_maxrss); lower is better")
+      + "RSS = median peak RSS (ru_maxrss), faults = median minor page faults (ru_minflt); lower is better")
     lines.append("")
     lines += mainTable(names)
     if !report.pairInstructions.isEmpty {
@@ -41,6 +41,7 @@ struct TableReport {
       subheader += " | " + Format.pad("time", Self.timeWidth, right: true)
         + Format.pad("ratio", Self.ratioWidth + 1, right: true)
         + Format.pad("RSS", Self.rssWidth + 1, right: true)
+        + Format.pad("faults", Self.faultsWidth + 1, right: true)
     }
     var lines = [header, subheader, String(repeating: "-", count: subheader.count)]
     for workload in report.workloads {
@@ -85,6 +86,7 @@ struct TableReport {
     let ratio = workload.timeRatio(name, baseline: report.baseline).map(Format.ratio) ?? "-"
     return Format.pad(Format.seconds(time), Self.timeWidth, right: true) + Format.pad(ratio, Self.ratioWidth + 1, right: true)
       + Format.pad(Format.kib(rss), Self.rssWidth + 1, right: true)
+      + Format.pad(cell.medianMinorFaults.map(Format.count) ?? "-", Self.faultsWidth + 1, right: true)
   }
 
   private func pairTable(_ names: [String]) -> [String] {

@@ -84,7 +84,9 @@ struct WorkloadBuilder {
   /// a binary built from the same sources and flags.
   func compileC(_ source: String, extraFlags: [String] = []) throws -> String {
     let compiler = ProcessInfo.processInfo.environment["CC"] ?? "cc"
-    guard let compilerPath = BenchPaths.which(compiler) else {
+    // Without cc (a machine with only the Swift toolchain), the toolchain's clang.
+    let fallback = ProcessInfo.processInfo.environment["CC"] == nil ? BenchPaths.toolchainClang : nil
+    guard let compilerPath = BenchPaths.which(compiler) ?? fallback else {
       throw BenchError("C compiler '\(compiler)' not found: install gcc or set CC")
     }
     let sourcePath = workloadsDirectory + "/" + source

@@ -153,9 +153,12 @@ struct HeapTests {
       let pages = stride(from: 0, to: blocks.count, by: 97).map { UInt(bitPattern: blocks[$0]) & ~4095 }
       let residentBefore = residentCount(pages)
       for block in blocks { LibC.free(block) }
-      usleep(UInt32(Options.purgeDelayMs * 1000 + 20_000))
+      // The delay adapts (PurgeDelay) and other tests running meanwhile may raise it: wait it out, a few times.
       let heap = Heap.current
-      heap.purgeIfDue(now: nil)
+      for _ in 0..<5 where heap.dirtyPageCount() != 0 {
+        usleep(UInt32(PurgeDelay.milliseconds * 1000 + 20_000))
+        heap.purgeIfDue(now: nil)
+      }
       // Segments that became entirely free went to the span cache, where other tests may reuse them: look
       // only at the pages of segments this heap still owns, which nobody else touches.
       var owned: [UInt] = []
@@ -212,7 +215,7 @@ struct HeapTests {
       for block in blocks { LibC.free(block) }
       let heap = Heap.current
       let hadPage = heap.queue(sizeClass).pointee.current != nil
-      let delay = UInt64(Options.purgeDelayMs)
+      let delay = PurgeDelay.milliseconds
       let start = swalloc_now_ms()
       heap.retireIdleCurrentPages(now: start)
       heap.retireIdleCurrentPages(now: start + delay)
@@ -257,4 +260,17 @@ func residentCount(_ pages: [UInt]) -> Int {
     resident += 1
   }
   return resident
+}
+
+extension Heap {
+  /// Free pages of this heap's segments not purged yet.
+  func dirtyPageCount() -> Int {
+    var count = 0
+    var candidate = state.pointee.segments
+    while let segment = candidate {
+      candidate = segment.pointee.nextInHeap
+      count += segment.pointee.dirtyMask.nonzeroBitCount
+    }
+    return count
+  }
 }

@@ -147,6 +147,8 @@ struct OptionsTests {
       OptionCase("SWALLOC_PURGE_DELAY_MS", "-1", .invisible),
       OptionCase("SWALLOC_PURGE_DELAY_MS", "3600001", .invisible),
       OptionCase("SWALLOC_PURGE_DELAY_MS", "10ms", .invisible),
+      OptionCase("SWALLOC_PURGE_DELAY_MAX_MS", "soon", .invisible),
+      OptionCase("SWALLOC_PURGE_DELAY_MAX_MS", "3600001", .invisible),
       OptionCase("SWALLOC_HUGE_PAGES", "always", .noRow("huge page spans")),
       OptionCase("SWALLOC_HUGE_PAGES", "huge", .noRow("huge page spans")),
       OptionCase("SWALLOC_HUGE_RESERVE", "5G", with: ["SWALLOC_HUGE_PAGES": "explicit"],
@@ -156,6 +158,11 @@ struct OptionsTests {
       OptionCase("SWALLOC_HUGE_RESERVE", "M", with: ["SWALLOC_HUGE_PAGES": "explicit"],
                  .rowValue("huge reserve bytes", 0)),
       OptionCase("SWALLOC_LOCKED", "yes", .noRow("locked bytes")),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "often", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "-1", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "4294967296", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "0", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "16385", .invisible),
     ]
 
     static let valid: [OptionCase] = [
@@ -165,6 +172,9 @@ struct OptionsTests {
       OptionCase("SWALLOC_VERBOSE", "1", .reportedInvalidFrees),
       OptionCase("SWALLOC_PURGE_DELAY_MS", "0", .invisible),
       OptionCase("SWALLOC_PURGE_DELAY_MS", "3600000", .invisible),
+      OptionCase("SWALLOC_PURGE_DELAY_MAX_MS", "10", .invisible),
+      OptionCase("SWALLOC_PURGE_DELAY_MAX_MS", "60000", .invisible),
+      OptionCase("SWALLOC_HUGE_PAGES", "large", .noRow("huge page spans")),
       OptionCase("SWALLOC_HUGE_PAGES", "off", .noRow("huge page spans")),
       OptionCase("SWALLOC_HUGE_PAGES", "transparent", .noRow("huge page spans")),
       OptionCase("SWALLOC_HUGE_PAGES", "explicit", .row("huge page spans")),
@@ -174,6 +184,10 @@ struct OptionsTests {
       OptionCase("SWALLOC_HUGE_RESERVE", "4G", .invisible),
       OptionCase("SWALLOC_LOCKED", "0", .noRow("locked bytes")),
       OptionCase("SWALLOC_LOCKED", "1", .row("locked bytes")),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "0", .invisible),
+      OptionCase("SWALLOC_GUARDED_SAMPLE", "1000", .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "1", with: ["SWALLOC_GUARDED_SAMPLE": "1"], .invisible),
+      OptionCase("SWALLOC_GUARDED_SLOTS", "16384", with: ["SWALLOC_GUARDED_SAMPLE": "10"], .invisible),
     ]
 
     @Test("a malformed value: exactly one warning naming the accepted values; the default applies",
@@ -201,8 +215,9 @@ struct OptionsTests {
       let match = warnings.first?.firstMatch(of: pattern)
       let known = match.map { String($0.1) } ?? ""
       #expect(match != nil, "no \"ignoring unknown option SWALLOC_FOO=1 (known: ...)\" line\n\(result.summary)")
-      for name in ["SWALLOC_SHOW_STATS", "SWALLOC_VERBOSE", "SWALLOC_PURGE_DELAY_MS", "SWALLOC_HUGE_PAGES",
-                   "SWALLOC_HUGE_RESERVE", "SWALLOC_LOCKED"] {
+      for name in ["SWALLOC_SHOW_STATS", "SWALLOC_VERBOSE", "SWALLOC_PURGE_DELAY_MS", "SWALLOC_PURGE_DELAY_MAX_MS",
+                   "SWALLOC_HUGE_PAGES", "SWALLOC_HUGE_RESERVE", "SWALLOC_LOCKED", "SWALLOC_GUARDED_SAMPLE",
+                   "SWALLOC_GUARDED_SLOTS"] {
         #expect(known.contains(name), "the known options \"\(known)\" leave out \(name)\n\(result.summary)")
       }
     }
@@ -289,6 +304,61 @@ struct OptionsTests {
     }
   }
 
+  @Suite("Adaptive purge delay (SWALLOC_PURGE_DELAY_MS, SWALLOC_PURGE_DELAY_MAX_MS)")
+  struct AdaptivePurgeDelay {
+    @Test("""
+      default options: 200 MB freed, 1200 ms asleep (past the 1 s ceiling), a few allocations: resident set \
+      within 24 MB of the start
+      """, arguments: Mode.allCases)
+    func idleReturnWithinTheCeiling(mode: Mode) async throws {
+      let program = try await FixtureBuilds.shared.build("purge.c", as: .c)
+      let result = try await runPreloaded(program, ["delay", "1200"], mode: mode, timeout: shortChildTimeout)
+      let values = reportedValues(in: result)
+      let start = try #require(values["rss.start"], "\(result.summary)")
+      let peak = try #require(values["rss.peak"], "\(result.summary)")
+      let end = try #require(values["rss.end"], "\(result.summary)")
+      #expect(peak - start >= 150 << 20, "\(result.summary)")
+      #expect(end <= start + (24 << 20), "resident: \(start), \(peak), \(end) after 1.2 s\n\(result.summary)")
+    }
+
+    /// 16 MB allocated and freed each round, 40 ms apart: a fixed 10 ms delay purges it every round and the
+    /// next round faults it in again (about 4000 faults a round); the adaptive delay grows past the pause
+    /// after a few rounds, and the late rounds reuse resident pages.
+    @Test("memory cycled 40 ms apart stays resident by default; a fixed 10 ms delay refaults it every round",
+          arguments: Mode.allCases)
+    func cycledMemoryStaysResident(mode: Mode) async throws {
+      let program = try await FixtureBuilds.shared.build("purge.c", as: .c)
+      func lateFaults(_ environment: [String: String]) async throws -> Int {
+        let result = try await runPreloaded(
+          program, ["cycle", "16", "40"], environment: environment, mode: mode, timeout: shortChildTimeout)
+        return try #require(reportedValues(in: result)["cycle.late"], "\(result.summary)")
+      }
+      let adaptive = try await lateFaults([:])
+      let fixed = try await lateFaults(["SWALLOC_PURGE_DELAY_MS": "10"])
+      #expect(fixed >= 8 * 2000, "a fixed 10 ms delay refaulted only \(fixed) pages in 8 rounds")
+      #expect(adaptive * 4 < fixed, "adaptive: \(adaptive) faults in the late rounds, fixed 10 ms: \(fixed)")
+    }
+  }
+
+  @Suite("Large spans reused")
+  struct SpanReuse {
+    /// Default mode: a freed 8 MiB block's span is moved, grown, for a 12 MiB block (its pages resident before
+    /// the program touches them). Secure mode maps afresh (guard pages split spans). Both: calloc reads zeros.
+    @Test("a freed large block's span serves a larger one without faults; calloc after it reads zeros",
+          arguments: Mode.allCases)
+    func grownSpan(mode: Mode) async throws {
+      let program = try await FixtureBuilds.shared.build("span_reuse.c", as: .c)
+      let result = try await runPreloaded(program, mode: mode, timeout: shortChildTimeout)
+      expectLine("span reuse ok", in: result)
+      let values = reportedValues(in: result)
+      let resident = try #require(values["grown.resident"], "\(result.summary)")
+      let pages = try #require(values["grown.of"], "\(result.summary)")
+      if mode == .standard {
+        #expect(resident * 10 >= pages * 9, "\(resident) of \(pages) pages resident\n\(result.summary)")
+      }
+    }
+  }
+
   @Suite("Explicit huge pages (SWALLOC_HUGE_PAGES=explicit)",
          .enabled(if: access(HugePagePool.sizePath, F_OK) == 0, "the kernel has no hugetlb pool"))
   struct ExplicitHugePages {
@@ -363,8 +433,8 @@ struct OptionsTests {
   @Suite("Transparent huge pages and locked memory")
   struct TransparentAndLocked {
     @Test("""
-      SWALLOC_HUGE_PAGES=transparent: the mapping of a 10 MB block is THPeligible (and not without it under \
-      [madvise])
+      SWALLOC_HUGE_PAGES=transparent and =large: the mapping of a 10 MB block is THPeligible (and not without \
+      them under [madvise])
       """)
     func transparentHugePages() async throws {
       let policyPath = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -377,6 +447,10 @@ struct OptionsTests {
       let result = try await runPreloaded(
         program, ["transparent"], environment: ["SWALLOC_HUGE_PAGES": "transparent"], timeout: shortChildTimeout)
       #expect(reportedValues(in: result)["large-block.thp-eligible"] == 1, "\(result.summary)")
+      // `large` advises the spans of huge blocks only: a 10 MB block's is one.
+      let large = try await runPreloaded(
+        program, ["transparent"], environment: ["SWALLOC_HUGE_PAGES": "large"], timeout: shortChildTimeout)
+      #expect(reportedValues(in: large)["large-block.thp-eligible"] == 1, "\(large.summary)")
 
       // Under [madvise] only swalloc's MADV_HUGEPAGE makes the mapping eligible: without the option it is not.
       guard policy.contains("[madvise]") else { return }

@@ -70,15 +70,37 @@ enum Preload {
   }
 
   /// A stock tool such as `python3`: /usr/bin, /bin or /usr/local/bin first (not a version manager's shim),
-  /// then `$PATH`. Throws when it is missing, since CI installs every tool these tests use.
+  /// then `$PATH`. When it is missing, installs its package as root (ToolInstaller), else throws with the
+  /// command that installs it.
   static func tool(_ name: String) throws -> String {
+    if let found = findTool(name) { return found }
+    if let package = ToolInstaller.packages[name], ToolInstaller.install(package, for: name), let found = findTool(name) {
+      return found
+    }
+    throw HarnessError(ToolInstaller.instruction(for: name))
+  }
+
+  /// `name` in /usr/bin, /bin, /usr/local/bin, `$PATH`, then `extraDirectories`; nil when absent.
+  static func findTool(_ name: String, extraDirectories: [String] = []) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
     let directories = ["/usr/bin", "/bin", "/usr/local/bin"] + path.split(separator: ":").map(String.init)
+      + extraDirectories
     for directory in directories where !directory.isEmpty {
       let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name).path
       if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
     }
-    throw HarnessError("\(name) is not installed (searched \(directories.joined(separator: ":")))")
+    return nil
+  }
+
+  /// The compiler for C (`cxx` false) or C++ fixtures: gcc/g++, cc/c++, or the toolchain's clang/clang++;
+  /// when none exists, gcc/g++ installed as root (ToolInstaller).
+  static func compiler(cxx: Bool) throws -> String {
+    let names = ToolInstaller.compilerNames(cxx: cxx)
+    let toolchain = ToolInstaller.toolchainDirectory.map { [$0] } ?? []
+    for name in names {
+      if let found = findTool(name, extraDirectories: toolchain) { return found }
+    }
+    return try tool(names[0])
   }
 
   private static func isDirectory(_ path: String) -> Bool {
@@ -229,19 +251,36 @@ enum ActivityProof {
   case fixtureProbe
 }
 
-/// Runs `program` under the preloaded libswalloc.so and records a failure unless it exited 0 and swalloc
-/// proved itself active. Returns the result for further checks.
+/// The two modes of the library. Every test of the C semantics, alignments, torture, stress and
+/// out-of-memory paths runs in both: a path that only secure mode takes is otherwise tested by nothing, and a
+/// secure-mode abort of a correct program is a release-blocking bug (issue 12).
+enum Mode: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case standard = "default"
+  case secure
+
+  var environment: [String: String] { self == .secure ? ["SWALLOC_SECURE": "1"] : [:] }
+  var testDescription: String { rawValue }
+}
+
+/// Runs `program` under the preloaded libswalloc.so in `mode` and records a failure unless it exited 0 and
+/// swalloc proved itself active (in secure mode: its statistics say so). Returns the result for further checks.
 @discardableResult
 func runPreloaded(
-  _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], in directory: URL? = nil,
-  timeout: Int = defaultChildTimeout, proof: ActivityProof = .statistics,
+  _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], mode: Mode = .standard,
+  in directory: URL? = nil, timeout: Int = defaultChildTimeout, proof: ActivityProof = .statistics,
   sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> ChildResult {
   let result = try await runChild(
-    program, arguments, preload: try Preload.library(), environment: environment, in: directory, timeout: timeout)
+    program, arguments, preload: try Preload.library(),
+    environment: environment.merging(mode.environment) { _, new in new }, in: directory, timeout: timeout)
   #expect(result.succeeded, "the preloaded program failed\n\(result.summary)", sourceLocation: sourceLocation)
   switch proof {
-  case .statistics: assertSwallocActive(result, sourceLocation: sourceLocation)
+  case .statistics:
+    assertSwallocActive(result, sourceLocation: sourceLocation)
+    if mode == .secure {
+      #expect(!statisticsValues("secure mode", in: result).isEmpty,
+              "no \"secure mode\" row: secure mode was not on\n\(result.summary)", sourceLocation: sourceLocation)
+    }
   case .fixtureProbe: expectLine("swalloc active", in: result, sourceLocation: sourceLocation)
   }
   return result
@@ -392,7 +431,7 @@ func expectStatisticsJSON(
 enum FixtureKind {
   case c, cxx, sharedLibrary
 
-  var compiler: String { self == .cxx ? "g++" : "gcc" }
+  var isCxx: Bool { self == .cxx }
 
   var flags: [String] {
     switch self {
@@ -440,7 +479,7 @@ actor FixtureBuilds {
     let output = directory.appendingPathComponent(kind == .sharedLibrary ? "lib\(baseName).so" : baseName).path
     let arguments = kind.flags + ["-I", Preload.fixtures.path, "-I", Preload.publicHeaders.path, "-o", output,
                                   Preload.fixture(source), "-ldl"]
-    let result = try await runChild(try Preload.tool(kind.compiler), arguments, preload: nil, timeout: 180)
+    let result = try await runChild(try Preload.compiler(cxx: kind.isCxx), arguments, preload: nil, timeout: 180)
     guard result.succeeded else { throw HarnessError("cannot compile fixture \(source)\n\(result.summary)") }
     return output
   }

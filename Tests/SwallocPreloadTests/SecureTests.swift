@@ -52,12 +52,4 @@ struct SecureTests {
     #expect(faulted, "\(result.summary)")
     #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
   }
-
-  @Test("the stress program runs clean in secure mode (4 threads, 4 s)")
-  func stress() async throws {
-    let stress = try Preload.buildProduct("swalloc-stress")
-    let result = try await runPreloaded(stress, ["--threads", "4", "--seconds", "4"], environment: Self.secure)
-    #expect(result.outputLines.contains { $0.hasPrefix("swalloc-stress: ") && $0.hasSuffix(" ok") },
-            "\(result.summary)")
-  }
 }

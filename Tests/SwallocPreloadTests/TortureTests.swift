@@ -5,15 +5,15 @@ import Foundation
 import Testing
 
 /// Each torture child's kill timeout: well above its run time (seconds), so only a hang reaches it.
-private let tortureChildTimeout = 120
+private let tortureChildTimeout = 240
 
 /// The torture fixture's subcommand under the preload, with the parent's own statistics block as the proof.
 private func runTorture(
-  _ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation
+  _ arguments: [String], mode: Mode, sourceLocation: SourceLocation = #_sourceLocation
 ) async throws -> ChildResult {
   let program = try await FixtureBuilds.shared.build("torture.c", as: .c)
   let result = try await runPreloaded(
-    program, arguments, timeout: tortureChildTimeout, sourceLocation: sourceLocation)
+    program, arguments, mode: mode, timeout: tortureChildTimeout, sourceLocation: sourceLocation)
   expectLine("swalloc active", in: result, sourceLocation: sourceLocation)
   // Children end with _exit and print no statistics: the block must be the parent's, printed at its normal exit.
   // (A failed run has already been reported, with its output, by runPreloaded.)
@@ -31,18 +31,18 @@ struct TortureTests {
   @Test("""
     1000 forks, 4 at a time, while 4 threads malloc/realloc/free 16 B to 256 KiB and trade blocks; each child \
     frees inherited blocks, allocates 300 blocks (some > 1 MiB) and a thread's, checks them and exits 0
-    """)
-  func forkStorm() async throws {
-    let result = try await runTorture(["fork-storm"])
+    """, arguments: Mode.allCases)
+  func forkStorm(mode: Mode) async throws {
+    let result = try await runTorture(["fork-storm"], mode: mode)
     expectLine("fork-storm ok: 1000 children exited 0", in: result)
   }
 
   @Test("""
     2000 short-lived threads in waves of 16 (a quarter detached) leave blocks that later threads check and free; \
     the heaps are pooled: at most 64
-    """)
-  func threadStorm() async throws {
-    let result = try await runTorture(["thread-storm"])
+    """, arguments: Mode.allCases)
+  func threadStorm(mode: Mode) async throws {
+    let result = try await runTorture(["thread-storm"], mode: mode)
     expectLine("thread-storm ok: 2000 threads, 128000 blocks verified, 15488 handed over between threads",
                in: result)
     let heaps = statisticsValues("heaps", in: result)
@@ -56,10 +56,10 @@ struct TortureTests {
   @Test("""
     200 dlopen/dlclose rounds of a plugin that allocates in its constructor, functions and destructor; \
     800 of its blocks are freed after the copy that allocated them was unloaded
-    """)
-  func dlopenLoop() async throws {
+    """, arguments: Mode.allCases)
+  func dlopenLoop(mode: Mode) async throws {
     let plugin = try await FixtureBuilds.shared.build("torture_plugin.c", as: .sharedLibrary)
-    let result = try await runTorture(["dlopen", plugin])
+    let result = try await runTorture(["dlopen", plugin], mode: mode)
     expectLine("dlopen ok: 200 rounds, 800 blocks outlived the plugin copy that allocated them", in: result)
   }
 
@@ -69,17 +69,17 @@ struct TortureTests {
   @Test("""
     200 forks from a signal handler that interrupts malloc/realloc/free; each child allocates, checks and \
     frees inside the handler and exits 0 (a hang ends by alarm and fails)
-    """, arguments: ["timer", "thread"])
-  func forkInSignalHandler(mode: String) async throws {
-    let result = try await runTorture(["signal-fork", mode])
-    expectLine("signal-fork \(mode) ok: 200 children forked in the handler exited 0", in: result)
+    """, arguments: Mode.allCases, ["timer", "thread"])
+  func forkInSignalHandler(mode: Mode, interrupter: String) async throws {
+    let result = try await runTorture(["signal-fork", interrupter], mode: mode)
+    expectLine("signal-fork \(interrupter) ok: 200 children forked in the handler exited 0", in: result)
   }
 
-  @Test("swalloc-stress --threads 8 --seconds 20")
-  func stressEightThreads() async throws {
+  @Test("swalloc-stress --threads 8 --seconds 20", arguments: Mode.allCases)
+  func stressEightThreads(mode: Mode) async throws {
     let stress = try Preload.buildProduct("swalloc-stress")
     let result = try await runPreloaded(
-      stress, ["--threads", "8", "--seconds", "20"], timeout: tortureChildTimeout)
+      stress, ["--threads", "8", "--seconds", "20"], mode: mode, timeout: tortureChildTimeout)
     let line = result.outputLines.first { $0.hasPrefix("swalloc-stress: ") } ?? ""
     #expect(line.wholeMatch(of: #/swalloc-stress: [0-9]+ ops, 8 threads, [0-9.]+ s, ok/#) != nil,
             "\(result.summary)")

@@ -43,7 +43,7 @@ extension Heap {
   /// the heap given instead of read from the TLS slot. Nil when memory is exhausted or the size impossible.
   @inline(__always)
   func allocateUser(byteCount: Int) -> UnsafeMutableRawPointer? {
-    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) && !Options.secure {
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) && !Options.userHeapsChecked {
       let page = directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
         page.pointee.free = nextBlock(block)
@@ -60,6 +60,12 @@ extension Heap {
   func allocateUserSlow(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     checkOwner()
     if byteCount < 0 { return nil }
+    if Guarded.isEnabled && Guarded.shouldSample(),
+      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment > LibC.minimumAlignment ? alignment : 0,
+                                   caller: 0, heap: UInt(bitPattern: base))
+    {
+      return block
+    }
     let sizeClass = alignment <= LibC.minimumAlignment
       ? (byteCount > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: byteCount))
       : SizeClass.of(byteCount: byteCount, alignment: alignment)
@@ -72,7 +78,10 @@ extension Heap {
   /// a block of another heap (or a huge block) takes the path any thread's free takes.
   @inline(__always)
   func deallocateUser(_ block: UnsafeMutableRawPointer) {
-    if Options.secure { return Secure.free(block, heap: self) }
+    if Options.userHeapsChecked {
+      if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+      if Options.secure { return Secure.free(block, heap: self) }
+    }
     let address = UInt(bitPattern: block)
     if SegmentMap.entry(address) == 1 {
       let slot = Heap.descriptorSlot(address)
@@ -106,6 +115,7 @@ extension Heap {
   /// Whether `block` is the start of a live block of this heap (page blocks: inside a page of this heap at
   /// a block boundary; huge blocks: a span on this heap's list).
   func ownsBlock(_ block: UnsafeMutableRawPointer) -> Bool {
+    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.owner(of: block) == UInt(bitPattern: base) }
     let address = UInt(bitPattern: block)
     guard let segment = SegmentMap.segment(of: address) else { return false }
     if segment.pointee.kind == .huge {
@@ -113,8 +123,7 @@ extension Heap {
       return segment.pointee.heap == base && page.pointee.state == .huge && page.pointee.start == block
     }
     if segment.pointee.heap != base { return false }
-    let index = Int(bitPattern: (address &- UInt(bitPattern: segment)) &>> UInt(segment.pointee.pageShift))
-    let page = segment.page(at: index)
+    let page = segment.page(containing: address)
     guard page.pointee.state == .inUse, let start = page.pointee.start else { return false }
     let offset = block - start
     return offset >= 0 && offset % page.pointee.blockByteCount == 0
@@ -140,6 +149,8 @@ extension Heap {
   func destroyUser() {
     checkOwner()
     processDelayed()
+    // Its guarded blocks are freed too (a use after destroy then faults).
+    if Guarded.isEnabled { Guarded.freeAll(ownedBy: UInt(bitPattern: base)) }
     // Huge spans: take the list, then free each span (no longer linked, so `HugeSpan.free` skips the unlink).
     lockHugeSpans()
     var span = state.pointee.hugeSpans

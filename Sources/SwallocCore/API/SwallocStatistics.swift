@@ -117,6 +117,8 @@ public struct SwallocOptions: Sendable, Equatable {
   public enum HugePages: Sendable, Equatable {
     /// Normal pages (the default).
     case off
+    /// `madvise(MADV_HUGEPAGE)` on the spans of huge blocks of 2 MiB and more only.
+    case large
     /// `madvise(MADV_HUGEPAGE)` on segments and huge spans.
     case transparent
     /// `MAP_HUGETLB` pages from the kernel's pool, normal pages when it is empty.
@@ -127,8 +129,11 @@ public struct SwallocOptions: Sendable, Equatable {
   public var showStatistics: StatisticsOutput
   /// `SWALLOC_VERBOSE`: notes (fallbacks, invalid frees) on stderr.
   public var verbose: Bool
-  /// `SWALLOC_PURGE_DELAY_MS`: how long a free page keeps its memory before it goes back to the kernel.
+  /// `SWALLOC_PURGE_DELAY_MS`: the shortest time a free page keeps its memory before it goes back to the
+  /// kernel.
   public var purgeDelayMilliseconds: Int
+  /// `SWALLOC_PURGE_DELAY_MAX_MS`: the longest that time grows to when purged memory is soon wanted back.
+  public var purgeDelayMaxMilliseconds: Int
   /// `SWALLOC_HUGE_PAGES`: which pages back segments and huge spans.
   public var hugePages: HugePages
   /// `SWALLOC_HUGE_RESERVE`: bytes of explicit huge pages taken at start-up.
@@ -138,6 +143,15 @@ public struct SwallocOptions: Sendable, Equatable {
   /// `SWALLOC_SECURE`: encoded free lists, aborting double and invalid frees, guard pages, random block order.
   public var secure: Bool
 
+  static var hugePages: HugePages {
+    switch Options.hugePages {
+    case .off: return .off
+    case .large: return .large
+    case .transparent: return .transparent
+    case .explicit: return .explicit
+    }
+  }
+
   /// The options in effect.
   public static var current: SwallocOptions {
     Options.initializeIfNeeded()
@@ -145,7 +159,8 @@ public struct SwallocOptions: Sendable, Equatable {
       showStatistics: Options.showStatistics == .off ? .off : Options.showStatistics == .json ? .json : .table,
       verbose: Options.verbose,
       purgeDelayMilliseconds: Options.purgeDelayMs,
-      hugePages: Options.hugePages == .off ? .off : Options.hugePages == .transparent ? .transparent : .explicit,
+      purgeDelayMaxMilliseconds: Options.purgeDelayMaxMs,
+      hugePages: hugePages,
       hugeReserveByteCount: Options.hugeReserveByteCount,
       locked: Options.locked,
       secure: Options.secure)

@@ -2,10 +2,15 @@
 // `malloc_trim(0)` (argument `trim`) or by waiting out the purge delay and allocating a little (argument
 // `delay <milliseconds to sleep>`). Prints the resident set (from /proc/self/statm) at each step:
 //   rss start=N peak=N freed=N end=N      (bytes)
+// `cycle <rounds> <milliseconds>` instead allocates and frees 16 MB in 1000-byte blocks each round, with a
+// pause between rounds longer than the shortest purge delay, and prints the minor page faults of the first
+// and the second half of the rounds: `cycle first=N late=N`. A purge delay that grows when purged
+// memory is wanted back soon after keeps the late rounds free of faults.
 #include "fixture.h"
 
 #include <fcntl.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,9 +74,44 @@ static void allocateALittle(void) {
   }
 }
 
+static void sleepMilliseconds(long milliseconds) {
+  struct timespec pause = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
+  while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {}
+}
+
+static long minorFaults(void) {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
+
+enum { cycleBlockCount = 16000 };
+static void *cycleBlocks[cycleBlockCount];
+
+static void cycle(int rounds, long milliseconds) {
+  long first = 0, late = 0;
+  for (int round = 0; round < rounds; round++) {
+    long before = minorFaults();
+    for (int i = 0; i < cycleBlockCount; i++) {
+      cycleBlocks[i] = malloc(1000);
+      FIXTURE_CHECK(cycleBlocks[i] != NULL, "malloc(1000) failed");
+      memset(cycleBlocks[i], round, 1000);
+    }
+    for (int i = 0; i < cycleBlockCount; i++) free(cycleBlocks[i]);
+    long faults = minorFaults() - before;
+    if (round < rounds / 2) first += faults; else late += faults;
+    sleepMilliseconds(milliseconds);
+  }
+  printf("cycle first=%ld late=%ld\n", first, late);
+}
+
 int main(int argc, char **argv) {
   fixtureReportSwalloc();
-  FIXTURE_CHECK(argc >= 2, "usage: purge trim | purge delay <milliseconds>");
+  if (argc == 4 && strcmp(argv[1], "cycle") == 0) {
+    cycle(atoi(argv[2]), atol(argv[3]));
+    return 0;
+  }
+  FIXTURE_CHECK(argc >= 2, "usage: purge trim | purge delay <milliseconds> | purge cycle <rounds> <milliseconds>");
   size_t start = residentBytes();
   Block *head = allocateAll();
   size_t peak = residentBytes();
@@ -81,9 +121,7 @@ int main(int argc, char **argv) {
     int trimmed = malloc_trim(0);
     printf("malloc_trim(0) = %d\n", trimmed);
   } else if (strcmp(argv[1], "delay") == 0 && argc == 3) {
-    long milliseconds = atol(argv[2]);
-    struct timespec pause = {milliseconds / 1000, (milliseconds % 1000) * 1000000L};
-    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {}
+    sleepMilliseconds(atol(argv[2]));
     allocateALittle();
   } else {
     fixtureFail("unknown mode %s", argv[1]);

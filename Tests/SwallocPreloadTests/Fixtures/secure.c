@@ -2,6 +2,7 @@
 // (block order, guard pages); every other mode commits one heap error that secure mode must stop with a
 // message and SIGABRT (or, for an overflow into a guard page, SIGSEGV) before it returns.
 #include "fixture.h"
+#include <malloc.h>
 
 #include <pthread.h>
 #include <stdint.h>

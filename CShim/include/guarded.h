@@ -1,0 +1,87 @@
+// guarded.h: what guarded sampling (SWALLOC_GUARDED_SAMPLE, Sources/SwallocCore/GuardedSlots.swift) needs
+// from C: the thread's sampling countdown, the guarded region's bounds (read by libswalloc.so's free entry),
+// the thread id, the SIGSEGV/SIGBUS handler (installed with sigaction, chained to the previous one), and
+// symbolization of code addresses without allocating (dladdr).
+#ifndef SWALLOC_GUARDED_H
+#define SWALLOC_GUARDED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#pragma clang assume_nonnull begin
+
+/// Allocations left before the next sample on this thread (0: not drawn yet on this thread).
+extern __thread long swalloc_tls_guarded_countdown __attribute__((tls_model("initial-exec")));
+
+static inline __attribute__((always_inline)) long swalloc_guarded_countdown_get(void) {
+  return swalloc_tls_guarded_countdown;
+}
+static inline __attribute__((always_inline)) void swalloc_guarded_countdown_set(long value) {
+  swalloc_tls_guarded_countdown = value;
+}
+
+/// The guarded region: [start, start + length). Length 0 until the region exists. free's guarded entry
+/// tests a pointer against it with one subtraction and one comparison.
+extern uintptr_t swalloc_guarded_region_start;
+extern uintptr_t swalloc_guarded_region_length;
+
+static inline __attribute__((always_inline)) uintptr_t swalloc_guarded_start(void) {
+  return swalloc_guarded_region_start;
+}
+static inline __attribute__((always_inline)) uintptr_t swalloc_guarded_length(void) {
+  return swalloc_guarded_region_length;
+}
+/// Publishes the region (once, before the first guarded block is handed out).
+static inline __attribute__((always_inline)) void swalloc_guarded_set_region(uintptr_t start, uintptr_t length) {
+  swalloc_guarded_region_start = start;
+  __atomic_store_n(&swalloc_guarded_region_length, length, __ATOMIC_RELEASE);
+}
+
+/// The kernel's id of the calling thread (gettid; syscall(2) is variadic, which Swift cannot call).
+static inline __attribute__((always_inline)) int32_t swalloc_thread_id(void) {
+  return (int32_t)syscall(SYS_gettid);
+}
+
+/// The return address of the function this is inlined into.
+static inline __attribute__((always_inline)) uintptr_t swalloc_return_address(void) {
+  return (uintptr_t)__builtin_return_address(0);
+}
+
+/// Installs the SIGSEGV and SIGBUS handler once (sigaction; no allocation), remembering the handlers the
+/// program had, which get every fault outside the guarded region. Returns 0 on success.
+int swalloc_guarded_install_handler(void);
+
+/// Implemented in Swift (GuardedReport.swift): when `address` is in the guarded region, prints the report
+/// and returns 1 (the handler then restores the previous disposition and lets the access fault again, so
+/// the process dies of the original signal or the program's own handler sees it); otherwise 0.
+/// `access`: 0 unknown, 1 read, 2 write. `pc`: the faulting instruction, or 0.
+int swalloc_core_guarded_fault(uintptr_t address, int access, uintptr_t pc);
+
+/// Symbolizes a code address without allocating: the module's file name (no directory) and load base from
+/// dladdr(3) (swalloc_symbolize, the heap profiler's), and the name and start of the function containing it,
+/// from dladdr's exported symbols or else
+/// from the module file's own symbol table (.symtab, mapped read-only for the look-up). Returns 0 when the
+/// address is in no module; `name` is then empty, as when no symbol contains it.
+int swalloc_guarded_symbolize(uintptr_t address, char *_Nonnull name, size_t capacity,
+                              uintptr_t *_Nonnull symbol_address, char *_Nonnull module, size_t module_capacity,
+                              uintptr_t *_Nonnull module_base);
+
+/// Points libswalloc.so's malloc and free at the guarded entries, which sample and recognize guarded
+/// blocks before going on to the entries in effect (default or secure). Absent in the Swift API's copy.
+static inline __attribute__((always_inline)) void swalloc_use_guarded_entries(void) {
+  extern void swalloc_select_guarded_entries(void) __attribute__((weak));
+  if (swalloc_select_guarded_entries) swalloc_select_guarded_entries();
+}
+
+/// Points C++'s sized operator delete at secure mode's size check (Sources/SwallocExports/CheckedDelete.c).
+/// Absent in the Swift API's copy.
+static inline __attribute__((always_inline)) void swalloc_use_checked_sized_delete(void) {
+  extern void swalloc_select_checked_sized_delete(void) __attribute__((weak));
+  if (swalloc_select_checked_sized_delete) swalloc_select_checked_sized_delete();
+}
+
+#pragma clang assume_nonnull end
+
+#endif

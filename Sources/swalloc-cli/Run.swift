@@ -1,0 +1,154 @@
+// `swalloc run [options] -- program args...`: the options become SWALLOC_* variables, the library goes
+// in LD_PRELOAD, and the Launcher runs the program and checks that the preload took.
+import ArgumentParser
+import Foundation
+
+enum StatisticsFormat: String, ExpressibleByArgument, CaseIterable {
+  case table, json
+}
+
+enum HugePagesMode: String, ExpressibleByArgument, CaseIterable {
+  case off, transparent, explicit
+}
+
+extension SwallocCommand {
+  struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Run a program with Swalloc as its malloc.",
+      usage: "swalloc run [<options>] -- <program> [<arguments>...]",
+      discussion: """
+        The program runs as a child with libswalloc.so in LD_PRELOAD (found beside this command, in its \
+        install prefix's lib, or in the package's .build/release) and the options below as SWALLOC_* \
+        variables; SWALLOC_* variables already set are passed on unless an option overrides them. \
+        stdin, stdout and stderr are the program's; its exit status, or the signal that killed it, is \
+        passed on unchanged. The library answers a handshake when it loads: when it does not (a static \
+        or setuid program, an unloadable file), the command says so on stderr. Its own failures exit \
+        with 125, a program that cannot be run with 126 or 127.
+        """,
+)
+
+    @Flag(help: "Secure mode (SWALLOC_SECURE=1): encoded free lists, double frees abort, guard pages.")
+    var secure = false
+
+    @Option(help: ArgumentHelp(
+      "Print statistics on stderr at exit: --stats (a table) or --stats=json (SWALLOC_SHOW_STATS).",
+      valueName: "table|json"))
+    var stats: StatisticsFormat?
+
+    @Option(name: .customLong("huge-pages"), help: ArgumentHelp(
+      "Back segments with huge pages (SWALLOC_HUGE_PAGES): off, transparent (madvise), explicit "
+        + "(vm.nr_hugepages; see `swalloc doctor`).", valueName: "mode"))
+    var hugePages: HugePagesMode?
+
+    @Option(name: .customLong("huge-reserve"), help: ArgumentHelp(
+      "Map this much in explicit huge pages at start (SWALLOC_HUGE_RESERVE; 64M, 1G; up to 4G). Implies "
+        + "--huge-pages explicit.", valueName: "size"))
+    var hugeReserve: String?
+
+    @Flag(help: "Lock memory in RAM, within RLIMIT_MEMLOCK (SWALLOC_LOCKED=1).")
+    var locked = false
+
+    @Option(name: .customLong("purge-delay"), help: ArgumentHelp(
+      "Milliseconds a free page keeps its memory before it is purged (SWALLOC_PURGE_DELAY_MS; 0-3600000, "
+        + "default 10).", valueName: "ms"))
+    var purgeDelay: Int?
+
+    @Flag(help: "Report invalid frees and fallbacks (SWALLOC_VERBOSE=1), and which library was loaded.")
+    var verbose = false
+
+    @Option(name: .customLong("option"), help: ArgumentHelp(
+      "Any other SWALLOC_* option, as NAME=VALUE (the SWALLOC_ prefix may be left out); repeatable.",
+      valueName: "name=value"))
+    var options: [String] = []
+
+    @Option(help: ArgumentHelp("The libswalloc.so to preload (default: beside this command, in <its prefix>/lib, or in the package's .build/release).",
+                               valueName: "path"))
+    var library: String?
+
+    @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+      if command.isEmpty { throw ValidationError("give the program to run after --") }
+      if let purgeDelay, !(0...3_600_000).contains(purgeDelay) {
+        throw ValidationError("--purge-delay must be from 0 to 3600000 milliseconds")
+      }
+      if let hugeReserve, Self.byteCount(hugeReserve) == nil {
+        throw ValidationError("--huge-reserve takes a size up to 4G, in bytes or with K, M or G (64M)")
+      }
+      if hugeReserve != nil, let hugePages, hugePages != .explicit {
+        throw ValidationError("--huge-reserve needs --huge-pages explicit")
+      }
+      for option in options { _ = try Self.parseOption(option) }
+    }
+
+    /// NAME=VALUE, with SWALLOC_ added to NAME when missing.
+    static func parseOption(_ text: String) throws -> (String, String) {
+      guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
+        throw ValidationError("--option takes NAME=VALUE, e.g. --option SWALLOC_VERBOSE=1 (got \(text))")
+      }
+      var name = String(text[..<equals])
+      if !name.hasPrefix("SWALLOC_") { name = "SWALLOC_" + name }
+      guard name.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) else {
+        throw ValidationError("--option: \(name) is not an option name (capitals, digits and _)")
+      }
+      guard name != HandshakeChannel.variable else { throw ValidationError("--option: \(name) is reserved") }
+      return (name, String(text[text.index(after: equals)...]))
+    }
+
+    /// The library's SWALLOC_HUGE_RESERVE syntax: digits with an optional K, M or G; at most 4G.
+    static func byteCount(_ text: String) -> Int? {
+      let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+      var digits = Substring(text)
+      var unit = 1
+      if let last = text.last, let multiplier = units[Character(last.uppercased())] {
+        unit = multiplier
+        digits = digits.dropLast()
+      }
+      guard !digits.isEmpty, digits.allSatisfy(\.isASCII), let value = Int(digits),
+            value <= (4 << 30) / unit else { return nil }
+      return value * unit
+    }
+
+    /// The child's environment: this one, the --option values, then the flags; the library first in LD_PRELOAD.
+    func childEnvironment(library: String) throws -> [String: String] {
+      var environment = ProcessInfo.processInfo.environment
+      environment[HandshakeChannel.variable] = nil
+      for option in options {
+        let (name, value) = try Self.parseOption(option)
+        environment[name] = value
+      }
+      if secure { environment["SWALLOC_SECURE"] = "1" }
+      if let stats { environment["SWALLOC_SHOW_STATS"] = stats == .table ? "1" : "json" }
+      if let hugePages { environment["SWALLOC_HUGE_PAGES"] = hugePages.rawValue }
+      if let hugeReserve {
+        environment["SWALLOC_HUGE_RESERVE"] = hugeReserve.uppercased()
+        if hugePages == nil { environment["SWALLOC_HUGE_PAGES"] = HugePagesMode.explicit.rawValue }
+      }
+      if locked { environment["SWALLOC_LOCKED"] = "1" }
+      if let purgeDelay { environment["SWALLOC_PURGE_DELAY_MS"] = String(purgeDelay) }
+      if verbose { environment["SWALLOC_VERBOSE"] = "1" }
+      let others = (environment["LD_PRELOAD"] ?? "").split(whereSeparator: { $0 == ":" || $0 == " " })
+        .map(String.init).filter { !$0.isEmpty && $0 != library }
+      environment["LD_PRELOAD"] = ([library] + others).joined(separator: ":")
+      return environment
+    }
+
+    func run() throws {
+      do {
+        let found = try LibraryLocator.find(explicit: library)
+        if let problem = PreloadPrecheck.problem(library: found) { throw CommandFailure("cannot preload: \(problem)") }
+        guard let program = LibraryLocator.program(command[0]) else {
+          throw CommandFailure("\(command[0]): command not found", status: 127)
+        }
+        let expectedProblem = PreloadPrecheck.problem(program: program, library: found)
+        if let expectedProblem { note("warning: the preload cannot take: \(expectedProblem)") }
+        let launcher = Launcher(program: program, arguments: command, environment: try childEnvironment(library: found),
+                                library: found, verbose: verbose, expectedProblem: expectedProblem)
+        try launcher.runAndPassOn()
+      } catch let failure as CommandFailure {
+        fail(failure)
+      }
+    }
+  }
+}

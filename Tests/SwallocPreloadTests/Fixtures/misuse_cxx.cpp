@@ -1,0 +1,74 @@
+// Heap misuse that secure mode (SWALLOC_SECURE=1) catches deterministically beyond guarded sampling, in C++:
+// reads and writes through new char[0]'s pointer, a delete through a pointer of the wrong type, delete of
+// an array from new[] and delete[] of an object from new. Each mode must stop the process; "not stopped"
+// means it did not. `valid` does everything right (no false positive).
+#include "fixture.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+
+struct Wide {
+  uint64_t a, b, c, d;
+};
+
+/// A type with a destructor: new[] stores the element count before the array.
+struct Counted {
+  ~Counted() { sink += 1; }
+  long values[3];
+  static volatile int sink;
+};
+volatile int Counted::sink = 0;
+
+static volatile char sinkByte;
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "";
+  fixtureReportSwalloc();
+  if (strcmp(mode, "zero-read") == 0) {
+    char *p = new char[0];
+    sinkByte = *(volatile char *)p;
+  } else if (strcmp(mode, "zero-write") == 0) {
+    char *p = new char[0];
+    fixtureAddress(p);
+    *(volatile char *)p = 1;
+  } else if (strcmp(mode, "delete-size") == 0) {
+    void *p = new char;
+    fixtureAddress(p);
+    delete static_cast<Wide *>(p);
+  } else if (strcmp(mode, "array-deleted") == 0) {
+    Counted *array = new Counted[4];
+    delete array;
+  } else if (strcmp(mode, "object-deleted-as-array") == 0) {
+    Counted *object = new Counted;
+    object->values[0] = 0;
+    delete[] object;
+  } else if (strcmp(mode, "valid") == 0) {
+    std::vector<std::unique_ptr<Wide>> wides;
+    for (int i = 0; i < 1000; i++) wides.push_back(std::make_unique<Wide>());
+    std::vector<std::string> strings;
+    for (int i = 0; i < 1000; i++) strings.push_back(std::string(static_cast<size_t>(i), 'x'));
+    std::vector<Counted *> arrays;
+    for (size_t i = 1; i < 100; i++) arrays.push_back(new Counted[i]);
+    for (Counted *array : arrays) delete[] array;
+    std::vector<Counted *> objects;
+    for (int i = 0; i < 100; i++) objects.push_back(new Counted);
+    for (Counted *object : objects) delete object;
+    delete[] new char[0];
+    struct alignas(64) Aligned {
+      char bytes[200];
+    };
+    for (int i = 0; i < 100; i++) delete new Aligned;
+    for (size_t size = 1; size < 3000000; size = size * 3 + 1) delete[] new char[size];
+    printf("valid ok\n");
+    return 0;
+  } else {
+    fixtureFail("unknown mode %s", mode);
+  }
+  printf("not stopped\n");
+  return 0;
+}
