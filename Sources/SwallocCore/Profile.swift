@@ -212,6 +212,15 @@ enum Profile {
     return noteFree(segment, block)
   }
 
+  /// Whether `block` may be a block the heap profiler sampled (its own huge span, whatever its size) that holds
+  /// `byteCount` bytes: secure mode's sized delete then accepts any size up to the span's room. Only while
+  /// profiling is on.
+  static func isSampledSpanBlock(_ block: UnsafeMutableRawPointer, holding byteCount: Int) -> Bool {
+    guard isActive, let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
+    else { return false }
+    return byteCount <= LibC.usableSize(block)
+  }
+
   /// A block for a sample: its own huge span (zeroed when `zeroed`), aligned to `alignment` (a power of two).
   static func allocateBlock(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
     var fresh = false

@@ -13,7 +13,9 @@ enum SecureChecks {
       let usable = LibC.usableSize(pointer)
       // Not a live block: free() reports what it is. A block start's usable size is its class's size (or,
       // for a huge block, its span's room).
-      if usable >= 0 && !fits(size, usable: usable) { sizeMismatch(pointer, size: size, usable: usable) }
+      if usable >= 0 && !fits(size, usable: usable) && !Profile.isSampledSpanBlock(pointer, holding: size) {
+        sizeMismatch(pointer, size: size, usable: usable)
+      }
     }
     LibC.release(pointer)
   }
