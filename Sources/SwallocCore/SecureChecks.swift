@@ -5,15 +5,19 @@
 import CShim
 
 enum SecureChecks {
-  /// C++'s sized operator delete (CheckedDelete.c jumps here) and free_sized in secure mode: checks
-  /// `size`, then frees.
-  static func checkedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
+  /// C++'s sized operator delete (CheckedDelete.c jumps here, `exact`) and free_sized in secure mode:
+  /// checks `size`, then frees. free_sized is not exact: a block from posix_memalign or memalign, which
+  /// glibc lets a program free with free_sized, sits in a class rounded up for its alignment, so only a
+  /// size larger than the block is a certain misuse there (issue 12: a correct program is never stopped).
+  static func checkedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int, exact: Bool = true) {
     guard let pointer else { return }
     if !(Guarded.isEnabled && Guarded.contains(pointer)) {
       let usable = LibC.usableSize(pointer)
       // Not a live block: free() reports what it is. A block start's usable size is its class's size (or,
       // for a huge block, its span's room).
-      if usable >= 0 && !fits(size, usable: usable) && !Profile.isSampledSpanBlock(pointer, holding: size) {
+      if usable >= 0 && !(exact ? fits(size, usable: usable) : size <= usable)
+        && !Profile.isSampledSpanBlock(pointer, holding: size)
+      {
         sizeMismatch(pointer, size: size, usable: usable)
       }
     }

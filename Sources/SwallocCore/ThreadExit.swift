@@ -144,3 +144,9 @@ func swallocCoreProcessExit() {
   Profile.atExit()
   #endif
 }
+
+/// Whether secure mode is on: `swalloc run`'s handshake (Handshake.c) reports it.
+@_cdecl("swalloc_core_is_secure")
+func swallocCoreIsSecure() -> Int32 {
+  Options.secure ? 1 : 0
+}

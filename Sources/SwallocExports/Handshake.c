@@ -8,9 +8,9 @@
 
 #include "swalloc.h"
 
-// Exports.c: malloc jumps through swalloc_malloc_entry, which points here in secure mode.
-extern void *(*swalloc_malloc_entry)(size_t);
-void *swalloc_impl_secure_malloc(size_t size);
+/// Whether secure mode is on (the core, ThreadExit.swift).
+int swalloc_core_is_secure(void);
+
 void *swalloc_malloc(size_t size);
 void swalloc_free(void *pointer);
 
@@ -60,8 +60,8 @@ __attribute__((constructor)) static void swalloc_answer_handshake(int argc, char
     append(line, sizeof line, &count, SWALLOC_VERSION);
     append(line, sizeof line, &count, " pid=");
     append_decimal(line, sizeof line, &count, (unsigned long)getpid());
-    append(line, sizeof line, &count, swalloc_malloc_entry == swalloc_impl_secure_malloc ? " mode=secure\n"
-                                                                                         : " mode=default\n");
+    // The core says (the entry pointers do not: guarded sampling or profiling wrap them).
+    append(line, sizeof line, &count, swalloc_core_is_secure() ? " mode=secure\n" : " mode=default\n");
     // One write under PIPE_BUF bytes: atomic, never interleaved with a descendant's line.
     ssize_t written = write(fd, line, count);
     (void)written;

@@ -87,7 +87,7 @@ func exportedMallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
 
 @c(swalloc_impl_free_sized)
 func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
-  if Options.secure { return SecureChecks.checkedSizedFree(pointer, size) }
+  if Options.secure { return SecureChecks.checkedSizedFree(pointer, size, exact: false) }
   LibC.release(pointer)
 }
 
