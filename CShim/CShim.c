@@ -27,6 +27,7 @@ SWALLOC_HIDDEN uint64_t swalloc_huge_reserve_bits[16];
 
 __thread void *swalloc_tls_heap __attribute__((tls_model("initial-exec"))) = swalloc_empty_heap;
 __thread void *swalloc_tls_secure_heap __attribute__((tls_model("initial-exec"))) = swalloc_empty_heap;
+__thread swalloc_sampler swalloc_tls_sampler __attribute__((tls_model("initial-exec")));
 
 void swalloc_abort(void) { abort(); }
 

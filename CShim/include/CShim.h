@@ -18,6 +18,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <unwind.h>
+#include <signal.h>
 
 #include "swalloc.h"
 #include "guarded.h"
@@ -184,6 +185,50 @@ int swalloc_object_bounds(const void *address, uintptr_t *start, uintptr_t *end)
 /// Call it from C: every frame between the program and this function needs call-frame information, which
 /// Embedded Swift does not emit. The walk stops at the first frame without it.
 int swalloc_backtrace_capture(uintptr_t *frames, int capacity, int skip_own_frames);
+
+// ---- heap profiler (Sampler.swift, Profile.swift, Sources/SwallocExports/Profile.c) -----------------------
+/// A thread's sampling state: bytes left before the next sample (0: not drawn yet), the random generator's
+/// state, and whether the thread is inside the profiler (a nested allocation, from a signal handler or the
+/// profiler itself, is never sampled).
+typedef struct swalloc_sampler {
+  uint64_t countdown;
+  uint64_t random;
+  uint64_t busy;
+} swalloc_sampler;
+
+extern __thread swalloc_sampler swalloc_tls_sampler __attribute__((tls_model("initial-exec")));
+
+SWALLOC_INLINE swalloc_sampler *_Nonnull swalloc_sampler_state(void) { return &swalloc_tls_sampler; }
+
+/// Points libswalloc.so's allocating entry points at the sampling ones (Profile.c); `secure` picks secure
+/// mode's malloc underneath. Elsewhere (the Swift API's copy of the core) the function is absent.
+SWALLOC_INLINE void swalloc_use_profile_entries(int secure) {
+  extern void swalloc_select_profile_entries(int secure) __attribute__((weak));
+  if (swalloc_select_profile_entries) swalloc_select_profile_entries(secure);
+}
+
+/// Installs the profiler's handler for `signal` (SWALLOC_PROFILE_SIGNAL): it calls swalloc_core_profile_signal.
+void swalloc_profile_install_signal(int signal);
+
+/// Restores `signal`'s default action and raises it again (after the profile of a terminating signal).
+void swalloc_reraise_default(int signal);
+
+/// USDT probes (sys/sdt.h; a NOP each until a tracer attaches): swalloc:sample (block, requested bytes, bytes
+/// the sample stands for) and swalloc:sample_free (block, requested bytes).
+void swalloc_probe_sample(void *block, size_t byte_count, size_t weight);
+void swalloc_probe_free(void *block, size_t byte_count);
+
+/// open(2) for writing a new file (created 0644, truncated, close-on-exec), or -1.
+SWALLOC_INLINE int swalloc_open_write(const char *path) {
+  return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+/// Wall-clock time in nanoseconds since the epoch (clock_gettime through the vDSO).
+SWALLOC_INLINE uint64_t swalloc_realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /// What dladdr knows about an address. The strings belong to the loader.
 typedef struct swalloc_symbol {

@@ -57,6 +57,11 @@ size_t swalloc_purge(void);
 /// in signal handlers; never allocates or takes a lock.
 int swalloc_backtrace(void **frames, int capacity);
 
+/// Writes the heap profile (SWALLOC_PROFILE=1 or leaks; pprof's profile.proto, gzip-compressed) to `path`, or,
+/// when `path` is NULL, to <SWALLOC_PROFILE_PREFIX>.<pid>.<n>.pb.gz with n = 1, 2, ... Returns 0, or -1 with
+/// errno set (EINVAL when profiling is off). Allocates nothing from the heap; safe in a signal handler.
+int swalloc_profile_dump(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

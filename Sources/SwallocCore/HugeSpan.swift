@@ -89,6 +89,8 @@ enum HugeSpan {
     page.pointee.state = .free
     Statistics.huge(freedByteCount: page.pointee.blockByteCount)
     let segment = page.segment
+    // Sampled blocks are huge spans: their free takes them out of the profile's live figures.
+    if Profile.isActive { Profile.noteFree(segment, block) }
     if let owner = segment.pointee.heap { Heap(owner).unlinkHugeSpan(segment) }
     if block - segment.address >= Segment.byteCount { SegmentMap.set(UInt(bitPattern: block), 0) }
     SpanCache.putOrRelease(segment)

@@ -49,6 +49,15 @@ enum Options {
   #else
   @exclusivity(unchecked) nonisolated(unsafe) static var secure = false
   #endif
+  /// SWALLOC_PROFILE: 0 (default), 1 (a pprof profile at exit), leaks (also a table of live sites on stderr).
+  @exclusivity(unchecked) nonisolated(unsafe) static var profile = ProfileMode.off
+  /// SWALLOC_PROFILE_SAMPLE: the mean bytes allocated between samples (default 512 KiB, jemalloc's default).
+  @exclusivity(unchecked) nonisolated(unsafe) static var profileSampleByteCount = 512 * 1024
+  /// SWALLOC_PROFILE_PREFIX: profiles are written to <prefix>.<pid>.pb.gz (default `swalloc`); the value in
+  /// `environ`, which stays in place.
+  @exclusivity(unchecked) nonisolated(unsafe) static var profilePrefix: UnsafePointer<CChar>? = nil
+  /// SWALLOC_PROFILE_SIGNAL: a signal on which a profile is written (0: none).
+  @exclusivity(unchecked) nonisolated(unsafe) static var profileSignal: Int32 = 0
   /// SWALLOC_GUARDED_SAMPLE: one allocation in N is guarded (0: off); nil when not given (off, or secure
   /// mode's default rate).
   @exclusivity(unchecked) nonisolated(unsafe) static var guardedSampleRate: Int? = nil
@@ -135,6 +144,31 @@ enum Options {
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
         if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
+      } else if let value = match(entry, "SWALLOC_PROFILE=") {
+        if equals(value, "0") || equals(value, "") {
+          profile = .off
+        } else if equals(value, "1") {
+          profile = .file
+        } else if equals(value, "leaks") {
+          profile = .leaks
+        } else {
+          warn(entry, accepted: "0, 1, leaks")
+        }
+        if profile == .leaks { OSMemory.keepStandardError() }
+      } else if let value = match(entry, "SWALLOC_PROFILE_SAMPLE=") {
+        if let byteCount = parseByteCount(value), byteCount >= 1, byteCount <= 1 << 40 {
+          profileSampleByteCount = byteCount
+        } else {
+          warn(entry, accepted: "a mean number of bytes between samples, 1 to 1T, with an optional K, M or G suffix (512K)")
+        }
+      } else if let value = match(entry, "SWALLOC_PROFILE_PREFIX=") {
+        if value.pointee != 0 { profilePrefix = UnsafePointer(value) } else { warn(entry, accepted: "a path prefix") }
+      } else if let value = match(entry, "SWALLOC_PROFILE_SIGNAL=") {
+        if let number = parseSignal(value) {
+          profileSignal = number
+        } else {
+          warn(entry, accepted: "a signal number from 1 to 64 or a name: USR1, USR2, PROF, TERM, INT, HUP, QUIT, ...")
+        }
       } else if let value = match(entry, "SWALLOC_GUARDED_SAMPLE=") {
         if let rate = parseInteger(value), rate <= Int(Int32.max) {
           guardedSampleRate = rate
@@ -158,6 +192,7 @@ enum Options {
     // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
     Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
     userHeapsChecked = secure || Guarded.isEnabled
+    if profile != .off { Profile.enable() }
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()
@@ -214,6 +249,30 @@ enum Options {
       if value[length + 1] != 0 { return nil }
     }
     return result <= Int.max >> shift ? result << shift : nil
+  }
+
+  /// A signal number (1 ... 64) or name, with or without the SIG prefix; nil otherwise. SIGKILL and SIGSTOP
+  /// cannot be caught, SIGSEGV, SIGBUS, SIGILL and SIGFPE are faults: refused.
+  static func parseSignal(_ value: UnsafeMutablePointer<CChar>) -> Int32? {
+    if let number = parseInteger(value) {
+      switch number {
+      case 4, 7, 8, 9, 11, 19: return nil  // ILL, BUS, FPE, KILL, SEGV, STOP
+      case 1...64: return Int32(number)
+      default: return nil
+      }
+    }
+    let name = match(value, "SIG") ?? value
+    if equals(name, "USR1") { return SIGUSR1 }
+    if equals(name, "USR2") { return SIGUSR2 }
+    if equals(name, "PROF") { return SIGPROF }
+    if equals(name, "TERM") { return SIGTERM }
+    if equals(name, "INT") { return SIGINT }
+    if equals(name, "HUP") { return SIGHUP }
+    if equals(name, "QUIT") { return SIGQUIT }
+    if equals(name, "ALRM") { return SIGALRM }
+    if equals(name, "URG") { return SIGURG }
+    if equals(name, "WINCH") { return SIGWINCH }
+    return nil
   }
 
   /// Reads SWALLOC_SECURE before anything is allocated: from `environ`, or, when libc has not set it yet
@@ -283,7 +342,8 @@ enum Options {
       writer.cString(entry)
       writer.text(" (known: SWALLOC_SHOW_STATS, SWALLOC_VERBOSE, SWALLOC_PURGE_DELAY_MS, SWALLOC_PURGE_DELAY_MAX_MS, ")
       writer.text("SWALLOC_HUGE_PAGES, SWALLOC_HUGE_RESERVE, SWALLOC_LOCKED, SWALLOC_SECURE, SWALLOC_GUARDED_SAMPLE, ")
-      writer.text("SWALLOC_GUARDED_SLOTS)\n")
+      writer.text("SWALLOC_GUARDED_SLOTS, SWALLOC_PROFILE, SWALLOC_PROFILE_SAMPLE, SWALLOC_PROFILE_PREFIX, ")
+      writer.text("SWALLOC_PROFILE_SIGNAL)\n")
     }
   }
 

@@ -15,7 +15,9 @@ enum SecureChecks {
       let usable = LibC.usableSize(pointer)
       // Not a live block: free() reports what it is. A block start's usable size is its class's size (or,
       // for a huge block, its span's room).
-      if usable >= 0 && !(exact ? fits(size, usable: usable) : size <= usable) {
+      if usable >= 0 && !(exact ? fits(size, usable: usable) : size <= usable)
+        && !Profile.isSampledSpanBlock(pointer, holding: size)
+      {
         sizeMismatch(pointer, size: size, usable: usable)
       }
     }

@@ -205,6 +205,10 @@ enum Statistics {
       row(&w, "invalid frees   ", s.invalidFreeCount)
       // Says which mode served the process (tests prove with it that SWALLOC_SECURE=1 took effect).
       if Options.secure { row(&w, "secure mode     ", 1) }
+      if Options.profile != .off {
+        row(&w, "profile samples ", Profile.sampleCount.load(ordering: .relaxed))
+        row(&w, "profile bytes   ", Profile.representedByteCount.load(ordering: .relaxed))
+      }
       if Options.hugePages == .explicit {
         row(&w, "huge page spans ", s.hugePageSpanCount)
         row(&w, "huge page fallbacks", s.hugePageFallbackCount)
@@ -258,6 +262,8 @@ enum Statistics {
       field(&w, "locked_bytes", s.lockedByteCount)
       field(&w, "locked_fallbacks", s.lockedFallbackCount)
       field(&w, "secure", Options.secure ? 1 : 0)
+      field(&w, "profile_samples", Profile.sampleCount.load(ordering: .relaxed))
+      field(&w, "profile_bytes_represented", Profile.representedByteCount.load(ordering: .relaxed))
       w.text(",\"classes\":[")
       var first = true
       for sizeClass in 1..<SizeClass.count where perClass[sizeClass].1 > 0 {

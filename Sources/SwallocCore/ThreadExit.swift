@@ -141,6 +141,7 @@ func swallocCoreProcessExit() {
   // and a program using both would otherwise print two tables.
   #if hasFeature(Embedded)
   if Options.showStatistics != .off { Statistics.print() }
+  Profile.atExit()
   #endif
 }
 

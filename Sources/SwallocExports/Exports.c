@@ -49,16 +49,30 @@ __attribute__((visibility("hidden"))) void swalloc_select_secure_entries(void) {
   swalloc_free_entry = swalloc_impl_secure_free;
 }
 
+// The other allocating entry points jump through pointers too, which the heap profiler points at its sampling
+// entry points (Profile.c) when SWALLOC_PROFILE is on: the same one jump when it is off.
+#define SWALLOC_ENTRY(name, result, ...) \
+  __attribute__((visibility("hidden"))) result (*swalloc_##name##_entry)(__VA_ARGS__) = swalloc_impl_##name;
+SWALLOC_ENTRY(calloc, void *, size_t, size_t)
+SWALLOC_ENTRY(realloc, void *, void *, size_t)
+SWALLOC_ENTRY(reallocarray, void *, void *, size_t, size_t)
+SWALLOC_ENTRY(posix_memalign, int, void **, size_t, size_t)
+SWALLOC_ENTRY(aligned_alloc, void *, size_t, size_t)
+SWALLOC_ENTRY(memalign, void *, size_t, size_t)
+SWALLOC_ENTRY(valloc, void *, size_t)
+SWALLOC_ENTRY(pvalloc, void *, size_t)
+#define SWALLOC_FORWARD_ENTRY(name) __asm__ volatile("jmp *swalloc_" #name "_entry(%rip)")
+
 SWALLOC_EXPORT void *swalloc_malloc(size_t size) { __asm__ volatile("jmp *swalloc_malloc_entry(%rip)"); }
 SWALLOC_EXPORT void swalloc_free(void *pointer) { __asm__ volatile("jmp *swalloc_free_entry(%rip)"); }
-SWALLOC_EXPORT void *swalloc_calloc(size_t count, size_t size) { SWALLOC_FORWARD(calloc); }
-SWALLOC_EXPORT void *swalloc_realloc(void *pointer, size_t size) { SWALLOC_FORWARD(realloc); }
-SWALLOC_EXPORT void *swalloc_reallocarray(void *pointer, size_t count, size_t size) { SWALLOC_FORWARD(reallocarray); }
-SWALLOC_EXPORT int swalloc_posix_memalign(void **result, size_t alignment, size_t size) { SWALLOC_FORWARD(posix_memalign); }
-SWALLOC_EXPORT void *swalloc_aligned_alloc(size_t alignment, size_t size) { SWALLOC_FORWARD(aligned_alloc); }
-SWALLOC_EXPORT void *swalloc_memalign(size_t alignment, size_t size) { SWALLOC_FORWARD(memalign); }
-SWALLOC_EXPORT void *swalloc_valloc(size_t size) { SWALLOC_FORWARD(valloc); }
-SWALLOC_EXPORT void *swalloc_pvalloc(size_t size) { SWALLOC_FORWARD(pvalloc); }
+SWALLOC_EXPORT void *swalloc_calloc(size_t count, size_t size) { SWALLOC_FORWARD_ENTRY(calloc); }
+SWALLOC_EXPORT void *swalloc_realloc(void *pointer, size_t size) { SWALLOC_FORWARD_ENTRY(realloc); }
+SWALLOC_EXPORT void *swalloc_reallocarray(void *pointer, size_t count, size_t size) { SWALLOC_FORWARD_ENTRY(reallocarray); }
+SWALLOC_EXPORT int swalloc_posix_memalign(void **result, size_t alignment, size_t size) { SWALLOC_FORWARD_ENTRY(posix_memalign); }
+SWALLOC_EXPORT void *swalloc_aligned_alloc(size_t alignment, size_t size) { SWALLOC_FORWARD_ENTRY(aligned_alloc); }
+SWALLOC_EXPORT void *swalloc_memalign(size_t alignment, size_t size) { SWALLOC_FORWARD_ENTRY(memalign); }
+SWALLOC_EXPORT void *swalloc_valloc(size_t size) { SWALLOC_FORWARD_ENTRY(valloc); }
+SWALLOC_EXPORT void *swalloc_pvalloc(size_t size) { SWALLOC_FORWARD_ENTRY(pvalloc); }
 SWALLOC_EXPORT size_t swalloc_malloc_usable_size(void *pointer) { SWALLOC_FORWARD(malloc_usable_size); }
 SWALLOC_EXPORT void swalloc_free_sized(void *pointer, size_t size) { SWALLOC_FORWARD(free_sized); }
 SWALLOC_EXPORT void swalloc_free_aligned_sized(void *pointer, size_t alignment, size_t size) { SWALLOC_FORWARD(free_aligned_sized); }

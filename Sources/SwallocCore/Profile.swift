@@ -1,0 +1,275 @@
+// Profile: the heap profiler's state (SWALLOC_PROFILE). Sampled call stacks with their cumulative and live
+// figures, and the record that lets a sampled block's free (on any thread) take its bytes out of the live
+// figures. Lock-free: samples may be taken in signal handlers and forked children.
+//
+// A sampled block is given its own huge span (HugeSpan.allocate), whatever its size: free's fast path never
+// sees it (a huge span's page has no owner heap), and every valid free of it, in either mode, reaches
+// `HugeSpan.free`, which calls `noteFree` while profiling is on. The sample's record sits in the span's header,
+// in the unused bytes between the slice descriptors (8320 bytes) and the header guard (12 KiB): on a page the
+// descriptors already touch, so live samples cost no memory beyond their spans.
+import CShim
+import Synchronization
+
+/// SWALLOC_PROFILE: what the heap profiler does.
+enum ProfileMode: UInt8 {
+  case off = 0
+  /// Write a profile (pprof's profile.proto, gzip) at exit, on swalloc_profile_dump and on the signal.
+  case file = 1
+  /// The same, plus the table of the sites holding the most live bytes on stderr at exit.
+  case leaks = 2
+}
+
+enum Profile {
+  /// Set once the tables exist; read by the free hook and the dump paths.
+  static let activeWord = Atomic<Bool>(false)
+  /// Taken by the one call of `enable` that sets profiling up.
+  static let enableClaimed = Atomic<Bool>(false)
+
+  @inline(__always)
+  static var isActive: Bool { activeWord.load(ordering: .relaxed) }
+
+  // MARK: stacks
+
+  /// Distinct sampled stacks kept (later new stacks count in entry 0, which has no frames).
+  static let stackCapacity = 16384
+  /// Slots of the open-addressing index over the stacks (a power of two, load factor at most one half).
+  static let indexCapacity = 32768
+  /// Bytes per stack entry: its counters, then up to 64 frames.
+  static let stackStride = 576
+  static let hashOffset = 0
+  static let depthOffset = 8
+  static let allocObjectsOffset = 16
+  static let allocBytesOffset = 24
+  static let inuseObjectsOffset = 32
+  static let inuseBytesOffset = 40
+  static let framesOffset = 64
+
+  /// The index (UInt32 slots: 0 empty, else an entry number) and the entries: one mapping, at these offsets.
+  static let indexByteCount = indexCapacity * 4
+  static let tablesByteCount = indexByteCount + stackCapacity * stackStride
+  static let tablesAddress = Atomic<UInt>(0)
+  /// Entries handed out so far; entry 0 is the overflow bucket. Entries are filled before they are published
+  /// in the index, and counted only after.
+  static let stackCount = Atomic<Int>(1)
+
+  /// Samples taken, and the bytes they represent (the figures SWALLOC_SHOW_STATS reports).
+  static let sampleCount = Atomic<Int>(0)
+  static let representedByteCount = Atomic<Int>(0)
+  /// Profiles written on request (swalloc_profile_dump without a path, the signal): their sequence number.
+  static let dumpSequence = Atomic<Int>(0)
+
+  // MARK: live records
+
+  /// Where a sampled block's record sits in its span's header.
+  static let recordOffset = 10 * 1024
+  /// A record's first word is the block's address xor this random key: nothing else in a header (a stale
+  /// record is cleared at its free; user data of an earlier, larger span) can match it by chance.
+  static let recordKey = Atomic<UInt>(0)
+
+  /// Maps the tables, draws the record key and installs the signal handler: called once, when the options
+  /// ask for profiling. Then libswalloc.so's allocating entry points switch to the sampling ones.
+  static func enable() {
+    // Only libswalloc.so profiles: the Swift API's copy of the core reads the same options but must not map
+    // tables or take the signal over.
+    #if hasFeature(Embedded)
+    // Racing first calls (Options reads the environment in whichever thread comes first): one maps.
+    if !enableClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged { return }
+    guard let tables = OSMemory.reserve(byteCount: tablesByteCount) else {
+      Diagnostics.note("SWALLOC_PROFILE: cannot map the profile tables; profiling is off")
+      return
+    }
+    tablesAddress.store(UInt(bitPattern: tables), ordering: .relaxed)
+    var key = UInt(swalloc_random_word())
+    if key == 0 { key = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
+    recordKey.store(key | 1, ordering: .relaxed)
+    activeWord.store(true, ordering: .releasing)
+    if Options.profileSignal > 0 { swalloc_profile_install_signal(Options.profileSignal) }
+    swalloc_use_profile_entries(Options.secure ? 1 : 0)
+    #endif
+  }
+
+  @inline(__always)
+  static var tables: UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: tablesAddress.load(ordering: .relaxed)).unsafelyUnwrapped
+  }
+
+  @inline(__always)
+  static func indexSlot(_ slot: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+    (tables + slot &* 4).assumingMemoryBound(to: Atomic<UInt32>.self)
+  }
+
+  /// The entry of stack `number` (0 ..< stackCapacity).
+  @inline(__always)
+  static func stack(_ number: Int) -> UnsafeMutableRawPointer {
+    tables + indexByteCount + number &* stackStride
+  }
+
+  @inline(__always)
+  static func counter(_ stack: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+    (stack + offset).assumingMemoryBound(to: Atomic<Int>.self)
+  }
+
+  static func depth(_ stack: UnsafeMutableRawPointer) -> Int { stack.load(fromByteOffset: depthOffset, as: Int.self) }
+
+  static func frameAddresses(_ stack: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt> {
+    (stack + framesOffset).assumingMemoryBound(to: UInt.self)
+  }
+
+  static func hash(_ frames: UnsafePointer<UInt>, _ count: Int) -> UInt {
+    var hash: UInt = 0x243F_6A88_85A3_08D3 ^ UInt(bitPattern: count)
+    for index in 0..<count { hash = Secure.mix(hash ^ frames[index]) }
+    return hash
+  }
+
+  /// The entry number of the stack `frames[0 ..< count]`: found in the index, or filled and published.
+  /// Lock-free: two threads inserting the same stack agree on the entry whose compare-and-swap won the slot.
+  static func findOrInsertStack(_ frames: UnsafePointer<UInt>, _ count: Int) -> Int {
+    let hash = hash(frames, count)
+    var slot = Int(bitPattern: hash) & (indexCapacity - 1)
+    var fresh = 0
+    for _ in 0..<indexCapacity {
+      var word = indexSlot(slot).pointee.load(ordering: .acquiring)
+      if word == 0 {
+        if fresh == 0 {
+          fresh = stackCount.wrappingAdd(1, ordering: .relaxed).oldValue
+          if fresh >= stackCapacity { return 0 }
+          let entry = stack(fresh)
+          entry.storeBytes(of: hash, toByteOffset: hashOffset, as: UInt.self)
+          entry.storeBytes(of: count, toByteOffset: depthOffset, as: Int.self)
+          for index in 0..<count { frameAddresses(entry)[index] = frames[index] }
+        }
+        let (published, original) = indexSlot(slot).pointee.compareExchange(
+          expected: 0, desired: UInt32(truncatingIfNeeded: fresh), ordering: .acquiringAndReleasing)
+        if published { return fresh }
+        word = original
+      }
+      let entry = stack(Int(word))
+      if entry.load(fromByteOffset: hashOffset, as: UInt.self) == hash && depth(entry) == count {
+        var same = true
+        for index in 0..<count where frameAddresses(entry)[index] != frames[index] {
+          same = false
+          break
+        }
+        // `fresh`, if filled, stays unused: a thread that lost the race for this stack.
+        if same { return Int(word) }
+      }
+      slot = (slot &+ 1) & (indexCapacity - 1)
+    }
+    return 0
+  }
+
+  // MARK: samples
+
+  /// Records a sampled block of `byteCount` requested bytes, `block` the start of its own huge span, allocated
+  /// at the call stack `frames[0 ..< frameCount]`. Returns the bytes the sample stands for.
+  static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
+    -> Int
+  {
+    let weight = Sampler.weight(byteCount: byteCount)
+    let number = findOrInsertStack(frames, Swift.min(frameCount, Backtrace.maximumFrameCount))
+    let entry = stack(number)
+    counter(entry, allocObjectsOffset).pointee.wrappingAdd(weight.objects, ordering: .relaxed)
+    counter(entry, allocBytesOffset).pointee.wrappingAdd(weight.byteCount, ordering: .relaxed)
+    counter(entry, inuseObjectsOffset).pointee.wrappingAdd(weight.objects, ordering: .relaxed)
+    counter(entry, inuseBytesOffset).pointee.wrappingAdd(weight.byteCount, ordering: .relaxed)
+    sampleCount.wrappingAdd(1, ordering: .relaxed)
+    representedByteCount.wrappingAdd(weight.byteCount, ordering: .relaxed)
+    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
+      let record = UnsafeMutableRawPointer(segment) + recordOffset
+      record.storeBytes(of: number, toByteOffset: 8, as: Int.self)
+      record.storeBytes(of: weight.byteCount, toByteOffset: 16, as: Int.self)
+      record.storeBytes(of: weight.objects, toByteOffset: 24, as: Int.self)
+      record.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
+      record.storeBytes(of: UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed), as: UInt.self)
+    }
+    swalloc_probe_sample(block, byteCount, weight.byteCount)
+    return weight.byteCount
+  }
+
+  /// The free of `block`, the block of huge span `segment`: when it was sampled, its figures leave the live
+  /// ones. Any thread; not on any fast path (HugeSpan.free calls it while profiling is on).
+  @discardableResult
+  static func noteFree(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer) -> Bool {
+    let record = UnsafeMutableRawPointer(segment) + recordOffset
+    if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return false }
+    record.storeBytes(of: 0, as: UInt.self)
+    let number = record.load(fromByteOffset: 8, as: Int.self)
+    if number < 0 || number >= stackCapacity { return true }
+    let entry = stack(number)
+    counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(
+      record.load(fromByteOffset: 24, as: Int.self), ordering: .relaxed)
+    counter(entry, inuseBytesOffset).pointee.wrappingSubtract(
+      record.load(fromByteOffset: 16, as: Int.self), ordering: .relaxed)
+    swalloc_probe_free(block, record.load(fromByteOffset: 32, as: Int.self))
+    return true
+  }
+
+  /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
+  static func forget(_ block: UnsafeMutableRawPointer) -> Bool {
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else {
+      return false
+    }
+    return noteFree(segment, block)
+  }
+
+  /// Whether `block` may be a block the heap profiler sampled (its own huge span, whatever its size) that holds
+  /// `byteCount` bytes: secure mode's sized delete then accepts any size up to the span's room. Only while
+  /// profiling is on.
+  static func isSampledSpanBlock(_ block: UnsafeMutableRawPointer, holding byteCount: Int) -> Bool {
+    guard isActive, let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
+    else { return false }
+    return byteCount <= LibC.usableSize(block)
+  }
+
+  /// A block for a sample: its own huge span (zeroed when `zeroed`), aligned to `alignment` (a power of two).
+  static func allocateBlock(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+    var fresh = false
+    guard let block = HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
+                                        zeroed: &fresh)
+    else { return nil }
+    if zeroed && !fresh { memset(block, 0, Swift.max(byteCount, 1)) }
+    return block
+  }
+}
+
+enum Backtrace {
+  /// The most frames a sample keeps (SWALLOC_BACKTRACE_MAX, CShim/Backtrace.c).
+  static let maximumFrameCount = Int(SWALLOC_BACKTRACE_MAX)
+}
+
+extension Profile {
+  /// A sampled allocation for the C entry points: `kind` 0 malloc, 1 calloc, 3 aligned to `alignment` (a power
+  /// of two; the entry points pass invalid arguments to the unsampled functions). The block is its own huge
+  /// span, recorded with `frames`. C semantics as LibC's: nil and ENOMEM on failure.
+  static func allocateSampled(
+    kind: Int32, _ pointer: UnsafeMutableRawPointer?, byteCount: Int, alignment: Int,
+    frames: UnsafePointer<UInt>, frameCount: Int
+  ) -> UnsafeMutableRawPointer? {
+    guard let block = allocateBlock(byteCount: byteCount, alignment: kind == 3 ? alignment : LibC.minimumAlignment,
+                                    zeroed: kind == 1)
+    else { return nil }
+    _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
+    return block
+  }
+
+  /// A sampled realloc whose new block `block` (of `byteCount` requested bytes) realloc already made: a huge
+  /// span is recorded where it is; a smaller block moves into a span of its own (one more copy, for sampled
+  /// reallocs only). When no span can be had, the block stays unrecorded.
+  static func adopt(_ block: UnsafeMutableRawPointer, byteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
+    -> UnsafeMutableRawPointer
+  {
+    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge {
+      _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
+      return block
+    }
+    let saved = swalloc_errno_get()
+    guard let moved = allocateBlock(byteCount: byteCount, alignment: LibC.minimumAlignment, zeroed: false) else {
+      swalloc_errno_set(saved)
+      return block
+    }
+    memcpy(moved, block, byteCount)
+    LibC.release(block)
+    _ = record(moved, byteCount: byteCount, frames: frames, frameCount: frameCount)
+    return moved
+  }
+}
