@@ -1,14 +1,45 @@
 // ProfileHooks.c: the heap profiler's signal handler and its USDT probes (C: sigaction's structure and the
-// probe macros of sys/sdt.h).
+// probes' ELF notes, which need inline assembly).
 #include "CShim.h"
 #include <signal.h>
 
-#if __has_include(<sys/sdt.h>)
-#include <sys/sdt.h>
-#else
-#define STAP_PROBE2(provider, name, a, b) ((void)(a), (void)(b))
-#define STAP_PROBE3(provider, name, a, b, c) ((void)(a), (void)(b), (void)(c))
-#endif
+// USDT probes, written out here rather than taken from sys/sdt.h (systemtap-sdt-dev), so that the library
+// has them whatever the build machine has installed. The format is SystemTap's documented SDT ABI, which
+// bpftrace, perf and eBPF profilers read: at the probe site a NOP, and in the ELF note section .note.stapsdt a
+// note of type 3 named "stapsdt" holding the NOP's address, the address of the section .stapsdt.base (so a
+// tool can correct for prelinking), a semaphore address (0: none), the provider, the probe's name, and one
+// "size@operand" per argument ("8@%rdi": 8 bytes, unsigned, in rdi). .stapsdt.base is marked retained (R):
+// only the note refers to it, and the linker's --gc-sections would drop it otherwise.
+#define SWALLOC_SDT_NOTE(provider, name, arguments)                                                        \
+  "990: nop\n"                                                                                             \
+  ".pushsection .note.stapsdt,\"?\",\"note\"\n"                                                          \
+  ".balign 4\n"                                                                                            \
+  ".4byte 992f-991f, 994f-993f, 3\n"                                                                       \
+  "991: .asciz \"stapsdt\"\n"                                                                              \
+  "992: .balign 4\n"                                                                                       \
+  "993: .8byte 990b\n"                                                                                     \
+  ".8byte _.stapsdt.base\n"                                                                                \
+  ".8byte 0\n"                                                                                             \
+  ".asciz \"" #provider "\"\n"                                                                             \
+  ".asciz \"" #name "\"\n"                                                                                 \
+  ".asciz \"" arguments "\"\n"                                                                             \
+  "994: .balign 4\n"                                                                                       \
+  ".popsection\n"                                                                                          \
+  ".ifndef _.stapsdt.base\n"                                                                               \
+  ".pushsection .stapsdt.base,\"aGR\",\"progbits\",.stapsdt.base,comdat\n"                                 \
+  ".weak _.stapsdt.base\n"                                                                                 \
+  ".hidden _.stapsdt.base\n"                                                                               \
+  "_.stapsdt.base: .space 1\n"                                                                             \
+  ".size _.stapsdt.base, 1\n"                                                                              \
+  ".popsection\n"                                                                                          \
+  ".endif\n"
+
+#define STAP_PROBE2(provider, name, a, b)                                                                  \
+  __asm__ __volatile__(SWALLOC_SDT_NOTE(provider, name, "8@%[a1] 8@%[a2]")                                 \
+                       : : [a1] "r"((uint64_t)(uintptr_t)(a)), [a2] "r"((uint64_t)(b)))
+#define STAP_PROBE3(provider, name, a, b, c)                                                               \
+  __asm__ __volatile__(SWALLOC_SDT_NOTE(provider, name, "8@%[a1] 8@%[a2] 8@%[a3]")                         \
+                       : : [a1] "r"((uint64_t)(uintptr_t)(a)), [a2] "r"((uint64_t)(b)), [a3] "r"((uint64_t)(c)))
 
 // Implemented in Swift (SwallocCore/Profile+Dump.swift).
 extern void swalloc_core_profile_signal(int signal);

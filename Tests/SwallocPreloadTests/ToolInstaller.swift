@@ -1,7 +1,7 @@
 // What the child-process tests need from the machine, found or installed: a C and a C++ compiler (gcc/g++,
 // else cc/c++, else the clang and clang++ beside `swift` in the toolchain), and stock programs (python3,
-// perl, git, sqlite3, pkg-config). On a fresh machine a missing one is installed from the distribution
-// (apt-get, as root, with a notice), so that `swift test` needs no prior step; otherwise the test fails
+// perl, git, sqlite3, pkg-config, go for `go tool pprof`, readelf). On a fresh machine a missing one is
+// installed from the distribution (apt-get, as root, with a notice), so that `swift test` needs no prior step; otherwise the test fails
 // with the one-line command that installs it.
 import Foundation
 import Glibc
@@ -10,7 +10,7 @@ enum ToolInstaller {
   /// The Debian package that provides each program the tests run.
   static let packages = [
     "gcc": "gcc", "g++": "g++", "python3": "python3", "perl": "perl", "git": "git", "sqlite3": "sqlite3",
-    "pkg-config": "pkg-config", "valgrind": "valgrind",
+    "pkg-config": "pkg-config", "valgrind": "valgrind", "go": "golang-go", "readelf": "binutils",
   ]
 
   /// The compilers to try for a fixture kind, in order; the last ones are found beside `swift`.
