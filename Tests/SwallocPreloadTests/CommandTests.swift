@@ -142,10 +142,10 @@ struct CommandTests {
     try FileManager.default.copyItem(atPath: probe, toPath: program)
     chmod(directory.path, 0o755)
     chmod(program, 0o4755)  // setuid root: run by nobody, it is in secure-execution mode
-    let command = try Preload.buildProduct("swalloc-cli")
+    let (command, library) = try commandForOtherUsers(in: directory)
     let result = try await runChild(
       setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env", "-u", "SWALLOC_LIB", command,
-                "run", "--stats", "--library", try Preload.library(), "--", program, "5"],
+                "run", "--stats", "--library", library, "--", program, "5"],
       preload: nil, environment: ["TMPDIR": "/tmp"], timeout: shortChildTimeout)
     #expect(!result.signaled && result.status == 5, "\(result.summary)")
     expectLine("probe ok", in: result)
@@ -290,10 +290,12 @@ struct CommandTests {
     let prefix = try makeTemporaryDirectory("install-denied")
     defer { try? FileManager.default.removeItem(at: prefix) }
     chmod(prefix.path, 0o755)  // root's: nobody may read it, not write it
-    let command = try Preload.buildProduct("swalloc-cli")
+    let copies = try makeTemporaryDirectory("install-denied-command")
+    defer { try? FileManager.default.removeItem(at: copies) }
+    let (command, library) = try commandForOtherUsers(in: copies)
     let result = try await runChild(
       setpriv, ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/env", "-u", "SWALLOC_LIB", command,
-                "install", "--prefix", prefix.path, "--library", try Preload.library()],
+                "install", "--prefix", prefix.path, "--library", library],
       preload: nil, timeout: shortChildTimeout)
     #expect(!result.signaled && result.status == 125, "\(result.summary)")
     #expect(result.errorLines == ["swalloc: cannot create \(prefix.path)/lib: Permission denied (install as root, "
@@ -314,4 +316,18 @@ struct CommandTests {
     #expect(!FileManager.default.fileExists(atPath: prefix.path + "/bin"), "\(uninstall.summary)")
     #expect(!FileManager.default.fileExists(atPath: prefix.path + "/lib/libswalloc.so"), "\(uninstall.summary)")
   }
+}
+
+/// Copies of the built command and library in `directory` (made readable and searchable by everyone), for
+/// tests that run them as another user: the checkout itself may sit under a directory only root may enter
+/// (a clone in `mktemp -d`, mode 0700).
+func commandForOtherUsers(in directory: URL) throws -> (command: String, library: String) {
+  chmod(directory.path, 0o755)
+  let command = directory.appendingPathComponent("swalloc-cli").path
+  let library = directory.appendingPathComponent("libswalloc.so").path
+  try FileManager.default.copyItem(atPath: try Preload.buildProduct("swalloc-cli"), toPath: command)
+  try FileManager.default.copyItem(atPath: try Preload.library(), toPath: library)
+  chmod(command, 0o755)
+  chmod(library, 0o755)
+  return (command, library)
 }

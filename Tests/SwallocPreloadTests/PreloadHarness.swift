@@ -74,8 +74,11 @@ enum Preload {
   /// command that installs it.
   static func tool(_ name: String) throws -> String {
     if let found = findTool(name) { return found }
-    if let package = ToolInstaller.packages[name], ToolInstaller.install(package, for: name), let found = findTool(name) {
-      return found
+    // Tests run in parallel: another test may be installing it right now (install is serialized and tries
+    // once), so look again after the attempt, whoever made it.
+    if let package = ToolInstaller.packages[name] {
+      _ = ToolInstaller.install(package, for: name)
+      if let found = findTool(name) { return found }
     }
     throw HarnessError(ToolInstaller.instruction(for: name))
   }

@@ -41,10 +41,11 @@ int main(int argc, char **argv) {
     fixtureAddress(p);
     delete static_cast<Wide *>(p);
   } else if (strcmp(mode, "array-deleted") == 0) {
-    Counted *array = new Counted[4];
+    Counted *volatile array = new Counted[4];
     delete array;
   } else if (strcmp(mode, "object-deleted-as-array") == 0) {
-    Counted *object = new Counted;
+    // Through a volatile pointer: clang sees the mismatch as undefined behaviour and drops the branch.
+    Counted *volatile object = new Counted;
     object->values[0] = 0;
     delete[] object;
   } else if (strcmp(mode, "valid") == 0) {
