@@ -327,6 +327,9 @@ func commandForOtherUsers(in directory: URL) throws -> (command: String, library
   let library = directory.appendingPathComponent("libswalloc.so").path
   try FileManager.default.copyItem(atPath: try Preload.buildProduct("swalloc-cli"), toPath: command)
   try FileManager.default.copyItem(atPath: try Preload.library(), toPath: library)
+  // install takes swalloc.h from beside the library (or the checkout, which may be out of reach).
+  try FileManager.default.copyItem(atPath: Preload.publicHeaders.appendingPathComponent("swalloc.h").path,
+                                   toPath: directory.appendingPathComponent("swalloc.h").path)
   chmod(command, 0o755)
   chmod(library, 0o755)
   return (command, library)

@@ -19,6 +19,15 @@
 extern "C" {
 #endif
 
+/// A function the compiler keeps whole and under its own name, for profiles and reports that name it: GCC's
+/// noipa (no inlining, and no clones such as f.isra.0, which Go's pprof cannot name); clang has no noipa
+/// (it ignores it, and inlines) and makes no such clones: noinline.
+#if defined(__clang__)
+#define FIXTURE_SITE __attribute__((noinline))
+#else
+#define FIXTURE_SITE __attribute__((noipa))
+#endif
+
 /// Prints `swalloc active` when libswalloc.so is loaded (its `swalloc_malloc` is visible in the global scope),
 /// `swalloc inactive` otherwise, so a fixture also runs under plain glibc. Returns whether it is active.
 static inline int fixtureReportSwalloc(void) {

@@ -41,7 +41,7 @@ void site_huge(size_t count, void **live, void **remote);
 static volatile unsigned char sink;
 
 /// Allocates `count` 64-byte blocks into `live` (their number goes in live[count]); keeps 5 in 12, frees 4 in 12 here and 3 in 12 on another thread.
-__attribute__((noipa)) void site_small(size_t count, void **live, void **remote) {
+FIXTURE_SITE void site_small(size_t count, void **live, void **remote) {
   size_t liveCount = 0, remoteCount = 0;
   for (size_t index = 0; index < count; index++) {
     unsigned char *block = malloc(SMALL_BYTES);
@@ -57,7 +57,7 @@ __attribute__((noipa)) void site_small(size_t count, void **live, void **remote)
 }
 
 /// Allocates `count` zeroed 24 KiB blocks; keeps 5 in 6, frees the others alternately here and remotely.
-__attribute__((noipa)) void site_medium(size_t count, void **live, void **remote) {
+FIXTURE_SITE void site_medium(size_t count, void **live, void **remote) {
   size_t liveCount = 0, remoteCount = 0;
   for (size_t index = 0; index < count; index++) {
     unsigned char *block = calloc(1, MEDIUM_BYTES);
@@ -72,7 +72,7 @@ __attribute__((noipa)) void site_medium(size_t count, void **live, void **remote
 }
 
 /// Allocates `count` 2 MiB blocks aligned to 4 KiB; keeps half, frees a quarter here and a quarter remotely.
-__attribute__((noipa)) void site_huge(size_t count, void **live, void **remote) {
+FIXTURE_SITE void site_huge(size_t count, void **live, void **remote) {
   size_t liveCount = 0, remoteCount = 0;
   for (size_t index = 0; index < count; index++) {
     unsigned char *block = aligned_alloc(4096, HUGE_BYTES);

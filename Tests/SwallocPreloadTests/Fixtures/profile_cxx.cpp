@@ -12,21 +12,21 @@ struct alignas(256) Aligned {
   char payload[300];
 };
 
-__attribute__((noipa)) std::vector<std::unique_ptr<Record>> cxx_new_site(size_t count) {
+FIXTURE_SITE std::vector<std::unique_ptr<Record>> cxx_new_site(size_t count) {
   std::vector<std::unique_ptr<Record>> records;
   records.reserve(count);
   for (size_t index = 0; index < count; index++) records.emplace_back(new Record());
   return records;
 }
 
-__attribute__((noipa)) std::vector<std::unique_ptr<Aligned>> cxx_aligned_site(size_t count) {
+FIXTURE_SITE std::vector<std::unique_ptr<Aligned>> cxx_aligned_site(size_t count) {
   std::vector<std::unique_ptr<Aligned>> blocks;
   blocks.reserve(count);
   for (size_t index = 0; index < count; index++) blocks.emplace_back(new Aligned());
   return blocks;
 }
 
-__attribute__((noipa)) char *cxx_array_site(size_t count) {
+FIXTURE_SITE char *cxx_array_site(size_t count) {
   char *text = new char[count];
   text[0] = 1;
   return text;

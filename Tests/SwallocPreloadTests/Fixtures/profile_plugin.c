@@ -1,8 +1,9 @@
 // profile_plugin.c: a dlopen'ed library whose allocation site the heap profile must name (profile_program.c).
+#include "fixture.h"
 #include <stdlib.h>
 #include <string.h>
 
-__attribute__((visibility("default"), noipa)) void **plugin_allocate(size_t count, size_t byteCount) {
+__attribute__((visibility("default"))) FIXTURE_SITE void **plugin_allocate(size_t count, size_t byteCount) {
   void **blocks = calloc(count, sizeof(void *));
   for (size_t index = 0; blocks && index < count; index++) {
     blocks[index] = malloc(byteCount);

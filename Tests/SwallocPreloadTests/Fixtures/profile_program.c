@@ -34,7 +34,7 @@ static void **keep(size_t count) {
 }
 
 #define SITE(name)                                                         \
-  __attribute__((noipa)) void **name(size_t count) {                       \
+  FIXTURE_SITE void **name(size_t count) {                       \
     void **blocks = keep(count);                                           \
     for (size_t index = 0; index < count; index++) {                       \
       blocks[index] = malloc(1000);                                        \
@@ -51,7 +51,7 @@ SITE(signal_site)
 SITE(term_site)
 SITE(leak_site)
 
-__attribute__((noipa)) void transient_site(size_t count) {
+FIXTURE_SITE void transient_site(size_t count) {
   for (size_t index = 0; index < count; index++) {
     void *block = malloc(1000);
     if (!block) fixtureFail("malloc");
@@ -60,7 +60,7 @@ __attribute__((noipa)) void transient_site(size_t count) {
   }
 }
 
-__attribute__((noipa)) void **realloc_site(size_t count) {
+FIXTURE_SITE void **realloc_site(size_t count) {
   void **blocks = keep(count);
   for (size_t index = 0; index < count; index++) {
     unsigned char *block = NULL;
@@ -76,7 +76,7 @@ __attribute__((noipa)) void **realloc_site(size_t count) {
   return blocks;
 }
 
-__attribute__((noipa)) void *thread_site(void *argument) {
+FIXTURE_SITE void *thread_site(void *argument) {
   (void)argument;
   for (int index = 0; index < 30000; index++) {
     void *block = malloc(1000);
