@@ -318,19 +318,23 @@ struct CommandTests {
   }
 }
 
-/// Copies of the built command and library in `directory` (made readable and searchable by everyone), for
-/// tests that run them as another user: the checkout itself may sit under a directory only root may enter
-/// (a clone in `mktemp -d`, mode 0700).
+/// Copies of the built command, library and header laid out as an installation under `directory`
+/// (bin/, lib/, include/, readable and searchable by everyone), for tests that run them as another user: the
+/// checkout itself may sit under a directory only root may enter (a clone in `mktemp -d`, mode 0700).
 func commandForOtherUsers(in directory: URL) throws -> (command: String, library: String) {
+  let sources = [("bin", try Preload.buildProduct("swalloc-cli"), "swalloc-cli"),
+                 ("lib", try Preload.library(), "libswalloc.so"),
+                 ("include", Preload.publicHeaders.appendingPathComponent("swalloc.h").path, "swalloc.h")]
+  var copies: [String] = []
   chmod(directory.path, 0o755)
-  let command = directory.appendingPathComponent("swalloc-cli").path
-  let library = directory.appendingPathComponent("libswalloc.so").path
-  try FileManager.default.copyItem(atPath: try Preload.buildProduct("swalloc-cli"), toPath: command)
-  try FileManager.default.copyItem(atPath: try Preload.library(), toPath: library)
-  // install takes swalloc.h from beside the library (or the checkout, which may be out of reach).
-  try FileManager.default.copyItem(atPath: Preload.publicHeaders.appendingPathComponent("swalloc.h").path,
-                                   toPath: directory.appendingPathComponent("swalloc.h").path)
-  chmod(command, 0o755)
-  chmod(library, 0o755)
-  return (command, library)
+  for (folder, source, name) in sources {
+    let target = directory.appendingPathComponent(folder)
+    try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+    chmod(target.path, 0o755)
+    let copy = target.appendingPathComponent(name).path
+    try FileManager.default.copyItem(atPath: source, toPath: copy)
+    chmod(copy, 0o755)
+    copies.append(copy)
+  }
+  return (copies[0], copies[1])
 }
