@@ -47,13 +47,9 @@ enum SpanCache {
         }
       }
       if bestIndex < 0 { return nil }
-      if !slot(bestIndex).pointee.compareExchange(expected: bestWord, desired: 0, ordering: .acquiring).exchanged {
-        continue  // another thread took it: look again
-      }
-      let spanByteCount = Int(bestWord & Segment.mask) &<< sizeShift
-      cachedByteCount.wrappingSubtract(spanByteCount, ordering: .relaxed)
+      guard let span = claim(bestIndex, bestWord) else { continue }  // another thread took it: look again
+      let spanByteCount = bestByteCount
       Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
-      let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
       span.pointee.mappingByteCount = bestKept
       if bestKept < spanByteCount {
         let tail = (span.address + bestKept).assumingMemoryBound(to: Segment.self)
@@ -95,11 +91,7 @@ enum SpanCache {
         }
       }
       if bestIndex < 0 { return nil }
-      if !slot(bestIndex).pointee.compareExchange(expected: bestWord, desired: 0, ordering: .acquiring).exchanged {
-        continue  // another thread took it: look again
-      }
-      cachedByteCount.wrappingSubtract(bestByteCount, ordering: .relaxed)
-      let span = UnsafeMutablePointer<Segment>(bitPattern: bestWord & ~Segment.mask)!
+      guard let span = claim(bestIndex, bestWord) else { continue }  // another thread took it: look again
       guard span.pointee.backing == .normal else {
         putOrRelease(span)
         return nil
@@ -123,6 +115,14 @@ enum SpanCache {
       grown.pointee.mappingByteCount = byteCount
       return grown
     }
+  }
+
+  /// Empties slot `index` if it still holds `word` (a span and its size) and takes the span out of the byte
+  /// budget; nil when another thread took it first.
+  static func claim(_ index: Int, _ word: UInt) -> UnsafeMutablePointer<Segment>? {
+    if !slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged { return nil }
+    cachedByteCount.wrappingSubtract(Int(word & Segment.mask) &<< sizeShift, ordering: .relaxed)
+    return UnsafeMutablePointer<Segment>(bitPattern: word & ~Segment.mask)!
   }
 
   /// Clears the segment-map entries of the 4 MiB units of a span that is gone from `base`.
@@ -219,10 +219,7 @@ enum SpanCache {
       if word == 0 { continue }
       let cachedAt = time(index).pointee.load(ordering: .relaxed)
       if force || cachedAt &+ delay <= now {
-        if slot(index).pointee.compareExchange(expected: word, desired: 0, ordering: .acquiring).exchanged {
-          cachedByteCount.wrappingSubtract(Int(word & Segment.mask) &<< sizeShift, ordering: .relaxed)
-          release(UnsafeMutablePointer<Segment>(bitPattern: word & ~Segment.mask)!)
-        }
+        if let span = claim(index, word) { release(span) }
       } else if cachedAt &+ delay < earliest {
         earliest = cachedAt &+ delay
       }

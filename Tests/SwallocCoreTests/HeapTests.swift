@@ -232,7 +232,9 @@ struct HeapTests {
     var handedBack = false
     for _ in 0..<100 where !handedBack {
       usleep(5000)
-      SpanCache.purgeIfDue(now: swalloc_now_ms())
+      // Make room: with the adaptive delay, spans that concurrent tests cached can stay for up to a second and
+      // fill the byte budget (the span would then be released at once).
+      SpanCache.purgeIfDue(now: swalloc_now_ms(), force: true)
       let raw = try #require(OSMemory.reserveAligned(byteCount: byteCount, alignment: Segment.byteCount))
       let segment = raw.assumingMemoryBound(to: Segment.self)
       segment.pointee.mappingByteCount = byteCount
