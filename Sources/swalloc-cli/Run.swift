@@ -8,7 +8,12 @@ enum StatisticsFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 enum HugePagesMode: String, ExpressibleByArgument, CaseIterable {
-  case off, transparent, explicit
+  case off, large, transparent, explicit
+}
+
+/// `--profile`: SWALLOC_PROFILE's values.
+enum ProfileMode: String, ExpressibleByArgument, CaseIterable {
+  case on, leaks
 }
 
 extension SwallocCommand {
@@ -36,8 +41,9 @@ extension SwallocCommand {
     var stats: StatisticsFormat?
 
     @Option(name: .customLong("huge-pages"), help: ArgumentHelp(
-      "Back segments with huge pages (SWALLOC_HUGE_PAGES): off, transparent (madvise), explicit "
-        + "(vm.nr_hugepages; see `swalloc doctor`).", valueName: "mode"))
+      "Back memory with huge pages (SWALLOC_HUGE_PAGES): off, large (madvise on huge blocks of 2 MiB and "
+        + "more), transparent (madvise on everything), explicit (vm.nr_hugepages; see `swalloc doctor`).",
+      valueName: "mode"))
     var hugePages: HugePagesMode?
 
     @Option(name: .customLong("huge-reserve"), help: ArgumentHelp(
@@ -50,8 +56,28 @@ extension SwallocCommand {
 
     @Option(name: .customLong("purge-delay"), help: ArgumentHelp(
       "Milliseconds a free page keeps its memory before it is purged (SWALLOC_PURGE_DELAY_MS; 0-3600000, "
-        + "default 10).", valueName: "ms"))
+        + "default 10; alone, the delay is fixed).", valueName: "ms"))
     var purgeDelay: Int?
+
+    @Option(name: .customLong("purge-delay-max"), help: ArgumentHelp(
+      "The longest the purge delay grows to while purged memory is soon wanted back "
+        + "(SWALLOC_PURGE_DELAY_MAX_MS; default 1000).", valueName: "ms"))
+    var purgeDelayMax: Int?
+
+    @Option(help: ArgumentHelp(
+      "Heap profiling (SWALLOC_PROFILE): on (a pprof profile at exit, swalloc.PID.pb.gz) or leaks (also the "
+        + "sites holding the most live bytes, on stderr).", valueName: "on|leaks"))
+    var profile: ProfileMode?
+
+    @Option(name: .customLong("profile-sample"), help: ArgumentHelp(
+      "Mean bytes allocated between profile samples (SWALLOC_PROFILE_SAMPLE; default 512K).",
+      valueName: "size"))
+    var profileSample: String?
+
+    @Option(name: .customLong("guarded-sample"), help: ArgumentHelp(
+      "Guard one allocation in N on average between inaccessible pages, to catch use after free and "
+        + "overflows (SWALLOC_GUARDED_SAMPLE; 0: off).", valueName: "N"))
+    var guardedSample: Int?
 
     @Flag(help: "Report invalid frees and fallbacks (SWALLOC_VERBOSE=1), and which library was loaded.")
     var verbose = false
@@ -127,6 +153,10 @@ extension SwallocCommand {
       }
       if locked { environment["SWALLOC_LOCKED"] = "1" }
       if let purgeDelay { environment["SWALLOC_PURGE_DELAY_MS"] = String(purgeDelay) }
+      if let purgeDelayMax { environment["SWALLOC_PURGE_DELAY_MAX_MS"] = String(purgeDelayMax) }
+      if let profile { environment["SWALLOC_PROFILE"] = profile == .on ? "1" : "leaks" }
+      if let profileSample { environment["SWALLOC_PROFILE_SAMPLE"] = profileSample }
+      if let guardedSample { environment["SWALLOC_GUARDED_SAMPLE"] = String(guardedSample) }
       if verbose { environment["SWALLOC_VERBOSE"] = "1" }
       let others = (environment["LD_PRELOAD"] ?? "").split(whereSeparator: { $0 == ":" || $0 == " " })
         .map(String.init).filter { !$0.isEmpty && $0 != library }

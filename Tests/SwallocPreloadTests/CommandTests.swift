@@ -105,8 +105,29 @@ struct CommandTests {
     #expect(!result.standardError.contains("warning"), "\(result.summary)")
   }
 
+  @Test("the flags of the purge ceiling, THP for large blocks, profiling and guarded sampling take effect")
+  func newerOptions() async throws {
+    let directory = try makeTemporaryDirectory("profile-flags")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let prefix = directory.appendingPathComponent("run").path
+    let result = try await runCommand([
+      "run", "--purge-delay-max", "200", "--huge-pages", "large", "--profile", "on", "--profile-sample", "16K",
+      "--guarded-sample", "1000", "--option", "PROFILE_PREFIX=\(prefix)", "--stats", "--",
+      "/bin/sh", "-c", "env | grep '^SWALLOC_' | sort",
+    ])
+    #expect(result.succeeded, "\(result.summary)")
+    for line in ["SWALLOC_PURGE_DELAY_MAX_MS=200", "SWALLOC_HUGE_PAGES=large", "SWALLOC_PROFILE=1",
+                 "SWALLOC_PROFILE_SAMPLE=16K", "SWALLOC_GUARDED_SAMPLE=1000"] {
+      expectLine(line, in: result)
+    }
+    #expect(!result.standardError.contains("warning"), "\(result.summary)")
+    // The library took them: the shell wrote its profile where the prefix says.
+    let written = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+    #expect(written.contains { $0.hasPrefix("run.") && $0.hasSuffix(".pb.gz") }, "\(written)\n\(result.summary)")
+  }
+
   @Test("bad option values are usage errors (64), before anything runs",
-        arguments: [["--purge-delay", "-1"], ["--huge-reserve", "5G"], ["--huge-reserve", "1G", "--huge-pages", "off"],
+        arguments: [["--purge-delay", "-1"], ["--profile", "always"], ["--huge-reserve", "5G"], ["--huge-reserve", "1G", "--huge-pages", "off"],
                     ["--option", "=1"], ["--stats=xml"]])
   func badOptions(arguments: [String]) async throws {
     let result = try await runCommand(["run"] + arguments + ["--", "/bin/echo", "ran"])
