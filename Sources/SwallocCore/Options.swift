@@ -102,18 +102,14 @@ enum Options {
           warn(entry, accepted: "0, 1")
         }
       } else if let value = match(entry, "SWALLOC_PURGE_DELAY_MS=") {
-        if let milliseconds = parseInteger(value), milliseconds <= 3_600_000 {
+        if let milliseconds = parseDelay(entry, value) {
           purgeDelayMs = milliseconds
           delayGiven = true
-        } else {
-          warn(entry, accepted: "a number of milliseconds from 0 to 3600000")
         }
       } else if let value = match(entry, "SWALLOC_PURGE_DELAY_MAX_MS=") {
-        if let milliseconds = parseInteger(value), milliseconds <= 3_600_000 {
+        if let milliseconds = parseDelay(entry, value) {
           purgeDelayMaxMs = milliseconds
           maximumDelayGiven = true
-        } else {
-          warn(entry, accepted: "a number of milliseconds from 0 to 3600000")
         }
       } else if let value = match(entry, "SWALLOC_HUGE_PAGES=") {
         if equals(value, "off") || equals(value, "0") || equals(value, "") {
@@ -227,6 +223,13 @@ enum Options {
       length &+= 1
     }
     return length == 0 ? nil : (result, length)
+  }
+
+  /// A delay in milliseconds, 0 to an hour (the purge delay options); otherwise a warning and nil.
+  static func parseDelay(_ entry: UnsafeMutablePointer<CChar>, _ value: UnsafeMutablePointer<CChar>) -> Int? {
+    if let milliseconds = parseInteger(value), milliseconds <= 3_600_000 { return milliseconds }
+    warn(entry, accepted: "a number of milliseconds from 0 to 3600000")
+    return nil
   }
 
   /// A non-negative decimal integer, or nil.

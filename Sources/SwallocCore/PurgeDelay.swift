@@ -14,8 +14,6 @@ enum PurgeDelay {
   static let lastPurgeAt = Atomic<UInt64>(0)
   /// When the delay last grew, or last shrank (monotonic ms).
   static let lastChangeAt = Atomic<UInt64>(0)
-  /// How many times the delay grew (statistics).
-  static let raiseCount = Atomic<Int>(0)
 
   /// Sets the delay to the floor (Options, once the environment is read).
   static func initialize() {
@@ -40,7 +38,6 @@ enum PurgeDelay {
     else { return }
     current.store(raised, ordering: .relaxed)
     lastChangeAt.store(now, ordering: .relaxed)
-    raiseCount.wrappingAdd(1, ordering: .relaxed)
   }
 
   /// Called on purge checks: after a ceiling's worth of time with no refault the delay halves (down to the

@@ -48,12 +48,11 @@ enum SpanCache {
       }
       if bestIndex < 0 { return nil }
       guard let span = claim(bestIndex, bestWord) else { continue }  // another thread took it: look again
-      let spanByteCount = bestByteCount
       Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
       span.pointee.mappingByteCount = bestKept
-      if bestKept < spanByteCount {
+      if bestKept < bestByteCount {
         let tail = (span.address + bestKept).assumingMemoryBound(to: Segment.self)
-        tail.pointee.mappingByteCount = spanByteCount - bestKept
+        tail.pointee.mappingByteCount = bestByteCount - bestKept
         tail.pointee.backing = span.pointee.backing
         // Secure mode's guard pages: the tail's header area held data; the trailing guard (the span's last
         // 4 KiB, or a segment's) is in the tail when it lies past the head.
@@ -156,7 +155,7 @@ enum SpanCache {
     release(segment)
   }
 
-  /// The cache holds at most half the program's recent peak of bytes in use, and at least 64 MiB: a program
+  /// The cache holds at most 3/4 of the program's recent peak of bytes in use, and at least 64 MiB: a program
   /// that replaces large blocks finds the sizes it needs here (backed: no page faults), and one that has
   /// shrunk keeps little. Cached spans go back to the kernel after the purge delay all the same.
   static func maximumCachedByteCount(now: UInt64, freeing byteCount: Int) -> Int {
