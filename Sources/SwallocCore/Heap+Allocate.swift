@@ -35,19 +35,31 @@ extension Heap {
       heap = initialized
     }
     if UInt(bitPattern: byteCount) > UInt(SizeClass.largeMaxByteCount) {
-      return HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
+      let block = HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
+      if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
+      return block
     }
-    return heap.allocate(sizeClass: SizeClass.of(byteCount: byteCount))
+    return heap.allocate(sizeClass: SizeClass.of(byteCount: byteCount), byteCount: byteCount)
   }
 
-  /// Allocates a block of `sizeClass` from this heap (the calling thread's). Sets `ENOMEM` on failure.
-  func allocate(sizeClass: Int) -> UnsafeMutableRawPointer? {
+  /// Allocates a block of `sizeClass` from this heap (the calling thread's) for a request of `byteCount`
+  /// bytes aligned to `alignment` (what a sample taken here must honour). Sets `ENOMEM` on failure.
+  func allocate(sizeClass: Int, byteCount: Int, alignment: Int = 16) -> UnsafeMutableRawPointer? {
     var page = queue(sizeClass).pointee.first
     if page == nil || page!.pointee.free == nil {
-      page = findPage(sizeClass: sizeClass)
-      if page == nil {
-        swalloc_errno_set(ENOMEM)
-        return nil
+      // A sample point waits on the first page (SamplePoints.swift), or its list is empty: find another.
+      if page == nil || page!.pointee.samplePoint == 0 {
+        page = findPage(sizeClass: sizeClass)
+        if page == nil {
+          swalloc_errno_set(ENOMEM)
+          return nil
+        }
+      }
+      // No free block: the list handed out has a sample point at its start, or one was waiting.
+      if page!.pointee.free == nil,
+        let sampled = takeSample(page!, byteCount: byteCount, alignment: alignment)
+      {
+        return sampled
       }
     }
     let found = page!
@@ -76,6 +88,7 @@ extension Heap {
       if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
       if page.pointee.free != nil {
         moveToFront(page, sizeClass: sizeClass)
+        if SamplePoints.isEnabled { SamplePoints.handOutFresh(page, heap: self) }
         return page
       }
       // Exhausted. Park it on the full list, asking the next remote free to report it; if a remote free
@@ -90,7 +103,9 @@ extension Heap {
         candidate = page
       }
     }
-    return newPage(sizeClass: sizeClass)
+    let page = newPage(sizeClass: sizeClass)
+    if SamplePoints.isEnabled, let page { SamplePoints.handOutFresh(page, heap: self) }
+    return page
   }
 
   /// Takes a free page from one of this heap's segments (or a new segment) and formats it for `sizeClass`.
@@ -131,6 +146,9 @@ extension Heap {
     page.pointee.start = area.start
     page.pointee.nextDelayed = nil
     page.pointee.emptySince = 0
+    page.pointee.held = nil
+    page.pointee.heldCount = 0
+    page.pointee.samplePoint = 0
     page.extend()
     pushFront(page, sizeClass: sizeClass)
     Statistics.pageBytesInUse(adding: area.byteCount)

@@ -38,18 +38,13 @@ enum LibC {
       return nil
     }
     let n = Int(bitPattern: total)
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: n, alignment: 0, caller: 0)
-    {
-      memset(block, 0, n)
-      return block
-    }
     if n > SizeClass.largeMaxByteCount {
       var zeroed = false
       guard let block = HugeSpan.allocate(byteCount: n, alignment: minimumAlignment, zeroed: &zeroed) else {
         return nil
       }
       if !zeroed { memset(block, 0, n) }
+      if SamplePoints.isEnabled { SamplePoints.countHuge(block, byteCount: n, heap: Heap.owned) }
       return block
     }
     guard let block = allocate(n) else { return nil }
@@ -85,6 +80,7 @@ enum LibC {
     if requested <= UInt(usable)
       && requested >= UInt(usable > SizeClass.largeMaxByteCount ? usable / 4 : usable / 2)
     {
+      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
       return pointer
     }
     // A huge block grows or shrinks within its span (a larger reused one, or one mapped with room to grow)
@@ -93,6 +89,7 @@ enum LibC {
       let segment = SegmentMap.segment(of: UInt(bitPattern: pointer)), segment.pointee.kind == .huge,
       HugeSpan.resize(segment.page(at: 0), pointer, byteCount: byteCount, reuseFactor: hugeReuseFactor)
     {
+      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
       return pointer
     }
     // Huge blocks are not resized in place with mremap: the grown part would be faulted in fresh, while a
@@ -108,6 +105,7 @@ enum LibC {
                           reuseFactor: hugeReuseFactor, spareFactor: 2)
       : allocate(byteCount)
     else { return nil }
+    if growsLarge && SamplePoints.isEnabled { SamplePoints.countHuge(block, byteCount: byteCount, heap: Heap.owned) }
     memcpy(block, pointer, Swift.min(usable, byteCount))
     release(pointer)
     return block
@@ -129,11 +127,6 @@ enum LibC {
 
   /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
   static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment, caller: 0)
-    {
-      return block
-    }
     if alignment <= minimumAlignment { return allocate(byteCount) }
     if byteCount < 0 {
       swalloc_errno_set(ENOMEM)
@@ -148,8 +141,10 @@ enum LibC {
       heap = initialized
     }
     let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
-    if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass) }
-    return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
+    if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
+    let block = HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
+    if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
+    return block
   }
 
   static func posixMemalign(

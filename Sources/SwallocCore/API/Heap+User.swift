@@ -60,16 +60,10 @@ extension Heap {
   func allocateUserSlow(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     checkOwner()
     if byteCount < 0 { return nil }
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment > LibC.minimumAlignment ? alignment : 0,
-                                   caller: 0, heap: UInt(bitPattern: base))
-    {
-      return block
-    }
     let sizeClass = alignment <= LibC.minimumAlignment
       ? (byteCount > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: byteCount))
       : SizeClass.of(byteCount: byteCount, alignment: alignment)
-    if sizeClass != 0 { return allocate(sizeClass: sizeClass) }
+    if sizeClass != 0 { return allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
     return HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
                              zeroed: nil, owner: self)
   }
@@ -175,6 +169,9 @@ extension Heap {
         page.pointee.heap = nil
         page.pointee.free = nil
         page.pointee.localFree = nil
+        page.pointee.held = nil
+        page.pointee.heldCount = 0
+        page.pointee.samplePoint = 0
         page.pointee.threadFree.store(0, ordering: .relaxed)
         page.pointee.capacity = 0
         page.pointee.reserved = 0
