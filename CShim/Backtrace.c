@@ -12,8 +12,9 @@
 // libgcc's walk needs call-frame information (.eh_frame) for every frame between the program and the unwinder,
 // and Embedded Swift emits none (its functions are nounwind: .debug_frame only). The allocator's Swift frames
 // all keep frame pointers, though, so swalloc_backtrace_capture_from_swift walks them by their frame pointers up
-// to the program's call into the library, and hands that frame's registers to libgcc through a trampoline
-// whose call-frame information names them (swalloc_unwind_trampoline below): from there on the walk is CFI.
+// to the program's call into the library; from there the program's frames are walked by their call-frame
+// information, with cached frame rules (Unwind.c), or by libgcc, handed that frame's registers through a
+// trampoline whose call-frame information names them (swalloc_unwind_trampoline below).
 #include "CShim.h"
 
 typedef struct cursor {
@@ -82,16 +83,9 @@ __asm__(
     ".cfi_endproc\n"
     ".size swalloc_unwind_trampoline, .-swalloc_unwind_trampoline\n");
 
-typedef struct trampoline_walk {
-  uintptr_t *frames;
-  int capacity;
-  int count;
-} trampoline_walk;
-
-static void walk_from_trampoline(void *argument) {
-  trampoline_walk *walk = argument;
-  walk->count = swalloc_backtrace_capture(walk->frames, walk->capacity, 1);
-}
+/// Walks the program's frames from the one that returns to `pc` with its stack pointer at `stack` and its
+/// frame pointer `frame` (Unwind.c: cached frame rules, libgcc for the rest).
+int swalloc_walk_frames(uintptr_t *frames, int capacity, uintptr_t pc, uintptr_t stack, uintptr_t frame);
 
 /// swalloc_backtrace_capture for callers in the library's Swift code (see the top of this file): the frame
 /// pointers lead from here to the first return address outside libswalloc.so, the program's call site; the
@@ -105,9 +99,7 @@ __attribute__((noinline)) int swalloc_backtrace_capture_from_swift(uintptr_t *fr
   for (int depth = 0; depth < 64; depth++) {
     uintptr_t returnAddress = frame[1];
     if (returnAddress < start || returnAddress >= end) {
-      trampoline_walk walk = {frames, capacity, 0};
-      swalloc_unwind_trampoline((uintptr_t)&frame[2], frame[0], walk_from_trampoline, &walk);
-      return walk.count;
+      return swalloc_walk_frames(frames, capacity, returnAddress, (uintptr_t)&frame[2], frame[0]);
     }
     uintptr_t *caller = (uintptr_t *)frame[0];
     uintptr_t distance = (uintptr_t)caller - (uintptr_t)frame;
