@@ -49,6 +49,8 @@ extension Heap {
     // A guarded block (GuardedSlots.swift): libswalloc.so's free entry catches them first; the Swift API's
     // heaps' frees come here. (Its segment-map entry may be a huge span's: the region can share its unit.)
     if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+    // A block in a heap-profiler sample slot (SampleSlots.swift): the region is no segment either.
+    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     if Options.secure { return Secure.free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot) }
     if slot == 0 { return freeUnusual(block) }
     var page = pageAt(slot)

@@ -28,6 +28,7 @@ enum LibC {
   @inline(__always)
   static func release(_ pointer: UnsafeMutableRawPointer?) {
     if Guarded.isEnabled, let pointer, Guarded.contains(pointer) { return Guarded.free(pointer, caller: 0) }
+    if SamplePoints.isEnabled, let pointer, SampleSlots.contains(pointer) { return SampleSlots.free(pointer) }
     if Options.secure { Secure.free(pointer) } else { Heap.free(pointer) }
   }
 
@@ -65,6 +66,19 @@ enum LibC {
       // glibc: realloc(p, 0) frees p and returns NULL.
       release(pointer)
       return nil
+    }
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
+      // A sampled block in a sample slot moves out (the new block is counted like any other).
+      let old = SampleSlots.usableSize(pointer)
+      if old < 0 {
+        release(pointer)
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+      guard let block = allocate(byteCount) else { return nil }
+      memcpy(block, pointer, Swift.min(old, byteCount))
+      SampleSlots.free(pointer)
+      return block
     }
     let usable = usableSize(pointer)
     if usable < 0 {
@@ -207,6 +221,7 @@ enum LibC {
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
     // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
     if Guarded.isEnabled && Guarded.contains(pointer) { return Guarded.usableSize(pointer) }
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) { return SampleSlots.usableSize(pointer) }
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {

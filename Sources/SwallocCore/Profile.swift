@@ -174,7 +174,9 @@ enum Profile {
     counter(entry, inuseBytesOffset).pointee.wrappingAdd(weight.byteCount, ordering: .relaxed)
     sampleCount.wrappingAdd(1, ordering: .relaxed)
     representedByteCount.wrappingAdd(weight.byteCount, ordering: .relaxed)
-    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
+    if SampleSlots.contains(block) {
+      SampleSlots.setRecord(block, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
+    } else if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
       let record = UnsafeMutableRawPointer(segment) + recordOffset
       record.storeBytes(of: number, toByteOffset: 8, as: Int.self)
       record.storeBytes(of: weight.byteCount, toByteOffset: 16, as: Int.self)
@@ -204,6 +206,17 @@ enum Profile {
     return true
   }
 
+  /// The free of a sampled block in a sample slot (SampleSlots.free read its record): its figures leave the
+  /// live ones.
+  static func noteSlotFree(_ block: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
+    if stack >= 0 && stack < stackCapacity && isActive {
+      let entry = self.stack(stack)
+      counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(objects, ordering: .relaxed)
+      counter(entry, inuseBytesOffset).pointee.wrappingSubtract(bytes, ordering: .relaxed)
+    }
+    swalloc_probe_free(block, byteCount)
+  }
+
   /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
   static func forget(_ block: UnsafeMutableRawPointer) -> Bool {
     guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else {
@@ -216,7 +229,9 @@ enum Profile {
   /// `byteCount` bytes: secure mode's sized delete then accepts any size up to the span's room. Only while
   /// profiling is on.
   static func isSampledSpanBlock(_ block: UnsafeMutableRawPointer, holding byteCount: Int) -> Bool {
-    guard isActive, let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
+    guard isActive else { return false }
+    if SampleSlots.contains(block) { return byteCount <= LibC.usableSize(block) }
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
     else { return false }
     return byteCount <= LibC.usableSize(block)
   }
@@ -248,7 +263,10 @@ extension Profile {
     sampler.pointee.busy = 1
     defer { sampler.pointee.busy = 0 }
     let saved = swalloc_errno_get()
-    guard let block = allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false) else {
+    // Up to 4 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
+    guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment)
+      ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false)
+    else {
       swalloc_errno_set(saved)
       return nil
     }

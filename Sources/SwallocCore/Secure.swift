@@ -267,6 +267,7 @@ enum Secure {
     if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
     // A guarded block (GuardedSlots.swift): its region is no segment, so free's fast path never takes it.
     if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     free(block, heap: heap, slot: slot)
   }
 
