@@ -85,6 +85,16 @@ enum Profile {
     activeWord.store(true, ordering: .releasing)
     if Options.profileSignal > 0 { swalloc_profile_install_signal(Options.profileSignal) }
     SamplePoints.isEnabled = true
+    #else
+    // The Swift API's copy samples its heaps into libswalloc.so's profile when that is the process allocator
+    // and profiles (one profile per process); it maps no tables and writes no file of its own.
+    if ProcessAllocator.profileNoteSample == nil || ProcessAllocator.profileNoteRelease == nil { return }
+    if !enableClaimed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged { return }
+    var key = UInt(swalloc_random_word())
+    if key == 0 { key = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
+    recordKey.store(key | 1, ordering: .relaxed)
+    activeWord.store(true, ordering: .releasing)
+    SamplePoints.isEnabled = true
     #endif
   }
 
@@ -160,10 +170,9 @@ enum Profile {
 
   // MARK: samples
 
-  /// Records a sampled block of `byteCount` requested bytes, `block` the start of its own huge span, allocated
-  /// at the call stack `frames[0 ..< frameCount]`. Returns the bytes the sample stands for.
-  static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int,
-                     frames: UnsafePointer<UInt>, frameCount: Int) -> Int
+  /// Counts a sample in its stack's entry and in the statistics: the stack's entry number and the weights.
+  static func countSample(byteCount: Int, chargedByteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
+    -> (number: Int, weight: (byteCount: Int, objects: Int))
   {
     let weight = Sampler.weight(byteCount: byteCount, chargedByteCount: chargedByteCount)
     let number = findOrInsertStack(frames, Swift.min(frameCount, Backtrace.maximumFrameCount))
@@ -174,6 +183,39 @@ enum Profile {
     counter(entry, inuseBytesOffset).pointee.wrappingAdd(weight.byteCount, ordering: .relaxed)
     sampleCount.wrappingAdd(1, ordering: .relaxed)
     representedByteCount.wrappingAdd(weight.byteCount, ordering: .relaxed)
+    return (number, weight)
+  }
+
+  /// A sample's block was freed: its weights leave its stack's live figures.
+  static func releaseSample(stack number: Int, bytes: Int, objects: Int) {
+    if number < 0 || number >= stackCapacity || !isActive { return }
+    let entry = stack(number)
+    counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(objects, ordering: .relaxed)
+    counter(entry, inuseBytesOffset).pointee.wrappingSubtract(bytes, ordering: .relaxed)
+  }
+
+  /// Records a sampled block of `byteCount` requested bytes (`chargedByteCount` counted by the countdown), in a
+  /// sample slot or at the start of its own huge span, allocated at the call stack `frames[0 ..< frameCount]`.
+  /// Returns the bytes the sample stands for.
+  static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int,
+                     frames: UnsafePointer<UInt>, frameCount: Int) -> Int
+  {
+    var number = 0
+    var weight = (byteCount: 0, objects: 0)
+    #if hasFeature(Embedded)
+    (number, weight) = countSample(byteCount: byteCount, chargedByteCount: chargedByteCount, frames: frames,
+                                   frameCount: frameCount)
+    swalloc_probe_sample(block, byteCount, weight.byteCount)
+    #else
+    // The Swift API's copy: the sample goes into libswalloc.so's profile.
+    guard let note = ProcessAllocator.profileNoteSample else { return 0 }
+    withUnsafeTemporaryAllocation(of: Int64.self, capacity: 2) { weights in
+      number = Int(note(frames, Int32(truncatingIfNeeded: frameCount), byteCount, chargedByteCount, block,
+                        weights.baseAddress.unsafelyUnwrapped))
+      weight = (Int(weights[0]), Int(weights[1]))
+    }
+    if number < 0 { return 0 }
+    #endif
     if SampleSlots.contains(block) {
       SampleSlots.setRecord(block, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
     } else if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
@@ -184,8 +226,17 @@ enum Profile {
       record.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
       record.storeBytes(of: UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed), as: UInt.self)
     }
-    swalloc_probe_sample(block, byteCount, weight.byteCount)
     return weight.byteCount
+  }
+
+  /// A sampled block's figures leave the live ones (and the probe fires).
+  static func release(_ block: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
+    #if hasFeature(Embedded)
+    releaseSample(stack: stack, bytes: bytes, objects: objects)
+    swalloc_probe_free(block, byteCount)
+    #else
+    ProcessAllocator.profileNoteRelease?(block, Int32(truncatingIfNeeded: stack), Int64(bytes), Int64(objects), byteCount)
+    #endif
   }
 
   /// The free of `block`, the block of huge span `segment`: when it was sampled, its figures leave the live
@@ -195,26 +246,15 @@ enum Profile {
     let record = UnsafeMutableRawPointer(segment) + recordOffset
     if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return false }
     record.storeBytes(of: 0, as: UInt.self)
-    let number = record.load(fromByteOffset: 8, as: Int.self)
-    if number < 0 || number >= stackCapacity { return true }
-    let entry = stack(number)
-    counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(
-      record.load(fromByteOffset: 24, as: Int.self), ordering: .relaxed)
-    counter(entry, inuseBytesOffset).pointee.wrappingSubtract(
-      record.load(fromByteOffset: 16, as: Int.self), ordering: .relaxed)
-    swalloc_probe_free(block, record.load(fromByteOffset: 32, as: Int.self))
+    release(block, stack: record.load(fromByteOffset: 8, as: Int.self), bytes: record.load(fromByteOffset: 16, as: Int.self),
+            objects: record.load(fromByteOffset: 24, as: Int.self), byteCount: record.load(fromByteOffset: 32, as: Int.self))
     return true
   }
 
   /// The free of a sampled block in a sample slot (SampleSlots.free read its record): its figures leave the
   /// live ones.
   static func noteSlotFree(_ block: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
-    if stack >= 0 && stack < stackCapacity && isActive {
-      let entry = self.stack(stack)
-      counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(objects, ordering: .relaxed)
-      counter(entry, inuseBytesOffset).pointee.wrappingSubtract(bytes, ordering: .relaxed)
-    }
-    swalloc_probe_free(block, byteCount)
+    release(block, stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
   }
 
   /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
@@ -237,10 +277,12 @@ enum Profile {
   }
 
   /// A block for a sample: its own huge span (zeroed when `zeroed`), aligned to `alignment` (a power of two).
-  static func allocateBlock(byteCount: Int, alignment: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+  static func allocateBlock(byteCount: Int, alignment: Int, zeroed: Bool, owner: Heap? = nil)
+    -> UnsafeMutableRawPointer?
+  {
     var fresh = false
     guard let block = HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
-                                        zeroed: &fresh)
+                                        zeroed: &fresh, owner: owner)
     else { return nil }
     if zeroed && !fresh { memset(block, 0, Swift.max(byteCount, 1)) }
     return block
@@ -257,15 +299,17 @@ extension Profile {
   /// in a span of its own, recorded with the calling thread's stack. `chargedByteCount` is what the countdown
   /// counted for it (its size class's block size). Nil when it cannot be had, or inside another sample (a
   /// signal handler's allocation): the caller then allocates as usual.
-  static func sampleAllocation(byteCount: Int, alignment: Int, chargedByteCount: Int) -> UnsafeMutableRawPointer? {
+  static func sampleAllocation(byteCount: Int, alignment: Int, chargedByteCount: Int, owner: Heap? = nil)
+    -> UnsafeMutableRawPointer?
+  {
     let sampler = swalloc_sampler_state()
     if sampler.pointee.busy != 0 { return nil }
     sampler.pointee.busy = 1
     defer { sampler.pointee.busy = 0 }
     let saved = swalloc_errno_get()
     // Up to 4 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
-    guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment)
-      ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false)
+    guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment, owner: owner)
+      ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false, owner: owner)
     else {
       swalloc_errno_set(saved)
       return nil

@@ -166,7 +166,8 @@ extension Heap {
     var block: UnsafeMutableRawPointer? = nil
     if due & SamplePoints.profile != 0 {
       block = Profile.sampleAllocation(byteCount: byteCount, alignment: alignment,
-                                       chargedByteCount: page.pointee.blockByteCount)
+                                       chargedByteCount: page.pointee.blockByteCount,
+                                       owner: state.pointee.isUserHeap ? self : nil)
     }
     if block == nil && due & SamplePoints.guarded != 0 {
       block = Guarded.allocate(byteCount: byteCount, alignment: alignment > LibC.minimumAlignment ? alignment : 0,

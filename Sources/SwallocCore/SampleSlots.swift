@@ -22,8 +22,9 @@ enum SampleSlots {
   /// 256 KiB): every slot is aligned to its size, and an offset's area is a logarithm away.
   static let unitByteCount = slotsPerArea << smallestShift
   static let regionByteCount = ((1 << areaCount) - 1) * unitByteCount
-  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size.
-  static let recordStride = 40
+  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, and
+  /// the Swift API heap it belongs to (its base address; 0: malloc's).
+  static let recordStride = 48
 
   static let regionStart = Atomic<UInt>(0)
   static let recordsStart = Atomic<UInt>(0)
@@ -101,7 +102,7 @@ enum SampleSlots {
   }
 
   /// A slot for a block of `byteCount` bytes aligned to `alignment`, or nil (too large, no region, area full).
-  static func allocate(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+  static func allocate(byteCount: Int, alignment: Int, owner: Heap? = nil) -> UnsafeMutableRawPointer? {
     guard let area = areaIndex(byteCount: byteCount, alignment: alignment), let start = region() else { return nil }
     var index = -1
     let head = freeHead(area)
@@ -122,7 +123,9 @@ enum SampleSlots {
       index = unused(area).pointee.wrappingAdd(1, ordering: .relaxed).oldValue
       if index >= slotsPerArea { return nil }
     }
-    state(record(area &* slotsPerArea &+ index)).pointee.store(1, ordering: .relaxed)
+    let entry = record(area &* slotsPerArea &+ index)
+    entry.storeBytes(of: owner.map { UInt(bitPattern: $0.base) } ?? 0, toByteOffset: 40, as: UInt.self)
+    state(entry).pointee.store(1, ordering: .releasing)
     let areaStart = UInt(((1 &<< area) &- 1) &* unitByteCount)
     let address = start &+ areaStart &+ UInt(index &<< (area &+ smallestShift))
     return UnsafeMutableRawPointer(bitPattern: address)
@@ -185,6 +188,30 @@ enum SampleSlots {
         expected: word, desired: ((word &>> 32) &+ 1) &<< 32 | UInt(index &+ 1), ordering: .acquiringAndReleasing)
       if pushed { return }
       word = original
+    }
+  }
+
+  /// The Swift API heap a live slot's block belongs to (its base address), or 0.
+  static func owner(of pointer: UnsafeMutableRawPointer) -> UInt {
+    let (number, isStart, _) = slot(of: pointer)
+    let entry = record(number)
+    if !isStart || state(entry).pointee.load(ordering: .acquiring) != 1 { return 0 }
+    return entry.load(fromByteOffset: 40, as: UInt.self)
+  }
+
+  /// Frees every live slot block of the Swift API heap `heap` (the heap is being destroyed).
+  static func freeAll(ownedBy heap: UInt) {
+    guard regionState.load(ordering: .acquiring) == 2 else { return }
+    let start = regionStart.load(ordering: .relaxed)
+    for area in 0..<areaCount {
+      let used = Swift.min(unused(area).pointee.load(ordering: .relaxed), slotsPerArea)
+      for index in 0..<used {
+        let entry = record(area &* slotsPerArea &+ index)
+        if state(entry).pointee.load(ordering: .acquiring) == 1 && entry.load(fromByteOffset: 40, as: UInt.self) == heap {
+          let address = start &+ UInt(((1 &<< area) &- 1) &* unitByteCount) &+ UInt(index &<< (area &+ smallestShift))
+          free(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
+        }
+      }
     }
   }
 }

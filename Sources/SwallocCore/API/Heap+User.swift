@@ -64,8 +64,10 @@ extension Heap {
       ? (byteCount > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: byteCount))
       : SizeClass.of(byteCount: byteCount, alignment: alignment)
     if sizeClass != 0 { return allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
-    return HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
-                             zeroed: nil, owner: self)
+    let block = HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
+                                  zeroed: nil, owner: self)
+    if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: self) }
+    return block
   }
 
   /// Frees `block` on the thread that owns this heap. A block of this heap goes on its page's local list;
@@ -110,6 +112,7 @@ extension Heap {
   /// a block boundary; huge blocks: a span on this heap's list).
   func ownsBlock(_ block: UnsafeMutableRawPointer) -> Bool {
     if Guarded.isEnabled && Guarded.contains(block) { return Guarded.owner(of: block) == UInt(bitPattern: base) }
+    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.owner(of: block) == UInt(bitPattern: base) }
     let address = UInt(bitPattern: block)
     guard let segment = SegmentMap.segment(of: address) else { return false }
     if segment.pointee.kind == .huge {
@@ -145,6 +148,7 @@ extension Heap {
     processDelayed()
     // Its guarded blocks are freed too (a use after destroy then faults).
     if Guarded.isEnabled { Guarded.freeAll(ownedBy: UInt(bitPattern: base)) }
+    if SamplePoints.isEnabled { SampleSlots.freeAll(ownedBy: UInt(bitPattern: base)) }
     // Huge spans: take the list, then free each span (no longer linked, so `HugeSpan.free` skips the unlink).
     lockHugeSpans()
     var span = state.pointee.hugeSpans

@@ -7,8 +7,8 @@ import Glibc
 /// pprof's format (`go tool pprof -http=: ./program file.pb.gz`).
 ///
 /// Profiling is chosen when the process starts (the environment), not from Swift. The profile covers every
-/// allocation that goes through `malloc` (Swift objects, arrays and strings, C and C++ code); blocks of a
-/// ``SwallocHeap`` are not sampled.
+/// allocation that goes through `malloc` (Swift objects, arrays and strings, C and C++ code) and the blocks of
+/// every ``SwallocHeap`` (sampled by this module and recorded in libswalloc.so's profile).
 public enum SwallocProfile {
   /// Errors of ``dump(to:)``.
   public enum DumpError: Error, Equatable, Sendable {
@@ -37,6 +37,21 @@ public enum SwallocProfile {
 
 extension ProcessAllocator {
   typealias ProfileDump = @convention(c) (UnsafePointer<CChar>?) -> Int32
+
+  typealias ProfileNoteSample = @convention(c) (
+    UnsafePointer<UInt>, Int32, Int, Int, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int64>) -> Int32
+  typealias ProfileNoteRelease = @convention(c) (UnsafeMutableRawPointer?, Int32, Int64, Int64, Int) -> Void
+
+  /// libswalloc.so's entries for the samples of the Swift API's heaps (Sources/SwallocExports/Profile.c).
+  static let profileNoteSample: ProfileNoteSample? = {
+    guard isSwalloc, let symbol = dlsym(swallocDefaultHandle, "swalloc_profile_note_sample") else { return nil }
+    return unsafeBitCast(symbol, to: ProfileNoteSample.self)
+  }()
+
+  static let profileNoteRelease: ProfileNoteRelease? = {
+    guard isSwalloc, let symbol = dlsym(swallocDefaultHandle, "swalloc_profile_note_release") else { return nil }
+    return unsafeBitCast(symbol, to: ProfileNoteRelease.self)
+  }()
 
   /// libswalloc.so's swalloc_profile_dump.
   static let profileDump: ProfileDump? = {
