@@ -76,6 +76,24 @@ struct GuardedTests {
     }
   }
 
+  /// calloc, realloc and the aligned family reach the sample through the same slow path as malloc: their
+  /// guarded blocks name the allocating and freeing functions too (before, they had no allocation stack).
+  @Test("calloc, realloc and aligned_alloc blocks: the report names both stacks",
+        arguments: ["guarded_calloc.c", "guarded_realloc.c", "guarded_aligned.c"], [0, 1])
+  func otherEntries(fixture: String, modeIndex: Int) async throws {
+    let program = try await FixtureBuilds.shared.build(fixture, as: .c)
+    var environment = Self.modes[modeIndex]
+    environment["SWALLOC_GUARDED_SAMPLE"] = "1"
+    for probe in Self.probes where probe.mode == "uaf-write" || probe.mode == "double-free" {
+      let result = try await runChild(program, [probe.mode], preload: try Preload.library(),
+                                      environment: environment, timeout: shortChildTimeout)
+      expectLine("swalloc active", in: result)
+      #expect(Self.died(result, of: probe.signal), "expected death by signal \(probe.signal)\n\(result.summary)")
+      #expect(result.standardError.contains("swalloc: " + probe.kind), "\(result.summary)")
+      for (label, function) in probe.frames { Self.expectTopFrame(label, function, in: result) }
+    }
+  }
+
   /// At the default rate (secure mode's, 1 in `Guarded.secureDefaultRate` = 50 000), a use after free in a
   /// loop of 1 000 000 allocations (each freed, then read) is sampled about 20 times per run: a run misses it
   /// with probability e^-20 (2e-9). The test allows 3 runs per mode.
