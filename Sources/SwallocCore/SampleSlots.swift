@@ -27,6 +27,8 @@ enum SampleSlots {
   static let recordStride = 48
 
   static let regionStart = Atomic<UInt>(0)
+  /// The region's length once it is mapped, 0 before: `contains` is false for every address until then.
+  static let regionLength = Atomic<UInt>(0)
   static let recordsStart = Atomic<UInt>(0)
   /// 0: not mapped; 1: being mapped; 2: ready; 3: refused (samples keep huge spans).
   static let regionState = Atomic<Int>(0)
@@ -49,10 +51,11 @@ enum SampleSlots {
       &+ UInt(area &* 16 &+ 8)).unsafelyUnwrapped
   }
 
-  /// Whether `pointer` lies in the region (any slot, live or not). One load, a subtraction and a comparison.
+  /// Whether `pointer` lies in the region (any slot, live or not): two loads, a subtraction and a comparison.
+  /// False everywhere before the region is mapped (guarded sampling alone never maps it).
   @inline(__always)
   static func contains(_ pointer: UnsafeMutableRawPointer) -> Bool {
-    UInt(bitPattern: pointer) &- regionStart.load(ordering: .relaxed) < UInt(regionByteCount)
+    UInt(bitPattern: pointer) &- regionStart.load(ordering: .relaxed) < regionLength.load(ordering: .acquiring)
   }
 
   /// Maps the region and the records at the first sample (nil while another thread maps them, or refused).
@@ -73,6 +76,7 @@ enum SampleSlots {
     recordsStart.store(records, ordering: .relaxed)
     linksStart.store(records &+ UInt(slotCount * recordStride), ordering: .relaxed)
     regionStart.store(UInt(bitPattern: area), ordering: .relaxed)
+    regionLength.store(UInt(regionByteCount), ordering: .releasing)
     regionState.store(2, ordering: .releasing)
     return UInt(bitPattern: area)
   }

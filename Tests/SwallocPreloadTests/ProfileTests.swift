@@ -299,6 +299,17 @@ struct ProfileTests {
     }
   }
 
+  /// Regression: with guarded sampling on and the profiler off, the sample slots' region is never mapped, and
+  /// its membership test once took every address below 128 MiB for a slot (free of such a pointer crashed).
+  @Test("with the slots unmapped, a free of a foreign pointer below 128 MiB is reported, not taken for a slot")
+  func lowForeignFree() async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let result = try await runPreloaded(program, ["low-foreign-free"], environment: ["SWALLOC_GUARDED_SAMPLE": "1000"],
+                                        timeout: shortChildTimeout)
+    expectLine("survived", in: result)
+    #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
+  }
+
   /// A sample every byte (each allocation: lists cut at their first block again and again, slots exhausted and
   /// huge spans after them) and every 200 bytes (lists cut in the middle): programs must run as without.
   @Test("stock programs run clean with every allocation sampled, and with a sample every 200 bytes",
