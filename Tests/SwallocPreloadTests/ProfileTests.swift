@@ -88,6 +88,25 @@ struct ProfileTests {
     #expect((top["buildSwiftList"] ?? 0) > 20_000_000, "\(top)")
   }
 
+  @Test("SwallocProfile.dump(to:) in a Swift program (swalloc-example) writes a profile pprof reads", arguments: modes)
+  func swiftAPIDump(mode: [String: String]) async throws {
+    let example = try Preload.buildProduct("swalloc-example")
+    let directory = try makeTemporaryDirectory("profile-swift-api")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let path = directory.appendingPathComponent("dumped.pb.gz").path
+    let result = try await runPreloaded(example, [path], environment: profileEnvironment(mode, directory))
+    expectLine("process allocator is Swalloc: true", in: result)
+    expectLine("heap profile: 2048 rows live, written to \(path)", in: result)
+    if mode["SWALLOC_SECURE"] != nil {
+      #expect(!statisticsValues("secure mode", in: result).isEmpty, "secure mode was not on\n\(result.summary)")
+    }
+    // 2048 arrays of 16 KiB (32 MiB, all live when dumped) from buildProfiledTable, through the Swift runtime.
+    for index in ["alloc_space", "inuse_space"] {
+      let top = try await Pprof.top(binary: example, profile: path, sampleIndex: index, cumulative: true)
+      expectNear(top["buildProfiledTable"] ?? top["buildProfiledTable()"], 33_554_432, "buildProfiledTable", top)
+    }
+  }
+
   @Test("python3 (PYTHONMALLOC=malloc): the profile parses and names the interpreter's frames", arguments: modes)
   func python(mode: [String: String]) async throws {
     let directory = try makeTemporaryDirectory("profile-python")
