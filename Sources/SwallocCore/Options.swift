@@ -188,7 +188,10 @@ enum Options {
     // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
     Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
     userHeapsChecked = secure || Guarded.isEnabled
-    if profile != .off { Profile.enable() }
+    if profile != .off {
+      ProfileScratch.noteStartingProcess()
+      Profile.enable()
+    }
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()

@@ -1,8 +1,9 @@
 // ProfileScratch+LoadedObjects: the profile's mappings and build IDs from the loader's list of objects
 // (dl_iterate_phdr), read in memory: no /proc/self/maps text for the kernel to generate and no ELF file to open,
 // which is most of what a small process's profile used to cost at exit. It takes the loader's lock, so a dump
-// in a signal handler reads /proc/self/maps instead (ProfileWriter.swift).
+// in a signal handler, or in a forked child, reads /proc/self/maps instead (ProfileWriter.swift).
 import CShim
+import Synchronization
 
 /// What a first walk over the loaded objects finds: enough to size the scratch memory.
 struct LoadedObjectCensus {
@@ -92,6 +93,15 @@ struct ElfProgramHeaders {
 }
 
 extension ProfileScratch {
+  /// The process that turned profiling on. A forked child must not walk the loader's list: fork resets the
+  /// loader's main lock in the child but not the one dl_iterate_phdr takes (glibc 2.36), which another thread
+  /// of the parent may have held at the fork.
+  static let startingProcessID = Atomic<Int32>(0)
+
+  static func noteStartingProcess() { startingProcessID.store(getpid(), ordering: .relaxed) }
+
+  static var isForkedChild: Bool { getpid() != startingProcessID.load(ordering: .relaxed) }
+
   /// Page size for the mappings' bounds: the kernel maps whole pages.
   static let mappingPageSize: UInt = 4096
 

@@ -461,9 +461,11 @@ enum ProfileWriter {
       sampleCount += 1
     }
     // With the loader's lock allowed, the mappings come from the loader's list of objects (no files to
-    // read); otherwise, and when an object's path is relative, from /proc/self/maps.
-    let census = symbolize ? LoadedObjectCensus.take() : LoadedObjectCensus()
-    let readsMaps = !symbolize || census.hasRelativeName
+    // read); otherwise (a signal handler, a forked child), and when an object's path is relative, from
+    // /proc/self/maps.
+    let usesLoader = symbolize && !ProfileScratch.isForkedChild
+    let census = usesLoader ? LoadedObjectCensus.take() : LoadedObjectCensus()
+    let readsMaps = !usesLoader || census.hasRelativeName
     // Room for objects loaded between the census and the walk, and for the program's path.
     let mappingCapacity = readsMaps ? ProfileScratch.maximumMappingCount : census.segmentCount + 16
     let nameCapacity = readsMaps ? 0 : census.nameByteCount + 4096 + 1024
