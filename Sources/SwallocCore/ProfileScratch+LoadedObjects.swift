@@ -14,9 +14,17 @@ struct LoadedObjectCensus {
   /// An object whose name is not an absolute path (dlopen of a relative one, or a loader that does not
   /// name the program): /proc/self/maps knows the path.
   var hasRelativeName = false
+  /// Room for the program's path: AT_EXECFN's, or a path from readlink(/proc/self/exe) when that one is not
+  /// absolute.
+  var programPathByteCount = 0
 
   static func take() -> LoadedObjectCensus {
     var census = LoadedObjectCensus()
+    if let path = swalloc_program_path(), path.pointee == 47 {  // '/'
+      census.programPathByteCount = strlen(path) &+ 1
+    } else {
+      census.programPathByteCount = 4096  // PATH_MAX
+    }
     swalloc_each_loaded_object({ object, context in
       let census = context.unsafelyUnwrapped.assumingMemoryBound(to: LoadedObjectCensus.self)
       let object = object.pointee

@@ -121,7 +121,7 @@ struct ProfileScratch {
   /// `mappingCapacity` mappings whose names take up to `nameCapacity` bytes, and room for /proc/self/maps
   /// when `readsMaps`.
   init?(frameCount: Int, sampleCount: Int, mappingCapacity: Int, nameCapacity: Int, readsMaps: Bool) {
-    var slots = 64
+    var slots = 16
     while slots < frameCount * 2 { slots &<<= 1 }
     let frames = Swift.max(frameCount, 1)
     self.mappingCapacity = mappingCapacity
@@ -466,9 +466,10 @@ enum ProfileWriter {
     let usesLoader = symbolize && !ProfileScratch.isForkedChild
     let census = usesLoader ? LoadedObjectCensus.take() : LoadedObjectCensus()
     let readsMaps = !usesLoader || census.hasRelativeName
-    // Room for objects loaded between the census and the walk, and for the program's path.
-    let mappingCapacity = readsMaps ? ProfileScratch.maximumMappingCount : census.segmentCount + 16
-    let nameCapacity = readsMaps ? 0 : census.nameByteCount + 4096 + 1024
+    // Room for objects loaded between the census and the walk (8 mappings, 512 bytes of names), and for the
+    // program's path.
+    let mappingCapacity = readsMaps ? ProfileScratch.maximumMappingCount : census.segmentCount + 8
+    let nameCapacity = readsMaps ? 0 : census.nameByteCount + census.programPathByteCount + 512
     guard var scratch = ProfileScratch(frameCount: frameCount, sampleCount: sampleCount,
                                        mappingCapacity: mappingCapacity, nameCapacity: nameCapacity,
                                        readsMaps: readsMaps)
