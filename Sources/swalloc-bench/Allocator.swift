@@ -60,8 +60,6 @@ struct AllocatorEnvironment: Sendable {
     return (name, variable, value)
   }
 
-  var isEmpty: Bool { variables.isEmpty }
-
   /// Throws when an entry names an allocator that is not among `selected`.
   func check(selected: [String]) throws {
     if let stray = variables.keys.sorted().first(where: { !selected.contains($0) }) {
