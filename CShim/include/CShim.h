@@ -221,10 +221,11 @@ SWALLOC_INLINE int swalloc_open_write(const char *path) {
   return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 }
 
-/// Wall-clock time in nanoseconds since the epoch (clock_gettime through the vDSO).
+/// Wall-clock time in nanoseconds since the epoch. A system call, not the vDSO: read once per profile, often
+/// at the exit of a process that never read the clock, whose first vDSO read faults in its data page (8 us).
 SWALLOC_INLINE uint64_t swalloc_realtime_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  struct timespec ts = {0, 0};
+  syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -239,6 +240,26 @@ typedef struct swalloc_symbol {
 /// dladdr: 1 and `*symbol` filled when a loaded object contains `address`. Takes the loader's lock (no
 /// allocation): for exit and dump time only, never inside malloc.
 int swalloc_symbolize(uintptr_t address, swalloc_symbol *symbol);
+
+/// One object the loader has loaded (the program, its libraries, the vDSO), as dl_iterate_phdr reports it.
+typedef struct swalloc_loaded_object {
+  /// The load bias: an address in the object's program headers plus `base` is where it is mapped.
+  uintptr_t base;
+  /// The object's ELF64 program headers (in memory), `program_header_count` of them.
+  const void *_Nullable program_headers;
+  size_t program_header_count;
+  /// The loader's name for it: "" for the program, else the path it was loaded from (or linux-vdso.so.1).
+  const char *_Nullable name;
+} swalloc_loaded_object;
+
+typedef void (*swalloc_loaded_object_visitor)(const swalloc_loaded_object *object, void *_Nullable context);
+
+/// The program's path as given to execve (getauxval(AT_EXECFN)), or NULL.
+const char *_Nullable swalloc_program_path(void);
+
+/// Calls `visit` for each loaded object (dl_iterate_phdr: the loader's lock is held meanwhile, nothing is
+/// allocated): for exit and dump time only, never inside malloc or a signal handler.
+void swalloc_each_loaded_object(swalloc_loaded_object_visitor visit, void *_Nullable context);
 
 #pragma clang assume_nonnull end
 

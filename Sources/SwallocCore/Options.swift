@@ -190,7 +190,10 @@ enum Options {
     // Guarded sampling needs no check on the Swift API's fast paths: its samples are chosen as free lists are
     // handed out, and its blocks' frees fail the fast path's segment-map test.
     userHeapsChecked = secure
-    if profile != .off { Profile.enable() }
+    if profile != .off {
+      ProfileScratch.noteStartingProcess()
+      Profile.enable()
+    }
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {
         HugeReserve.initialize()

@@ -70,22 +70,39 @@ struct ByteSink {
 }
 
 /// One dump's work memory: a single anonymous mapping carved into the tables below, unmapped at the end.
+/// The small tables come first, packed, then the output, so that a small profile touches a few pages (each
+/// first touch is a page fault, and munmap's cost grows with the pages touched); /proc/self/maps' buffer,
+/// when it is read, comes last.
 struct ProfileScratch {
+  /// Mappings that /proc/self/maps may give.
   static let maximumMappingCount = 4096
   static let mapsByteCount = 4 << 20
   static let buildIDTextByteCount = 80
-  static let maximumStringCount = 16 + 2 * maximumMappingCount + (1 << 20)
+  /// Strings besides the mappings' and functions': "", the sample types and units.
+  static let fixedStringCount = 16
+  /// Room in front of the output for the gzip header and the first stored block's header (10 + 5 bytes),
+  /// and after it for the trailer (8), so that a small profile goes out in one write.
+  static let outputHeadroom = 16
+  static let outputTailroom = 8
 
   var base: UnsafeMutableRawPointer
   var byteCount: Int
   /// (address, length) of each string of the string table, in order.
   var strings: UnsafeMutablePointer<UInt>
   var stringCount = 0
+  let stringCapacity: Int
   /// Per executable mapping: start, limit, file offset, filename string, build-ID string.
   var mappings: UnsafeMutablePointer<UInt>
   var mappingCount = 0
+  let mappingCapacity: Int
   var buildIDText: UnsafeMutablePointer<UInt8>
+  /// The loaded objects' names, copied (the loader may free its own once its lock is released).
+  var names: UnsafeMutablePointer<UInt8>
+  var nameByteCount = 0
+  let nameCapacity: Int
+  /// /proc/self/maps, when read (`mapsCapacity` bytes; 0 when the mappings come from the loader).
   var maps: UnsafeMutablePointer<UInt8>
+  let mapsCapacity: Int
   /// Open addressing over code addresses: (address, location id); `locationSlotCount` a power of two.
   var locationSlots: UnsafeMutablePointer<UInt>
   var locationSlotCount: Int
@@ -100,29 +117,47 @@ struct ProfileScratch {
   var crcTable: UnsafeMutablePointer<UInt32>
   var output: ByteSink
 
-  /// Maps the memory for a profile of `frameCount` frames in `sampleCount` samples.
-  init?(frameCount: Int, sampleCount: Int) {
-    var slots = 1024
+  /// Maps the memory for a profile of `frameCount` frames in `sampleCount` samples, with up to
+  /// `mappingCapacity` mappings whose names take up to `nameCapacity` bytes, and room for /proc/self/maps
+  /// when `readsMaps`.
+  init?(frameCount: Int, sampleCount: Int, mappingCapacity: Int, nameCapacity: Int, readsMaps: Bool) {
+    var slots = 16
     while slots < frameCount * 2 { slots &<<= 1 }
-    let outputCapacity = (8 << 20) + sampleCount * 720 + frameCount * 48
-    // One mapping, carved in page-aligned parts (untouched parts cost nothing).
-    let stringsOffset = 0
-    let mappingsOffset = stringsOffset + Self.pageRounded(Self.maximumStringCount * 16)
-    let textOffset = mappingsOffset + Self.pageRounded(Self.maximumMappingCount * 40)
-    let mapsOffset = textOffset + Self.pageRounded(Self.maximumMappingCount * Self.buildIDTextByteCount)
-    let slotsOffset = mapsOffset + Self.mapsByteCount
-    let locationsOffset = slotsOffset + Self.pageRounded(slots * 16)
-    let functionSlotsOffset = locationsOffset + Self.pageRounded(Swift.max(frameCount, 1) * 8)
-    let functionNamesOffset = functionSlotsOffset + Self.pageRounded(slots * 16)
-    let crcOffset = functionNamesOffset + Self.pageRounded(Swift.max(frameCount, 1) * 8)
-    let outputOffset = crcOffset + Self.pageRounded(1024)
-    let offset = outputOffset + Self.pageRounded(outputCapacity)
-    guard let memory = OSMemory.reserve(byteCount: offset) else { return nil }
+    let frames = Swift.max(frameCount, 1)
+    self.mappingCapacity = mappingCapacity
+    self.nameCapacity = nameCapacity
+    stringCapacity = Self.fixedStringCount + 2 * mappingCapacity + frames
+    mapsCapacity = readsMaps ? Self.mapsByteCount : 0
+    // Output: the header fields, each sample (its location ids and values), each location (id, mapping,
+    // address, function), each function, each mapping with its strings (path and build ID), and 8 MiB for
+    // the functions' names (only the pages written cost anything).
+    let outputCapacity = (8 << 20) + sampleCount * 48 + frames * (10 + 48 + 40)
+      + mappingCapacity * (64 + Self.buildIDTextByteCount) + nameCapacity + (readsMaps ? Self.mapsByteCount : 0)
+    var offset = 0
+    func part(_ byteCount: Int) -> Int {
+      defer { offset += (byteCount + 15) & ~15 }
+      return offset
+    }
+    let stringsOffset = part(stringCapacity * 16)
+    let mappingsOffset = part(mappingCapacity * 40)
+    let textOffset = part(mappingCapacity * Self.buildIDTextByteCount)
+    let slotsOffset = part(slots * 16)
+    let locationsOffset = part(frames * 8)
+    let functionSlotsOffset = part(slots * 16)
+    let functionNamesOffset = part(frames * 8)
+    let crcOffset = part(1024)
+    let namesOffset = part(nameCapacity)  // last: mostly room left for objects loaded meanwhile
+    let outputOffset = part(Self.outputHeadroom + outputCapacity + Self.outputTailroom)
+    offset = Self.pageRounded(offset)
+    let mapsOffset = part(mapsCapacity)
+    let total = Self.pageRounded(offset)
+    guard let memory = OSMemory.reserve(byteCount: total) else { return nil }
     base = memory
-    byteCount = offset
+    byteCount = total
     strings = (memory + stringsOffset).assumingMemoryBound(to: UInt.self)
     mappings = (memory + mappingsOffset).assumingMemoryBound(to: UInt.self)
     buildIDText = (memory + textOffset).assumingMemoryBound(to: UInt8.self)
+    names = (memory + namesOffset).assumingMemoryBound(to: UInt8.self)
     maps = (memory + mapsOffset).assumingMemoryBound(to: UInt8.self)
     locationSlots = (memory + slotsOffset).assumingMemoryBound(to: UInt.self)
     locationSlotCount = slots
@@ -130,7 +165,7 @@ struct ProfileScratch {
     functionSlots = (memory + functionSlotsOffset).assumingMemoryBound(to: UInt.self)
     functionNames = (memory + functionNamesOffset).assumingMemoryBound(to: UInt.self)
     crcTable = (memory + crcOffset).assumingMemoryBound(to: UInt32.self)
-    output = ByteSink(base: memory + outputOffset, capacity: outputCapacity)
+    output = ByteSink(base: memory + outputOffset + Self.outputHeadroom, capacity: outputCapacity)
   }
 
   func release() { OSMemory.release(base, byteCount: byteCount) }
@@ -139,7 +174,7 @@ struct ProfileScratch {
 
   /// Appends a string to the string table; returns its index.
   mutating func addString(_ start: UnsafeRawPointer, _ length: Int) -> UInt {
-    if stringCount == Self.maximumStringCount { return 0 }
+    if stringCount == stringCapacity { return 0 }
     strings[stringCount &* 2] = UInt(bitPattern: start)
     strings[stringCount &* 2 &+ 1] = UInt(bitPattern: length)
     stringCount &+= 1
@@ -210,14 +245,14 @@ struct ProfileScratch {
     let descriptor = swalloc_open_read_only("/proc/self/maps")
     if descriptor < 0 { return }
     var length = 0
-    while length < Self.mapsByteCount - 1 {
-      let count = read(descriptor, maps + length, Self.mapsByteCount - 1 - length)
+    while length < mapsCapacity - 1 {
+      let count = read(descriptor, maps + length, mapsCapacity - 1 - length)
       if count <= 0 { break }
       length &+= count
     }
     close(descriptor)
     var lineStart = 0
-    while lineStart < length && mappingCount < Self.maximumMappingCount {
+    while lineStart < length && mappingCount < mappingCapacity {
       var lineEnd = lineStart
       while lineEnd < length && maps[lineEnd] != 10 { lineEnd &+= 1 }
       maps[lineEnd] = 0  // the path becomes a C string
@@ -298,43 +333,48 @@ struct ProfileScratch {
           let fileOffset = Int(note.load(fromByteOffset: 8, as: UInt64.self))
           let fileSize = Swift.min(Int(note.load(fromByteOffset: 32, as: UInt64.self)), note.count)
           if pread(descriptor, note.baseAddress, fileSize, fileOffset) != fileSize { continue }
-          var position = 0
-          while position + 12 <= fileSize {
-            let nameSize = Int(note.load(fromByteOffset: position, as: UInt32.self))
-            let descriptionSize = Int(note.load(fromByteOffset: position + 4, as: UInt32.self))
-            let type = note.load(fromByteOffset: position + 8, as: UInt32.self)
-            let name = position + 12
-            let description = name + ((nameSize + 3) & ~3)
-            if description + descriptionSize > fileSize { break }
-            // NT_GNU_BUILD_ID, name "GNU\0"
-            if type == 3 && nameSize == 4 && note.load(fromByteOffset: name, as: UInt32.self) == 0x0055_4E47 {
-              let hexDigits: StaticString = "0123456789abcdef"
-              let count = Swift.min(descriptionSize, 32)
-              for byteIndex in 0..<count {
-                let value = note[description + byteIndex]
-                text[byteIndex * 2] = hexDigits.utf8Start[Int(value >> 4)]
-                text[byteIndex * 2 + 1] = hexDigits.utf8Start[Int(value & 15)]
-              }
-              return count * 2
-            }
-            position = description + ((descriptionSize + 3) & ~3)
-          }
+          let length = Self.buildID(notes: UnsafeRawPointer(note.baseAddress!), byteCount: fileSize, into: text)
+          if length > 0 { return length }
         }
         return 0
       }
     }
   }
 
+  /// The GNU build ID among the ELF notes at `notes` (a PT_NOTE segment's `byteCount` bytes), in hexadecimal
+  /// into `text` (up to 32 bytes of ID); returns the text's length, 0 when there is none.
+  static func buildID(notes: UnsafeRawPointer, byteCount: Int, into text: UnsafeMutablePointer<UInt8>) -> Int {
+    var position = 0
+    while position + 12 <= byteCount {
+      let nameSize = Int(notes.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+      let descriptionSize = Int(notes.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self))
+      let type = notes.loadUnaligned(fromByteOffset: position + 8, as: UInt32.self)
+      let name = position + 12
+      let description = name + ((nameSize + 3) & ~3)
+      if description + descriptionSize > byteCount { break }
+      // NT_GNU_BUILD_ID, name "GNU\0"
+      if type == 3 && nameSize == 4 && notes.loadUnaligned(fromByteOffset: name, as: UInt32.self) == 0x0055_4E47 {
+        let hexDigits: StaticString = "0123456789abcdef"
+        let count = Swift.min(descriptionSize, 32)
+        for byteIndex in 0..<count {
+          let value = notes.load(fromByteOffset: description + byteIndex, as: UInt8.self)
+          text[byteIndex * 2] = hexDigits.utf8Start[Int(value >> 4)]
+          text[byteIndex * 2 + 1] = hexDigits.utf8Start[Int(value & 15)]
+        }
+        return count * 2
+      }
+      position = description + ((descriptionSize + 3) & ~3)
+    }
+    return 0
+  }
+
   // MARK: gzip
 
-  /// Writes `output` to `descriptor` as one gzip member (RFC 1952) of stored deflate blocks (RFC 1951, type 0).
+  /// Writes `output` to `descriptor` as one gzip member (RFC 1952) of stored deflate blocks (RFC 1951, type 0):
+  /// in one write when it fits one block (the header goes in the output's headroom, the trailer after it).
   /// Returns false when a write fails.
   mutating func writeGzip(to descriptor: Int32) -> Bool {
-    for index in 0..<256 {
-      var value = UInt32(index)
-      for _ in 0..<8 { value = value & 1 != 0 ? 0xEDB8_8320 ^ (value &>> 1) : value &>> 1 }
-      crcTable[index] = value
-    }
+    fillCRCTable()
     let data = output.base
     let length = Swift.min(output.count, output.capacity)
     var crc: UInt32 = 0xFFFF_FFFF
@@ -345,19 +385,45 @@ struct ProfileScratch {
     // Header: magic, deflate, no flags, no time, no extra flags, OS = Unix.
     var header: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
       0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3)
+    var trailer: (UInt32, UInt32) = (crc.littleEndian, UInt32(truncatingIfNeeded: length).littleEndian)
+    if length <= 65535 {
+      let start = data - 15
+      start.copyMemory(from: &header, byteCount: 10)
+      Self.storeBlockHeader(start + 10, byteCount: length, final: true)
+      (data + length).copyMemory(from: &trailer, byteCount: 8)
+      return Self.writeAll(descriptor, start, 15 + length + 8)
+    }
     if !Self.writeAll(descriptor, &header, 10) { return false }
     var position = 0
+    var block: (UInt64) = 0
     repeat {
       let chunk = Swift.min(length - position, 65535)
-      let final: UInt8 = position + chunk == length ? 1 : 0
-      var block: (UInt8, UInt8, UInt8, UInt8, UInt8) = (
-        final, UInt8(chunk & 0xFF), UInt8(chunk >> 8), UInt8(~chunk & 0xFF), UInt8((~chunk >> 8) & 0xFF))
+      Self.storeBlockHeader(&block, byteCount: chunk, final: position + chunk == length)
       if !Self.writeAll(descriptor, &block, 5) { return false }
       if chunk > 0 && !Self.writeAll(descriptor, data + position, chunk) { return false }
       position += chunk
     } while position < length
-    var trailer: (UInt32, UInt32) = (crc.littleEndian, UInt32(truncatingIfNeeded: length).littleEndian)
     return Self.writeAll(descriptor, &trailer, 8)
+  }
+
+  /// A stored block's header: BFINAL and BTYPE 00 in one byte, then LEN and NLEN (little-endian).
+  static func storeBlockHeader(_ header: UnsafeMutableRawPointer, byteCount: Int, final: Bool) {
+    header.storeBytes(of: final ? 1 : 0, as: UInt8.self)
+    header.storeBytes(of: UInt16(byteCount).littleEndian, toByteOffset: 1, as: UInt16.self)
+    header.storeBytes(of: (~UInt16(byteCount)).littleEndian, toByteOffset: 3, as: UInt16.self)
+  }
+
+  /// The CRC-32 table (reflected polynomial 0xEDB88320), from the entries of the powers of two: the table is
+  /// linear over XOR, so entry i ^ j is entry i ^ entry j (256 XORs instead of 2048 shift steps).
+  func fillCRCTable() {
+    crcTable[0] = 0
+    var value: UInt32 = 0xEDB8_8320  // entry 128
+    var bit = 128
+    while bit > 0 {
+      for index in stride(from: 0, to: 256, by: 2 * bit) { crcTable[index ^ bit] = crcTable[index] ^ value }
+      value = value & 1 != 0 ? (value &>> 1) ^ 0xEDB8_8320 : value &>> 1
+      bit &>>= 1
+    }
   }
 
   static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawPointer, _ byteCount: Int) -> Bool {
@@ -381,7 +447,8 @@ enum ProfileWriter {
   }
 
   /// Writes the profile to `path` (gzip-compressed profile.proto). Returns 0, or an errno value.
-  /// `symbolize`: name the frames with dladdr (it takes the loader's lock: not in a signal handler).
+  /// `symbolize`: name the frames with dladdr and list the mappings with dl_iterate_phdr (both take the
+  /// loader's lock: not in a signal handler, which reads /proc/self/maps and the ELF files instead).
   static func write(to path: UnsafePointer<CChar>, symbolize: Bool) -> Int32 {
     if !Profile.isActive { return EINVAL }
     let stackCount = Swift.min(Profile.stackCount.load(ordering: .relaxed), Profile.stackCapacity)
@@ -393,7 +460,20 @@ enum ProfileWriter {
       frameCount += Swift.min(Profile.depth(entry), Backtrace.maximumFrameCount)
       sampleCount += 1
     }
-    guard var scratch = ProfileScratch(frameCount: frameCount, sampleCount: sampleCount) else { return ENOMEM }
+    // With the loader's lock allowed, the mappings come from the loader's list of objects (no files to
+    // read); otherwise (a signal handler, a forked child), and when an object's path is relative, from
+    // /proc/self/maps.
+    let usesLoader = symbolize && !ProfileScratch.isForkedChild
+    let census = usesLoader ? LoadedObjectCensus.take() : LoadedObjectCensus()
+    let readsMaps = !usesLoader || census.hasRelativeName
+    // Room for objects loaded between the census and the walk (8 mappings, 512 bytes of names), and for the
+    // program's path.
+    let mappingCapacity = readsMaps ? ProfileScratch.maximumMappingCount : census.segmentCount + 8
+    let nameCapacity = readsMaps ? 0 : census.nameByteCount + census.programPathByteCount + 512
+    guard var scratch = ProfileScratch(frameCount: frameCount, sampleCount: sampleCount,
+                                       mappingCapacity: mappingCapacity, nameCapacity: nameCapacity,
+                                       readsMaps: readsMaps)
+    else { return ENOMEM }
     defer { scratch.release() }
     _ = scratch.addString(UnsafeRawPointer(scratch.buildIDText), 0)  // index 0: ""
     let allocObjects = scratch.addString("alloc_objects")
@@ -403,7 +483,7 @@ enum ProfileWriter {
     let inuseObjects = scratch.addString("inuse_objects")
     let inuseSpace = scratch.addString("inuse_space")
     let space = scratch.addString("space")
-    scratch.readMappings()
+    if readsMaps { scratch.readMappings() } else { scratch.readLoadedObjects() }
 
     // sample_type (1): the four value types, in the order of every sample's values.
     valueType(&scratch.output, field: 1, allocObjects, count)

@@ -8,9 +8,65 @@ struct Allocator: Codable, Hashable, Sendable {
   let name: String
   /// The library put in LD_PRELOAD, or nil for glibc (no preload).
   let library: String?
+  /// Variables set for this allocator's runs only (--allocator-env NAME:VAR=VALUE), over the workload's own.
+  var variables: [String: String] = [:]
 
   /// The environment a child needs to run on this allocator.
-  var environment: [String: String] { library.map { ["LD_PRELOAD": $0] } ?? [:] }
+  var environment: [String: String] {
+    variables.merging(library.map { ["LD_PRELOAD": $0] } ?? [:]) { $1 }
+  }
+
+  /// The same allocator with another library (the variables stay).
+  func withLibrary(_ library: String?) -> Allocator {
+    Allocator(name: name, library: library, variables: variables)
+  }
+}
+
+/// The --allocator-env entries, NAME:VAR=VALUE, grouped by allocator name.
+struct AllocatorEnvironment: Sendable {
+  private(set) var variables: [String: [String: String]] = [:]
+
+  init() {}
+
+  /// Parses the entries in order (a later VAR for the same allocator wins).
+  init(parsing entries: [String]) throws {
+    for entry in entries {
+      let (name, variable, value) = try Self.parse(entry)
+      variables[name, default: [:]][variable] = value
+    }
+  }
+
+  /// `NAME:VAR=VALUE`: NAME an allocator name, VAR a variable name, VALUE anything (commas, colons and `=`
+  /// included: MALLOC_CONF's value has all three).
+  static func parse(_ entry: String) throws -> (name: String, variable: String, value: String) {
+    let usage = "--allocator-env \(entry): expected NAME:VAR=VALUE (e.g. swprof:SWALLOC_PROFILE=1)"
+    guard let colon = entry.firstIndex(of: ":") else { throw BenchError(usage) }
+    let name = String(entry[..<colon])
+    let assignment = entry[entry.index(after: colon)...]
+    guard let equals = assignment.firstIndex(of: "=") else { throw BenchError(usage) }
+    let variable = String(assignment[..<equals])
+    let value = String(assignment[assignment.index(after: equals)...])
+    guard AllocatorCatalog.isValidName(name) else {
+      throw BenchError(usage + "; NAME is an allocator name (letters, digits, - and _)")
+    }
+    guard let first = variable.unicodeScalars.first, first == "_" || (first.isASCII && first.properties.isAlphabetic),
+          variable.unicodeScalars.allSatisfy({ $0 == "_" || ($0.isASCII && $0.properties.isAlphabetic)
+            || ("0"..."9").contains($0) })
+    else { throw BenchError(usage + "; VAR is a variable name (letters, digits and _, not starting with a digit)") }
+    guard variable != "LD_PRELOAD" else {
+      throw BenchError("--allocator-env \(entry): LD_PRELOAD is the allocator's library; give it with "
+        + "--allocator NAME=PATH")
+    }
+    return (name, variable, value)
+  }
+
+  /// Throws when an entry names an allocator that is not among `selected`.
+  func check(selected: [String]) throws {
+    if let stray = variables.keys.sorted().first(where: { !selected.contains($0) }) {
+      throw BenchError("--allocator-env \(stray):...: no allocator named \(stray) in this run (allocators: "
+        + "\(selected.joined(separator: ", ")))")
+    }
+  }
 }
 
 /// An allocator that could not be used in this run, and why.
@@ -42,7 +98,11 @@ enum AllocatorCatalog {
   /// The allocators named in `selection` (all when empty) that exist here, and the ones that do not.
   /// `swallocLibrary` is --lib, or nil to look in the default places.
   /// `NAME=PATH` entries of `selection` are any other preloadable library, run after the known ones.
-  static func resolve(selection: [String], swallocLibrary: String?) throws -> (available: [Allocator], missing: [MissingAllocator]) {
+  /// `environment` (--allocator-env) gives some of them variables of their own; it must name only allocators of
+  /// the selection (the five built-in ones when `selection` is empty).
+  static func resolve(selection: [String], swallocLibrary: String?, environment: AllocatorEnvironment = .init())
+    throws -> (available: [Allocator], missing: [MissingAllocator])
+  {
     let custom = try selection.filter { $0.contains("=") }.map(customAllocator)
     let known = selection.filter { !$0.contains("=") }
     let unknown = known.filter { !names.contains($0) }
@@ -50,6 +110,18 @@ enum AllocatorCatalog {
       throw BenchError("unknown allocator \(unknown.joined(separator: ", ")); choose from \(names.joined(separator: ", ")) "
         + "or give NAME=PATH")
     }
+    try environment.check(selected: try selectedNames(selection))
+    let (available, missing) = try resolveLibraries(known: known, custom: custom, swallocLibrary: swallocLibrary)
+    return (available.map { allocator in
+      var allocator = allocator
+      allocator.variables = environment.variables[allocator.name] ?? [:]
+      return allocator
+    }, missing)
+  }
+
+  private static func resolveLibraries(known: [String], custom: [Allocator], swallocLibrary: String?)
+    throws -> (available: [Allocator], missing: [MissingAllocator])
+  {
     var available: [Allocator] = []
     var missing: [MissingAllocator] = []
     for name in names where (known.isEmpty && custom.isEmpty) || known.contains(name) {
@@ -88,13 +160,23 @@ enum AllocatorCatalog {
   /// An allocator given as `NAME=PATH` (a library to preload; the name must be new).
   static func customAllocator(_ entry: String) throws -> Allocator {
     let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
-    guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty,
-          parts[0].allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" })
+    guard parts.count == 2, isValidName(parts[0]), !parts[1].isEmpty
     else { throw BenchError("--allocator \(entry): expected NAME=PATH (NAME of letters, digits, - and _)") }
     guard !names.contains(parts[0]) else {
       throw BenchError("--allocator \(entry): \(parts[0]) is a built-in allocator; choose another name")
     }
     return Allocator(name: parts[0], library: BenchPaths.absolute(parts[1]))
+  }
+
+  /// The names of the allocators `selection` asks for (the built-in ones when it is empty), found or not.
+  static func selectedNames(_ selection: [String]) throws -> [String] {
+    let custom = try selection.filter { $0.contains("=") }.map { try customAllocator($0).name }
+    return (selection.isEmpty ? names : selection.filter { !$0.contains("=") }) + custom
+  }
+
+  /// Whether `name` can name an allocator: letters, digits, - and _.
+  static func isValidName(_ name: String) -> Bool {
+    !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
   }
 
   /// Builds libswalloc.so in the package the driver was built from (`swift build -c release --product

@@ -45,7 +45,8 @@ struct Runner {
     let result: ChildResult
     do {
       result = try ChildProcess.runMeasured(
-        invocation.arguments, launcher: launcher, preload: allocator.library, environment: invocation.environment,
+        invocation.arguments, launcher: launcher, preload: allocator.library,
+        environment: invocation.environment.merging(allocator.variables) { $1 },
         timeoutSeconds: timeoutSeconds, scratchDirectory: scratchDirectory)
     } catch {
       return .failure(status: "not started", detail: "\(error)")

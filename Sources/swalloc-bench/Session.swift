@@ -24,7 +24,8 @@ struct Session {
                               scratchDirectory: scratchDirectory, note: { Session.progress("  (\($0))\n") })
 
     let (available, missing) = try AllocatorCatalog.resolve(selection: options.allocatorNames,
-                                                             swallocLibrary: options.swallocLibrary)
+                                                             swallocLibrary: options.swallocLibrary,
+                                                             environment: try options.allocatorEnvironment)
     guard !available.isEmpty else { throw BenchError("no allocator to run") }
     for allocator in missing {
       Session.progress("MISSING \(allocator.name): \(allocator.reason)\n")
@@ -111,7 +112,7 @@ struct Session {
                                              scratchDirectory: scratchDirectory),
           result.succeeded, BenchPaths.exists(copy)
     else { return allocator }
-    return Allocator(name: allocator.name, library: copy)
+    return allocator.withLibrary(copy)
   }
 
   /// Prints the table; writes --json and --svg.

@@ -31,6 +31,13 @@ struct CommonOptions: ParsableArguments {
     valueName: "name"))
   var allocators: [String] = []
 
+  @Option(name: .customLong("allocator-env"), help: ArgumentHelp(
+    "Set a variable for one allocator's runs only (repeatable), e.g. swprof:SWALLOC_PROFILE=1 with "
+      + "--allocator swalloc,swprof=PATH to compare an option on and off side by side.",
+    discussion: "NAME is an allocator of the run; VALUE is taken whole (commas included).",
+    valueName: "NAME:VAR=VALUE"))
+  var allocatorEnvironmentEntries: [String] = []
+
   @Option(help: "Runs per workload and allocator; the median is reported. Default: 5, or 1 with --quick.")
   var repeats: Int?
 
@@ -58,6 +65,16 @@ struct CommonOptions: ParsableArguments {
   func validate() throws {
     if let repeats, repeats < 1 { throw ValidationError("--repeats must be at least 1") }
     if let timeoutSeconds, timeoutSeconds <= 0 { throw ValidationError("--timeout must be positive") }
+    // Before any peer is installed: a typo in a name or the syntax stops the run at once.
+    do {
+      try allocatorEnvironment.check(selected: try AllocatorCatalog.selectedNames(allocatorNames))
+    } catch let error as BenchError {
+      throw ValidationError(error.description)
+    }
+  }
+
+  var allocatorEnvironment: AllocatorEnvironment {
+    get throws { try AllocatorEnvironment(parsing: allocatorEnvironmentEntries) }
   }
 
   var allocatorNames: [String] { Self.splitCommas(allocators) }

@@ -15,6 +15,10 @@ struct TableReport {
       + "\(report.repeats) repeat\(report.repeats == 1 ? "" : "s")\(report.quick ? " (quick)" : ""), \(report.date)")
     lines.append("time = median wall time, ratio = time / \(report.baseline)'s, "
       + "RSS = median peak RSS (ru_maxrss), faults = median minor page faults (ru_minflt); lower is better")
+    for allocator in report.allocators where !allocator.variables.isEmpty {
+      lines.append("\(allocator.name) runs with " + allocator.variables.sorted { $0.key < $1.key }
+        .map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+    }
     lines.append("")
     lines += mainTable(names)
     if !report.pairInstructions.isEmpty {

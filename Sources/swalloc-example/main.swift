@@ -60,3 +60,22 @@ print("Swift API heaps: \(SwallocStatistics.heaps.allocationCount) allocations, 
 if let process = SwallocStatistics.process {
   print("libswalloc.so: \(process.allocationCount) allocations, \(process.liveByteCount) live bytes")
 }
+
+/// 32 MiB in 2048 arrays: enough for the heap profile to sample this function often.
+@inline(never)
+func buildProfiledTable() -> [[UInt64]] {
+  (0..<2048).map { row in [UInt64](repeating: UInt64(row), count: 2048) }
+}
+
+// The heap profile, when libswalloc.so runs with SWALLOC_PROFILE=1: written to the path given as the first
+// argument (default swalloc-example.pb.gz), for `go tool pprof swalloc-example FILE`.
+if SwallocProfile.isEnabled {
+  let table = buildProfiledTable()
+  let path = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "swalloc-example.pb.gz"
+  do {
+    try SwallocProfile.dump(to: path)
+    print("heap profile: \(table.count) rows live, written to \(path)")
+  } catch {
+    print("heap profile: cannot write \(path): \(error)")
+  }
+}
