@@ -67,10 +67,22 @@ func buildProfiledTable() -> [[UInt64]] {
   (0..<2048).map { row in [UInt64](repeating: UInt64(row), count: 2048) }
 }
 
+/// 16 MiB in a heap of the Swift API (4096 blocks of 4 KiB): its samples are in the same profile.
+@inline(never)
+func buildProfiledHeap(_ heap: borrowing SwallocHeap) -> [UnsafeMutableRawPointer] {
+  (0..<4096).map { _ in
+    let block = heap.allocate(byteCount: 4096)
+    block.initializeMemory(as: UInt8.self, repeating: 1, count: 4096)
+    return block
+  }
+}
+
 // The heap profile, when libswalloc.so runs with SWALLOC_PROFILE=1: written to the path given as the first
 // argument (default swalloc-example.pb.gz), for `go tool pprof swalloc-example FILE`.
 if SwallocProfile.isEnabled {
   let table = buildProfiledTable()
+  let profiledHeap = SwallocHeap()
+  let heapBlocks = buildProfiledHeap(profiledHeap)
   let path = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "swalloc-example.pb.gz"
   do {
     try SwallocProfile.dump(to: path)
@@ -78,4 +90,8 @@ if SwallocProfile.isEnabled {
   } catch {
     print("heap profile: cannot write \(path): \(error)")
   }
+  var owned = 0
+  for block in heapBlocks where profiledHeap.owns(block) { owned += 1 }
+  print("heap profile: \(heapBlocks.count) heap blocks, \(owned) owned")
+  profiledHeap.destroy()
 }

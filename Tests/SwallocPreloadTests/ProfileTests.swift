@@ -104,7 +104,13 @@ struct ProfileTests {
     for index in ["alloc_space", "inuse_space"] {
       let top = try await Pprof.top(binary: example, profile: path, sampleIndex: index, cumulative: true)
       expectNear(top["buildProfiledTable"] ?? top["buildProfiledTable()"], 33_554_432, "buildProfiledTable", top)
+      // 4096 blocks of 4 KiB from a SwallocHeap (the Swift API's copy of the allocator samples them into
+      // libswalloc.so's profile), live when dumped.
+      let heapSite = top.first { $0.key.contains("buildProfiledHeap") }?.value
+      expectNear(heapSite, 16_777_216, "buildProfiledHeap", top)
     }
+    // Sampled heap blocks are still the heap's: owns() says so, and destroy() frees them.
+    expectLine("heap profile: 4096 heap blocks, 4096 owned", in: result)
   }
 
   @Test("python3 (PYTHONMALLOC=malloc): the profile parses and names the interpreter's frames", arguments: modes)
