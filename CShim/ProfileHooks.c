@@ -72,11 +72,12 @@ void swalloc_reraise_default(int signal) {
   kill(getpid(), signal);
 }
 
-// noinline: each probe is one site, whose arguments sit in registers at its NOP.
-__attribute__((noinline)) void swalloc_probe_sample(void *block, size_t byte_count, size_t weight) {
+// noinline: each probe is one site, whose arguments sit in registers at its NOP. used and retain: a program
+// that links the Swift API without calling them keeps them under --gc-sections, which the note refers to.
+__attribute__((noinline, used, retain)) void swalloc_probe_sample(void *block, size_t byte_count, size_t weight) {
   STAP_PROBE3(swalloc, sample, block, byte_count, weight);
 }
 
-__attribute__((noinline)) void swalloc_probe_free(void *block, size_t byte_count) {
+__attribute__((noinline, used, retain)) void swalloc_probe_free(void *block, size_t byte_count) {
   STAP_PROBE2(swalloc, sample_free, block, byte_count);
 }
