@@ -46,11 +46,6 @@ extension Heap {
   @inline(never)
   static func freeSlow(_ block: UnsafeMutableRawPointer?, _ slot: UInt) {
     guard let block else { return }
-    // A guarded block (GuardedSlots.swift): libswalloc.so's free entry catches them first; the Swift API's
-    // heaps' frees come here. (Its segment-map entry may be a huge span's: the region can share its unit.)
-    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
-    // A block in a heap-profiler sample slot (SampleSlots.swift): the region is no segment either.
-    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     if Options.secure { return Secure.free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot) }
     if slot == 0 { return freeUnusual(block) }
     var page = pageAt(slot)
@@ -96,6 +91,8 @@ extension Heap {
   ) {
     let pageState = page.pointee.state
     if pageState != .inUse {
+      // The regions may share a 4 MiB unit of the segment map with a short huge span: their blocks land here.
+      if freeInSamplingRegions(block) { return }
       if pageState == .huge { return HugeSpan.free(page, block) }
       return Diagnostics.invalidFree(block, reason: .pageNotInUse)
     }
@@ -208,10 +205,27 @@ extension Heap {
     purgeIfDue(now: now)
   }
 
+  /// Frees `block` when it lies in guarded sampling's region or in the heap profiler's sample slots: neither
+  /// is a segment, so their frees reach only the slow paths for pointers that no page in use holds (no map
+  /// entry, or a huge span's unit they share), never the paths of ordinary local and remote frees.
+  @inline(never)
+  static func freeInSamplingRegions(_ block: UnsafeMutableRawPointer) -> Bool {
+    if Guarded.isEnabled && Guarded.contains(block) {
+      Guarded.free(block, caller: 0)
+      return true
+    }
+    if SamplePoints.isEnabled && SampleSlots.contains(block) {
+      SampleSlots.free(block)
+      return true
+    }
+    return false
+  }
+
   /// A free of something whose segment-map entry is not 1: a foreign pointer, or a huge block with an
   /// alignment of 4 MiB or more (its map entry says how far back its header is).
   @inline(never)
   static func freeUnusual(_ block: UnsafeMutableRawPointer) {
+    if freeInSamplingRegions(block) { return }
     guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)),
       segment.pointee.kind == .huge
     else {

@@ -265,9 +265,6 @@ enum Secure {
     guard let block else { return }
     let heap = Heap(swalloc_secure_heap_get())
     if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
-    // A guarded block (GuardedSlots.swift): its region is no segment, so free's fast path never takes it.
-    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
-    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     free(block, heap: heap, slot: slot)
   }
 
@@ -281,10 +278,14 @@ enum Secure {
     if slot != 0 {
       page = Heap.pageAt(slot)
     } else {
-      guard let segment = SegmentMap.segment(of: address) else { fail(block, .foreign) }
+      guard let segment = SegmentMap.segment(of: address) else {
+        if Heap.freeInSamplingRegions(block) { return }
+        fail(block, .foreign)
+      }
       page = segment.page(containing: address)
     }
     if page.pointee.state != .inUse {
+      if Heap.freeInSamplingRegions(block) { return }
       // A stub: the slice is not the first of its page (medium and large pages, huge spans).
       if page.pointee.state == .stub {
         let segment = page.segment
