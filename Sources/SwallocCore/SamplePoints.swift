@@ -33,6 +33,19 @@ enum SamplePoints {
     // count; every other block of the carved capacity is on `free`.
     var count = Int(page.pointee.capacity) - Int(page.pointee.used) + 1
     if page.pointee.localFree != nil || count <= 0 { count = listLength(page.pointee.free) }
+    // Most lists hold no sample point: a multiplication and a comparison per sampler (no division) decide it.
+    let blockByteCount = page.pointee.blockByteCount
+    let state = heap.state
+    let profileLeft = state.pointee.profileCountdown
+    let guardedLeft = state.pointee.guardedCountdown
+    let profileClear = !Profile.isActive || profileLeft > count &* blockByteCount
+    let guardedEligible = Guarded.isEnabled && blockByteCount <= Guarded.maximumByteCount
+    let guardedClear = !guardedEligible || guardedLeft > count
+    if profileClear && guardedClear {
+      if Profile.isActive { state.pointee.profileCountdown = profileLeft &- count &* blockByteCount }
+      if guardedEligible { state.pointee.guardedCountdown = guardedLeft &- count }
+      return
+    }
     handOut(page, count: count, heap: heap)
   }
 
