@@ -34,10 +34,14 @@ extension Heap {
       }
       heap = initialized
     }
-    if UInt(bitPattern: byteCount) > UInt(SizeClass.largeMaxByteCount) {
+    // Secure mode: a class with room for the trailer, sealed (SecureCanary.swift).
+    let wanted = Options.secure ? Secure.withTrailer(byteCount) : byteCount
+    if UInt(bitPattern: wanted) > UInt(SizeClass.largeMaxByteCount) {
       return HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
     }
-    return heap.allocate(sizeClass: SizeClass.of(byteCount: byteCount))
+    let sizeClass = SizeClass.of(byteCount: wanted)
+    if Options.secure { return Secure.sealed(heap.allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass) }
+    return heap.allocate(sizeClass: sizeClass)
   }
 
   /// Allocates a block of `sizeClass` from this heap (the calling thread's). Sets `ENOMEM` on failure.

@@ -71,6 +71,14 @@ enum LibC {
       release(pointer)
       return nil
     }
+    // Secure mode: a page block's seal is checked, and it is resized in place within its room.
+    if Options.secure, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
+      if inPlace { return pointer }
+      guard let block = allocate(byteCount) else { return nil }
+      memcpy(block, pointer, Swift.min(usableSize(pointer), byteCount))
+      release(pointer)
+      return block
+    }
     let usable = usableSize(pointer)
     if usable < 0 {
       // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort).
@@ -146,6 +154,13 @@ enum LibC {
         return nil
       }
       heap = initialized
+    }
+    if Options.secure {
+      let sizeClass = SizeClass.of(byteCount: Secure.withTrailer(byteCount), alignment: alignment)
+      if sizeClass != 0 {
+        return Secure.sealed(heap.allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass)
+      }
+      return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
     }
     let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
     if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass) }
@@ -225,6 +240,12 @@ enum LibC {
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }
     // Interior pointers get what is left of their block.
-    return page.pointee.blockByteCount - offset % page.pointee.blockByteCount
+    let blockByteCount = page.pointee.blockByteCount
+    let inside = offset % blockByteCount
+    if Options.secure {
+      // What the program asked for (the canary and trailer follow: SecureCanary.swift).
+      return Swift.max(0, Secure.requestedSize(pointer - inside, blockByteCount: blockByteCount) - inside)
+    }
+    return blockByteCount - inside
   }
 }

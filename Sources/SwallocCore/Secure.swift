@@ -31,6 +31,7 @@ enum Secure {
     _ = keyWord.compareExchange(expected: 0, desired: mix(seed) | 1, ordering: .relaxed)
     _ = markerKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x2545_F491_4F6C_DD1D) | 1, ordering: .relaxed)
     _ = randomState.compareExchange(expected: 0, desired: mix(seed ^ 0x5851_F42D_4C95_7F2D), ordering: .relaxed)
+    initializeCanaries(seed: seed)
   }
 
   @inline(__always)
@@ -108,12 +109,12 @@ enum Secure {
 
   // MARK: page lists
 
-  /// Pops the first block of `page.free` (which must not be empty), checking its link and clearing its
-  /// freed marker.
+  /// Pops the first block of `page.free` (which must not be empty), checking its link and its fill (a freed
+  /// block) and clearing its freed marker. The caller seals it (SecureCanary.swift).
   static func pop(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer {
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = checkedNext(block, page: page)
-    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    takeFromList(block, blockByteCount: page.pointee.blockByteCount)
     return block
   }
 
@@ -138,19 +139,33 @@ enum Secure {
     let key = key
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
+    // Word 8 gets the fresh marker: not the freed one (the memory may hold an earlier page's freed blocks),
+    // so malloc checks no fill in a block never freed. The last word gets zero, which the next block's free
+    // checks (an underflow of it); in 16-byte blocks the two are the same word (SecureCanary.swift).
+    let fresh = markerKey ^ 2
+    let fill: UInt = 0
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
+      markFresh(block, size: size, fresh: fresh, fill: fill)
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
+      markFresh(block, size: size, fresh: fresh, fill: fill)
       block &+= size
     }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
+  }
+
+  @inline(__always)
+  static func markFresh(_ block: UInt, size: UInt, fresh: UInt, fill: UInt) {
+    let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
+    pointer.storeBytes(of: fill, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
+    pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
   }
 
   static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
@@ -187,13 +202,16 @@ enum Secure {
     var corrupted: UnsafeMutableRawPointer? = nil
     // malloc(0) finds the empty page in direct slot 0 (Heap.firstChanged) and takes the slow path, which
     // answers it with an inaccessible unique pointer when guarded sampling has its region (GuardedSlots).
-    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
-      let page = heap.directPage((byteCount &+ 15) &>> 4)
+    // Room for the trailer: the class of byteCount + 8 (SecureCanary.swift).
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount &- trailerByteCount) {
+      let page = heap.directPage((byteCount &+ (15 &+ trailerByteCount)) &>> 4)
       if let block = page.pointee.free {
         let next = next(block)
         if isValidLink(next, page) {
           page.pointee.free = next
-          block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+          let blockByteCount = page.pointee.blockByteCount
+          takeFromList(block, blockByteCount: blockByteCount)
+          seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
           page.pointee.used &+= 1
           heap.state.pointee.mallocCount &+= 1
           return block
@@ -231,6 +249,10 @@ enum Secure {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
         if block.load(fromByteOffset: 8, as: UInt.self) != marker {
+          let blockByteCount = page.pointee.blockByteCount
+          checkSeal(block, blockByteCount: blockByteCount)
+          if address != UInt(bitPattern: page.pointee.start) { checkPrevious(block, blockByteCount: blockByteCount) }
+          fill(block, blockByteCount: blockByteCount)
           block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
           setNext(block, page.pointee.localFree, key: key)
           page.pointee.localFree = block
@@ -296,9 +318,21 @@ enum Secure {
     }
     if !isBlockStart(address, page) { fail(block, .interior) }
     let marker = freedMarker(block)
-    if block.load(fromByteOffset: 8, as: UInt.self) == marker { fail(block, .doubleFree) }
+    let word = block.load(fromByteOffset: 8, as: UInt.self)
+    if word == marker { fail(block, .doubleFree) }
+    let blockByteCount = page.pointee.blockByteCount
+    if word == freshMarker(address) && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self),
+                                                    address, blockByteCount: blockByteCount) < 0
+    {
+      fail(block, .neverAllocated)
+    }
+    checkSeal(block, blockByteCount: blockByteCount)
+    let owned = page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base)
+    // The block before: only on the owner's thread (no malloc of it can race the read).
+    if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
+    fill(block, blockByteCount: blockByteCount)
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
-    if page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base) {
+    if owned {
       return heap.freeOwned(page, block, encoded: true)
     }
     Heap.freeRemote(page, block, heap, encoded: true)
@@ -324,7 +358,7 @@ enum Secure {
   // MARK: failure
 
   enum Failure {
-    case foreign, doubleFree, interior, corruptedFreeList
+    case foreign, doubleFree, interior, corruptedFreeList, neverAllocated
   }
 
   /// Reports a misuse of the heap and aborts (secure mode's answer; glibc aborts on what it detects too).
@@ -338,6 +372,7 @@ enum Secure {
       case .doubleFree: writer.text("free(): double free of ")
       case .interior: writer.text("free(): pointer into the middle of a block ")
       case .corruptedFreeList: writer.text("malloc(): corrupted free list at ")
+      case .neverAllocated: writer.text("free(): invalid pointer ")
       }
       writer.hexadecimal(UInt(bitPattern: block))
       switch failure {
@@ -345,6 +380,7 @@ enum Secure {
       case .doubleFree: writer.text(" (already free)")
       case .interior: writer.text(" (not the start of a block)")
       case .corruptedFreeList: writer.text(" (a freed block was overwritten: use after free or overflow)")
+      case .neverAllocated: writer.text(" (a block boundary never handed out)")
       }
       writer.text("; aborting (SWALLOC_SECURE=1)\n")
     }

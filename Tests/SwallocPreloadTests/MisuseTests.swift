@@ -1,6 +1,8 @@
 // Secure mode's deterministic checks beyond guarded sampling (issue 15, part 2), one probe per class of heap
 // misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp): reads and writes through malloc(0)'s
-// pointer fault, a sized free or delete that names the wrong size aborts. The same programs' `valid` mode
+// pointer fault, a sized free or delete that names the wrong size aborts, overflows and underflows of 1 and
+// 32 bytes abort at free (canaries, trailers), writes after free abort when the block is handed out again
+// (the fill); by default the same overflows and writes run on (harmless there: they stay in the slack). The same programs' `valid` mode
 // runs clean in both modes (no false positive).
 import Foundation
 import Testing
@@ -18,7 +20,7 @@ struct MisuseTests {
     ("misuse_cxx.cpp", "delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "array-deleted", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "object-deleted-as-array", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
-  ])
+  ] + Self.canaryCases.map { ($0.0, $0.1, SIGABRT, $0.2) })
   func caught(source: String, mode: String, signal: Int32, message: String) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
     let result = try await runChild(program, [mode], preload: try Preload.library(), environment: Self.secure,
@@ -27,6 +29,31 @@ struct MisuseTests {
     #expect(GuardedTests.died(result, of: signal), "expected death by signal \(signal)\n\(result.summary)")
     #expect(result.standardError.contains(message), "\(result.summary)")
     #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
+  }
+
+  /// Overflows, underflows and writes after free (SecureCanary.swift): source, mode, message.
+  static let canaryCases: [(String, String, String)] = {
+    let overflow = "swalloc: free(): heap-buffer-overflow: block 0x"
+    let underflow = "swalloc: free(): heap-buffer-underflow: the bytes just before block 0x"
+    let afterFree = "swalloc: malloc(): write after free: freed block 0x"
+    var cases: [(String, String, String)] = []
+    for source in ["misuse.c", "misuse_cxx.cpp"] {
+      var overflows = ["overflow-1-small", "overflow-32-small", "overflow-1-medium", "overflow-32-large"]
+      if source == "misuse.c" { overflows += ["overflow-32-medium", "overflow-1-large"] }
+      cases += overflows.map { (source, $0, overflow) }
+      cases += [(source, "underflow-1", underflow), (source, "underflow-32", underflow),
+                (source, "write-after-free", afterFree), (source, "zero-after-free", afterFree)]
+    }
+    cases.append(("misuse.c", "stale-after-realloc", afterFree))
+    return cases
+  }()
+
+  @Test("overflows, underflows and writes after free are harmless by default (no abort)",
+        arguments: Self.canaryCases.map { ($0.0, $0.1) })
+  func harmlessByDefault(source: String, mode: String) async throws {
+    let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
+    let result = try await runPreloaded(program, [mode], timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
   }
 
   @Test("the valid programs run clean in both modes", arguments: ["misuse.c", "misuse_cxx.cpp"], [false, true])

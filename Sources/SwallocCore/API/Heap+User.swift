@@ -66,10 +66,15 @@ extension Heap {
     {
       return block
     }
+    // Secure mode: room for the trailer, sealed (SecureCanary.swift).
+    let wanted = Options.secure ? Secure.withTrailer(byteCount) : byteCount
     let sizeClass = alignment <= LibC.minimumAlignment
-      ? (byteCount > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: byteCount))
-      : SizeClass.of(byteCount: byteCount, alignment: alignment)
-    if sizeClass != 0 { return allocate(sizeClass: sizeClass) }
+      ? (wanted > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: wanted))
+      : SizeClass.of(byteCount: wanted, alignment: alignment)
+    if sizeClass != 0 {
+      if Options.secure { return Secure.sealed(allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass) }
+      return allocate(sizeClass: sizeClass)
+    }
     return HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
                              zeroed: nil, owner: self)
   }

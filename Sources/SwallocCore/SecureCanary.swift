@@ -1,0 +1,314 @@
+// SecureCanary: secure mode's per-block checks of overflows, underflows and writes after free (issue 15,
+// part 2). Every page block handed out in secure mode (blocks up to 512 KiB; huge blocks have guard pages
+// instead) sits in a size class chosen for the requested size plus 8 bytes, and carries:
+//
+// - a trailer in its last 8 bytes: the requested size n, three times over (bits 0, 20 and 40), xored with a
+//   keyed word of the block's address. Any change to any of its bytes, or a trailer copied from another
+//   block, fails to decode (a forged one needs the key);
+// - a canary: the 8 keyed bytes right after the requested size (fewer when the trailer starts sooner; the
+//   first byte is never zero, so a string's terminating zero written one past the end is caught).
+//
+// `free` (and `realloc`) check both, so any overflow that starts at the end of the requested size (one byte,
+// or a memcpy of 32 more), or that reaches the end of the block, aborts with the block named. The previous
+// block's trailer is checked too when the calling thread frees a block of its own page: an underflow of
+// this block (or an overflow of that one) aborts. `malloc_usable_size` returns n: the program may write all
+// of what it is told it has, and nothing of the canary.
+//
+// Freed blocks are filled with a keyed non-zero byte beyond the link and freed-marker words (the first
+// `fillLimit` bytes of each block), and the fill is checked when the block is handed out again: a write
+// after free, a zero included, aborts there. The last word of a freed block is zero instead: C++ reads the
+// element count of an array deleted with delete[] from the 8 bytes before it, so a delete[] of an object
+// from new finds a count of zero when the block before it is free (and reaches the sized delete's check)
+// instead of running destructors over a count read from a fill. Blocks carved but never handed out carry a
+// "fresh" marker instead of the freed one (their memory is not filled; a page's memory may hold an earlier
+// class's data) and a zero last word.
+import CShim
+import Synchronization
+
+extension Secure {
+  /// The key of trailers and canaries (independent of the link and marker keys).
+  static let canaryKeyWord = Atomic<UInt>(0)
+  /// The fill byte of freed blocks, repeated to a word: random, never zero (a zero written is caught).
+  static let fillWordStorage = Atomic<UInt>(0)
+
+  /// Bytes every secure page block keeps after the requested size (the trailer).
+  static let trailerByteCount = 8
+  /// How much of a freed block is filled and checked: blocks up to this size entirely, larger ones their
+  /// first this many bytes (the fill costs a write on free and a read on malloc of every byte it covers).
+  static let fillLimit = 4096
+  /// The requested size, kept in 20 bits (up to 512 KiB) and repeated three times in the trailer.
+  static let sizeBits: UInt = 20
+  static let sizeMask: UInt = (1 << 20) - 1
+  static let sizeRepeater: UInt = 1 | (1 << 20) | (1 << 40)
+
+  static func initializeCanaries(seed: UInt) {
+    _ = canaryKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x6A09_E667_F3BC_C908), ordering: .relaxed)
+    var byte = mix(seed ^ 0x3C6E_F372_FE94_F82B) & 0xFF
+    if byte == 0 { byte = 0xA5 }
+    _ = fillWordStorage.compareExchange(expected: 0, desired: byte &* 0x0101_0101_0101_0101, ordering: .relaxed)
+  }
+
+  @inline(__always)
+  static var fillWord: UInt { fillWordStorage.load(ordering: .relaxed) }
+
+  /// The keyed word of the block at `address` that its trailer is xored with.
+  @inline(__always)
+  static func trailerMask(_ address: UInt) -> UInt {
+    canaryKeyWord.load(ordering: .relaxed) ^ rotated(address)
+  }
+
+  /// The canary of the block whose trailer mask is `mask`: its first byte is never zero.
+  @inline(__always)
+  static func canary(_ mask: UInt) -> UInt { (mask &* 0x9E37_79B9_7F4A_7C15) | 1 }
+
+  /// The marker of a block carved and never handed out (word 8, as the freed marker).
+  @inline(__always)
+  static func freshMarker(_ block: UInt) -> UInt { block ^ markerKey ^ 2 }
+
+  // MARK: sealing
+
+  /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block` and the trailer
+  /// that records `byteCount`. The trailer word is written last and in one store (the previous-block check
+  /// of a concurrent free reads it).
+  @inline(__always)
+  static func seal(_ block: UnsafeMutableRawPointer, byteCount: Int, blockByteCount: Int) {
+    let mask = trailerMask(UInt(bitPattern: block))
+    let canary = canary(mask)
+    let slack = blockByteCount &- trailerByteCount &- byteCount
+    if slack >= 8 {
+      block.storeBytes(of: canary, toByteOffset: byteCount, as: UInt.self)
+    } else if slack > 0 {
+      // The canary's first `slack` bytes end the word before the trailer; the program's bytes before them
+      // are kept.
+      let offset = blockByteCount &- 16
+      let keep = UInt(bitPattern: 8 &- slack) &* 8
+      let word = block.load(fromByteOffset: offset, as: UInt.self)
+      block.storeBytes(of: (word & ((1 &<< keep) &- 1)) | (canary &<< keep), toByteOffset: offset, as: UInt.self)
+    }
+    block.storeBytes(of: mask ^ (UInt(bitPattern: byteCount) &* sizeRepeater), toByteOffset: blockByteCount &- 8,
+                     as: UInt.self)
+  }
+
+  /// The requested size recorded in a trailer word, or -1 when the word is not a valid trailer of `block`
+  /// (overwritten).
+  @inline(__always)
+  static func decodedSize(_ trailer: UInt, _ block: UInt, blockByteCount: Int) -> Int {
+    let value = trailer ^ trailerMask(block)
+    let size = value & sizeMask
+    if value != size &* sizeRepeater || size > UInt(bitPattern: blockByteCount &- trailerByteCount) { return -1 }
+    return Int(bitPattern: size)
+  }
+
+  /// Checks the trailer and the canary of a live block; aborts when either was overwritten.
+  @inline(__always)
+  static func checkSeal(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let address = UInt(bitPattern: block)
+    let trailer = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    let size = decodedSize(trailer, address, blockByteCount: blockByteCount)
+    if size < 0 { sealBroken(block, blockByteCount: blockByteCount, byteCount: -1) }
+    let slack = UInt(bitPattern: blockByteCount &- trailerByteCount &- size)
+    let checked: UInt = slack >= 8 ? ~0 : (1 &<< (slack &* 8)) &- 1
+    let word = block.loadUnaligned(fromByteOffset: size, as: UInt.self)
+    if (word ^ canary(trailerMask(address))) & checked != 0 {
+      sealBroken(block, blockByteCount: blockByteCount, byteCount: size)
+    }
+  }
+
+  /// The requested size of a live secure page block (its usable size), or `blockByteCount - 8` when its
+  /// trailer does not decode (the block was freed, or overwritten: free reports that).
+  static func requestedSize(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Int {
+    let trailer = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    let size = decodedSize(trailer, UInt(bitPattern: block), blockByteCount: blockByteCount)
+    return size < 0 ? blockByteCount &- trailerByteCount : size
+  }
+
+  /// The free of a block of the calling thread's own page: checks the end of the block before it (if
+  /// any), whose trailer an underflow of `block` overwrites. Its last word is a valid trailer (live), zero
+  /// (freed, or carved and never handed out: `extend` writes it), or, in 16-byte blocks, the freed or
+  /// fresh marker. Only the page's owner carves and hands out blocks, so
+  /// no malloc races this read; a concurrent remote free only moves the word from one accepted value to
+  /// another.
+  @inline(__always)
+  static func checkPrevious(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let previous = block - blockByteCount
+    let address = UInt(bitPattern: previous)
+    let last = block.load(fromByteOffset: -8, as: UInt.self)
+    if last == 0 || decodedSize(last, address, blockByteCount: blockByteCount) >= 0 { return }
+    checkPreviousSlow(previous, block, last, blockByteCount: blockByteCount)
+  }
+
+  @inline(never)
+  static func checkPreviousSlow(_ previous: UnsafeMutableRawPointer, _ block: UnsafeMutableRawPointer, _ last: UInt,
+                                blockByteCount: Int)
+  {
+    if last == freedMarker(previous) || last == freshMarker(UInt(bitPattern: previous)) { return }
+    failCorruption(.underflow, block: block, other: previous, blockByteCount: blockByteCount, offset: -1)
+  }
+
+  // MARK: fill
+
+  /// Fills a block being freed beyond its link and freed marker (up to `fillLimit`), its last word with zero.
+  @inline(__always)
+  static func fill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if blockByteCount <= 16 { return }
+    let end = Swift.min(blockByteCount &- 8, fillLimit)
+    if end > 16 { memset(block + 16, Int32(truncatingIfNeeded: fillWord & 0xFF), end &- 16) }
+    block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
+  }
+
+  /// A block leaves its page's free list (malloc): a freed block's fill must be intact, and its freed
+  /// marker is cleared (in 16-byte blocks the trailer that `seal` writes replaces it).
+  @inline(__always)
+  static func takeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
+      checkFill(block, blockByteCount: blockByteCount)
+    }
+    if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
+  }
+
+  @inline(__always)
+  static func checkFill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if blockByteCount <= 16 { return }
+    let fill = fillWord
+    let end = Swift.min(blockByteCount &- 8, fillLimit)
+    var differs = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    var offset = 16
+    while offset &+ 16 <= end {
+      differs |= (block.load(fromByteOffset: offset, as: UInt.self) ^ fill)
+        | (block.load(fromByteOffset: offset &+ 8, as: UInt.self) ^ fill)
+      offset &+= 16
+    }
+    if offset < end { differs |= block.load(fromByteOffset: offset, as: UInt.self) ^ fill }
+    if differs != 0 { fillBroken(block, blockByteCount: blockByteCount) }
+  }
+
+  // MARK: failures
+
+  enum Corruption {
+    case overflow, underflow, writeAfterFree
+  }
+
+  @inline(never)
+  static func sealBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int, byteCount: Int) -> Never {
+    if block.load(fromByteOffset: 8, as: UInt.self) == freshMarker(UInt(bitPattern: block)) {
+      fail(block, .neverAllocated)
+    }
+    var offset = -1
+    if byteCount >= 0 {
+      let canary = canary(trailerMask(UInt(bitPattern: block)))
+      for index in 0..<Swift.min(8, blockByteCount &- trailerByteCount &- byteCount) {
+        let stored = block.load(fromByteOffset: byteCount &+ index, as: UInt8.self)
+        if stored != UInt8(truncatingIfNeeded: canary &>> UInt(index &* 8)) {
+          offset = byteCount &+ index
+          break
+        }
+      }
+    }
+    failCorruption(.overflow, block: block, other: nil, blockByteCount: blockByteCount, offset: offset,
+                   byteCount: byteCount)
+  }
+
+  @inline(never)
+  static func fillBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Never {
+    let fill = UInt8(truncatingIfNeeded: fillWord)
+    var offset = 16
+    let end = Swift.min(blockByteCount &- 8, fillLimit)
+    while offset < end && block.load(fromByteOffset: offset, as: UInt8.self) == fill { offset &+= 1 }
+    if offset == end {
+      offset = blockByteCount &- 8
+      while offset < blockByteCount && block.load(fromByteOffset: offset, as: UInt8.self) == 0 { offset &+= 1 }
+    }
+    failCorruption(.writeAfterFree, block: block, other: nil, blockByteCount: blockByteCount, offset: offset)
+  }
+
+  /// Reports an overwritten canary, trailer or fill and aborts.
+  @inline(never)
+  static func failCorruption(_ corruption: Corruption, block: UnsafeMutableRawPointer,
+                             other: UnsafeMutableRawPointer?, blockByteCount: Int, offset: Int,
+                             byteCount: Int = -1) -> Never
+  {
+    ErrorWriter.withWriter { writer in
+      switch corruption {
+      case .overflow:
+        writer.text("swalloc: free(): heap-buffer-overflow: block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        if byteCount >= 0 {
+          writer.text(" of ")
+          writer.decimal(byteCount)
+          writer.text(" bytes was written past its end (its canary at offset ")
+          writer.decimal(offset)
+          writer.text(" was overwritten)")
+        } else {
+          writer.text(" (a ")
+          writer.decimal(blockByteCount)
+          writer.text("-byte block) had its trailer overwritten: an overflow past its end, or an underflow of the")
+          writer.text(" block after it")
+        }
+      case .underflow:
+        writer.text("swalloc: free(): heap-buffer-underflow: the bytes just before block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" were overwritten (the trailer of the ")
+        writer.decimal(blockByteCount)
+        writer.text("-byte block before it, ")
+        writer.hexadecimal(UInt(bitPattern: other))
+        writer.text(", which an overflow of that block reaches too)")
+      case .writeAfterFree:
+        writer.text("swalloc: malloc(): write after free: freed block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" (")
+        writer.decimal(blockByteCount)
+        writer.text(" bytes) was written at offset ")
+        writer.decimal(offset)
+        writer.text(" after it was freed")
+      }
+      writer.text("; aborting (SWALLOC_SECURE=1)\n")
+    }
+    swalloc_abort()
+  }
+}
+
+extension Secure {
+  /// A secure page block of the class chosen for `byteCount` + 8 bytes, sealed for `byteCount` (heap
+  /// must be initialized; `sizeClass` 0: the request is too large for a page). Used by every secure path
+  /// that picks a class itself (malloc's slow path, the aligned family, the Swift API's heaps).
+  @inline(__always)
+  static func sealed(_ block: UnsafeMutableRawPointer?, byteCount: Int, sizeClass: Int) -> UnsafeMutableRawPointer? {
+    guard let block else { return nil }
+    seal(block, byteCount: byteCount, blockByteCount: SizeClass.blockByteCount(sizeClass))
+    return block
+  }
+
+  /// The request size to choose a class for in secure mode: room for the trailer (sizes beyond a page
+  /// block's stay as they are: huge blocks have a guard page instead).
+  @inline(__always)
+  static func withTrailer(_ byteCount: Int) -> Int {
+    UInt(bitPattern: byteCount) <= UInt(SizeClass.largeMaxByteCount &- trailerByteCount)
+      ? byteCount &+ trailerByteCount : Swift.max(byteCount, SizeClass.largeMaxByteCount &+ 1)
+  }
+
+  /// `realloc` of a secure page block: checks its seal, then resizes it in place (resealed) when the new
+  /// size still uses at least half of the block's room. Nil: not a page block start (huge, guarded, foreign,
+  /// interior: realloc's general path handles those); false: it must move.
+  static func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Bool? {
+    let address = UInt(bitPattern: pointer)
+    guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
+    let page = segment.page(containing: address)
+    guard page.pointee.state == .inUse, isBlockStart(address, page) else { return nil }
+    let blockByteCount = page.pointee.blockByteCount
+    if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
+    checkSeal(pointer, blockByteCount: blockByteCount)
+    let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
+    let wanted = UInt(bitPattern: byteCount)
+    if wanted > room || wanted < room / 2 { return false }
+    seal(pointer, byteCount: byteCount, blockByteCount: blockByteCount)
+    return true
+  }
+}
+
+extension Secure {
+  /// Whether `pointer`, which `LibC.usableSize` accepted, is a 16-byte-aligned block carrying its freed
+  /// marker (a sized delete of a freed block: free reports the double free).
+  static func looksFreed(_ pointer: UnsafeMutableRawPointer) -> Bool {
+    UInt(bitPattern: pointer) & 15 == 0 && pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer)
+  }
+}
