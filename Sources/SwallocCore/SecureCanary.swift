@@ -33,9 +33,10 @@ extension Secure {
 
   /// Bytes every secure page block keeps after the requested size (the trailer).
   static let trailerByteCount = 8
-  /// How much of a freed block is filled and checked: blocks up to this size entirely, larger ones their
-  /// first this many bytes (the fill costs a write on free and a read on malloc of every byte it covers).
-  static let fillLimit = 4096
+  /// How much of a freed block is filled and checked: its bytes 16 to 64 (plus the zero last word). A write
+  /// after free further in is not seen. The fill costs a write on free and a read on malloc of every byte it
+  /// covers: filling the first 4 KiB made churn-lifo 4.3x slower than the default mode, sizesweep 2.5x.
+  static let fillLimit = 64
   /// The requested size, kept in 20 bits (up to 512 KiB) and repeated three times in the trailer.
   static let sizeBits: UInt = 20
   static let sizeMask: UInt = (1 << 20) - 1
@@ -152,7 +153,12 @@ extension Secure {
   static func fill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     if blockByteCount <= 16 { return }
     let end = Swift.min(blockByteCount &- 8, fillLimit)
-    if end > 16 { memset(block + 16, Int32(truncatingIfNeeded: fillWord & 0xFF), end &- 16) }
+    let fill = fillWord
+    var offset = 16
+    while offset < end {
+      block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
+      offset &+= 8
+    }
     block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
   }
 
