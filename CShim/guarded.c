@@ -1,4 +1,4 @@
-// guarded.c: guarded sampling's C side (see include/guarded.h): the countdown, the region bounds, the
+// guarded.c: guarded sampling's C side (see include/guarded.h): the region bounds, the
 // SIGSEGV/SIGBUS handler chained to the program's, and symbolization through dladdr.
 #define _GNU_SOURCE
 #include "CShim.h"
@@ -8,7 +8,6 @@
 #include <signal.h>
 #include <ucontext.h>
 
-__thread long swalloc_tls_guarded_countdown __attribute__((tls_model("initial-exec"))) = 0;
 
 __attribute__((visibility("hidden"))) uintptr_t swalloc_guarded_region_start = 0;
 __attribute__((visibility("hidden"))) uintptr_t swalloc_guarded_region_length = 0;

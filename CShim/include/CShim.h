@@ -182,16 +182,21 @@ int swalloc_object_bounds(const void *address, uintptr_t *start, uintptr_t *end)
 /// address less one), or is the instruction a signal interrupted: ready for symbolization. With
 /// `skip_own_frames`, the leading frames of the object that holds this code (libswalloc.so) are left out.
 /// Never allocates or locks; safe in signal handlers and forked children (Backtrace.c).
-/// Call it from C: every frame between the program and this function needs call-frame information, which
-/// Embedded Swift does not emit. The walk stops at the first frame without it.
+/// Every frame between the program and this function needs call-frame information (.eh_frame), which Embedded
+/// Swift code lacks: from Swift, call swalloc_backtrace_capture_from_swift. The walk stops at the first frame
+/// without it.
 int swalloc_backtrace_capture(uintptr_t *frames, int capacity, int skip_own_frames);
 
+/// The same, called from the library's Embedded Swift code, whose frames have frame pointers but no .eh_frame:
+/// they are walked by frame pointer up to the program's call, and the CFI walk goes on from there.
+int swalloc_backtrace_capture_from_swift(uintptr_t *frames, int capacity);
+
 // ---- heap profiler (Sampler.swift, Profile.swift, Sources/SwallocExports/Profile.c) -----------------------
-/// A thread's sampling state: bytes left before the next sample (0: not drawn yet), the random generator's
-/// state, and whether the thread is inside the profiler (a nested allocation, from a signal handler or the
-/// profiler itself, is never sampled).
+/// A thread's sampling state: the random generator's state, and whether the thread is inside the profiler (a
+/// nested allocation, from a signal handler or the profiler itself, is never sampled). The countdowns live in
+/// the heap (SamplePoints.swift).
 typedef struct swalloc_sampler {
-  uint64_t countdown;
+  uint64_t unused;
   uint64_t random;
   uint64_t busy;
 } swalloc_sampler;
@@ -199,13 +204,6 @@ typedef struct swalloc_sampler {
 extern __thread swalloc_sampler swalloc_tls_sampler __attribute__((tls_model("initial-exec")));
 
 SWALLOC_INLINE swalloc_sampler *_Nonnull swalloc_sampler_state(void) { return &swalloc_tls_sampler; }
-
-/// Points libswalloc.so's allocating entry points at the sampling ones (Profile.c); `secure` picks secure
-/// mode's malloc underneath. Elsewhere (the Swift API's copy of the core) the function is absent.
-SWALLOC_INLINE void swalloc_use_profile_entries(int secure) {
-  extern void swalloc_select_profile_entries(int secure) __attribute__((weak));
-  if (swalloc_select_profile_entries) swalloc_select_profile_entries(secure);
-}
 
 /// Installs the profiler's handler for `signal` (SWALLOC_PROFILE_SIGNAL): it calls swalloc_core_profile_signal.
 void swalloc_profile_install_signal(int signal);

@@ -1,5 +1,5 @@
 // guarded.h: what guarded sampling (SWALLOC_GUARDED_SAMPLE, Sources/SwallocCore/GuardedSlots.swift) needs
-// from C: the thread's sampling countdown, the guarded region's bounds (read by libswalloc.so's free entry),
+// from C: the guarded region's bounds,
 // the thread id, the SIGSEGV/SIGBUS handler (installed with sigaction, chained to the previous one), and
 // symbolization of code addresses without allocating (dladdr).
 #ifndef SWALLOC_GUARDED_H
@@ -12,18 +12,8 @@
 
 #pragma clang assume_nonnull begin
 
-/// Allocations left before the next sample on this thread (0: not drawn yet on this thread).
-extern __thread long swalloc_tls_guarded_countdown __attribute__((tls_model("initial-exec")));
-
-static inline __attribute__((always_inline)) long swalloc_guarded_countdown_get(void) {
-  return swalloc_tls_guarded_countdown;
-}
-static inline __attribute__((always_inline)) void swalloc_guarded_countdown_set(long value) {
-  swalloc_tls_guarded_countdown = value;
-}
-
-/// The guarded region: [start, start + length). Length 0 until the region exists. free's guarded entry
-/// tests a pointer against it with one subtraction and one comparison.
+/// The guarded region: [start, start + length). Length 0 until the region exists. free's slow path tests a
+/// pointer against it (the region is no segment: free's fast path never takes its blocks).
 extern uintptr_t swalloc_guarded_region_start;
 extern uintptr_t swalloc_guarded_region_length;
 
@@ -67,13 +57,6 @@ int swalloc_core_guarded_fault(uintptr_t address, int access, uintptr_t pc);
 int swalloc_guarded_symbolize(uintptr_t address, char *_Nonnull name, size_t capacity,
                               uintptr_t *_Nonnull symbol_address, char *_Nonnull module, size_t module_capacity,
                               uintptr_t *_Nonnull module_base);
-
-/// Points libswalloc.so's malloc and free at the guarded entries, which sample and recognize guarded
-/// blocks before going on to the entries in effect (default or secure). Absent in the Swift API's copy.
-static inline __attribute__((always_inline)) void swalloc_use_guarded_entries(void) {
-  extern void swalloc_select_guarded_entries(void) __attribute__((weak));
-  if (swalloc_select_guarded_entries) swalloc_select_guarded_entries();
-}
 
 /// Points C++'s sized operator delete at secure mode's size check (Sources/SwallocExports/CheckedDelete.c).
 /// Absent in the Swift API's copy.

@@ -40,7 +40,7 @@ enum Guarded {
   static let secureDefaultRate = 50000
 
   /// Whether sampling is on (SWALLOC_GUARDED_SAMPLE > 0, or secure mode's default). Set once, before the
-  /// first sample; the paths that test it are not the exported malloc and free (their entries switch).
+  /// first sample; only slow paths test it (samples are chosen as free lists are handed out: SamplePoints).
   @exclusivity(unchecked) nonisolated(unsafe) static var isEnabled = false
   /// One in `sampleRate` eligible allocations is guarded, on average (0: off).
   @exclusivity(unchecked) nonisolated(unsafe) static var sampleRate = 0
@@ -65,7 +65,7 @@ enum Guarded {
     if seed == 0 { seed = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
     randomState.store(seed, ordering: .relaxed)
     isEnabled = true
-    swalloc_use_guarded_entries()
+    SamplePoints.isEnabled = true
   }
 
   static func random() -> UInt {
@@ -81,31 +81,6 @@ enum Guarded {
 
   // MARK: sampling
 
-  /// Counts an allocation on this thread; true when it is to be sampled (then draws the next countdown).
-  /// For the Swift paths (calloc, the aligned family, the Swift API's heaps); malloc's entry counts in C.
-  @inline(__always)
-  static func shouldSample() -> Bool {
-    let countdown = swalloc_guarded_countdown_get() &- 1
-    swalloc_guarded_countdown_set(countdown)
-    if countdown > 0 { return false }
-    return drawNext(countdown)
-  }
-
-  /// After the countdown ran out at `countdown` (0: a sample is due; below 0: this thread's first
-  /// allocation, which only draws): draws the next countdown, and says whether to sample.
-  @inline(never)
-  static func drawNext(_ countdown: Int) -> Bool {
-    swalloc_guarded_countdown_set(nextCountdown())
-    return countdown == 0
-  }
-
-  /// malloc's sample (GuardedEntries.c calls it when the countdown it decremented ran out): a guarded
-  /// block, or nil (not due, not eligible, no free slot), in which case malloc goes on as usual.
-  static func sample(byteCount: Int, alignment: Int, caller: UInt) -> UnsafeMutableRawPointer? {
-    if !drawNext(swalloc_guarded_countdown_get()) { return nil }
-    return allocate(byteCount: byteCount, alignment: alignment, caller: caller)
-  }
-
   /// The byte that fills the alignment slack after a guarded block (between its end and the next multiple
   /// of 16, where the guard page cannot reach): checked when the block is freed.
   @inline(__always)
@@ -117,11 +92,7 @@ enum Guarded {
   /// eligible (empty, above `maximumByteCount`, aligned above a page) or no slot is free. A sample that
   /// finds no slot is lost, not retried: the countdown goes on.
   static func allocate(byteCount: Int, alignment: Int, caller: UInt, heap: UInt = 0) -> UnsafeMutableRawPointer? {
-    if byteCount <= 0 || byteCount > maximumByteCount || alignment > OSMemory.pageByteCount {
-      // Not eligible: the next allocation on this thread is considered instead.
-      swalloc_guarded_countdown_set(1)
-      return nil
-    }
+    if byteCount <= 0 || byteCount > maximumByteCount || alignment > OSMemory.pageByteCount { return nil }
     guard let records = region(), let index = claimSlot() else { return nil }
     let slot = record(records, index)
     let dataStart = swalloc_guarded_start() &+ UInt(OSMemory.pageByteCount) &+ UInt(index &* slotStride)
@@ -267,6 +238,14 @@ enum Guarded {
   static func free(_ pointer: UnsafeMutableRawPointer, caller: UInt, stack: StackCapture.Captured = .none) {
     let address = UInt(bitPattern: pointer)
     if isZeroSize(address) { return }
+    if stack.frames == nil {
+      // The freeing stack, for the record and for any report below.
+      return withUnsafeTemporaryAllocation(of: UInt.self, capacity: StackCapture.frameCapacity) { buffer in
+        let frames = buffer.baseAddress.unsafelyUnwrapped
+        let count = StackCapture.capture(into: frames, capacity: buffer.count)
+        free(pointer, caller: caller, stack: StackCapture.Captured(frames: UnsafePointer(frames), count: count))
+      }
+    }
     guard let records, let (index, _) = slot(of: address), index < slotCount else {
       GuardedReport.badFree(address, index: -1, caller: caller, stack: stack, double: false)
     }
@@ -298,18 +277,6 @@ enum Guarded {
     swalloc_protect(UnsafeMutableRawPointer(bitPattern: firstPage)!, Int(endPage &- firstPage), 0)
     let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
     slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
-  }
-
-  /// Replaces a live guarded block's allocation stack (its entry's one frame) with the stack its C entry
-  /// captured after the sample (GuardedEntries.c).
-  static func storeAllocationStack(_ block: UnsafeMutableRawPointer, frames source: UnsafePointer<UInt>, count: Int) {
-    let address = UInt(bitPattern: block)
-    guard let records, let (index, _) = slot(of: address), index < slotCount else { return }
-    let slot = record(records, index)
-    if slot.pointee.state.load(ordering: .acquiring) != 1 || slot.pointee.block != address { return }
-    slot.pointee.allocationFrameCount = Int32(truncatingIfNeeded: StackCapture.store(
-      into: frames(records, index, freed: false), capacity: StackCapture.frameCapacity,
-      captured: StackCapture.Captured(frames: source, count: count), caller: 0))
   }
 
   /// The Swift API heap a live guarded block came from (0: malloc's, or not a live block).

@@ -34,29 +34,49 @@ extension Heap {
       }
       heap = initialized
     }
-    // Secure mode: a class with room for the trailer, sealed (SecureCanary.swift).
+    // Secure mode: a class with room for the trailer; `allocate(sizeClass:byteCount:)` seals the block it pops
+    // (SecureCanary.swift).
     let wanted = Options.secure ? Secure.withTrailer(byteCount) : byteCount
     if UInt(bitPattern: wanted) > UInt(SizeClass.largeMaxByteCount) {
-      return HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
+      let block = HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
+      if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
+      return block
     }
-    let sizeClass = SizeClass.of(byteCount: wanted)
-    if Options.secure { return Secure.sealed(heap.allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass) }
-    return heap.allocate(sizeClass: sizeClass)
+    return heap.allocate(sizeClass: SizeClass.of(byteCount: wanted), byteCount: byteCount)
   }
 
-  /// Allocates a block of `sizeClass` from this heap (the calling thread's). Sets `ENOMEM` on failure.
-  func allocate(sizeClass: Int) -> UnsafeMutableRawPointer? {
+  /// Allocates a block of `sizeClass` from this heap (the calling thread's) for a request of `byteCount`
+  /// bytes aligned to `alignment` (what a sample taken here must honour). Sets `ENOMEM` on failure.
+  func allocate(sizeClass: Int, byteCount: Int, alignment: Int = 16) -> UnsafeMutableRawPointer? {
     var page = queue(sizeClass).pointee.first
     if page == nil || page!.pointee.free == nil {
-      page = findPage(sizeClass: sizeClass)
-      if page == nil {
-        swalloc_errno_set(ENOMEM)
-        return nil
+      // A sample point waits on the first page (SamplePoints.swift), or its list is empty: find another.
+      if page == nil || page!.pointee.samplePoint == 0 {
+        page = findPage(sizeClass: sizeClass)
+        if page == nil {
+          swalloc_errno_set(ENOMEM)
+          return nil
+        }
+      }
+      // No free block: the list handed out has a sample point at its start, or one was waiting.
+      if page!.pointee.free == nil,
+        let sampled = takeSample(page!, byteCount: byteCount, alignment: alignment)
+      {
+        return sampled
       }
     }
     let found = page!
-    let block = Options.secure ? Secure.pop(found) : found.pointee.free!
-    if !Options.secure { found.pointee.free = nextBlock(block) }
+    if Options.secure {
+      // Only a block popped from a page list is sealed: a sampled block (guarded slot, sample slot, span)
+      // is not a page block and goes its own way on free.
+      let block = Secure.pop(found)
+      Secure.seal(block, byteCount: byteCount, blockByteCount: found.pointee.blockByteCount)
+      found.pointee.used &+= 1
+      state.pointee.mallocCount &+= 1
+      return block
+    }
+    let block = found.pointee.free!
+    found.pointee.free = nextBlock(block)
     found.pointee.used &+= 1
     state.pointee.mallocCount &+= 1
     return block
@@ -80,6 +100,7 @@ extension Heap {
       if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
       if page.pointee.free != nil {
         moveToFront(page, sizeClass: sizeClass)
+        if SamplePoints.isEnabled { SamplePoints.handOutFresh(page, heap: self) }
         return page
       }
       // Exhausted. Park it on the full list, asking the next remote free to report it; if a remote free
@@ -94,7 +115,9 @@ extension Heap {
         candidate = page
       }
     }
-    return newPage(sizeClass: sizeClass)
+    let page = newPage(sizeClass: sizeClass)
+    if SamplePoints.isEnabled, let page { SamplePoints.handOutFresh(page, heap: self) }
+    return page
   }
 
   /// Takes a free page from one of this heap's segments (or a new segment) and formats it for `sizeClass`.
@@ -135,6 +158,9 @@ extension Heap {
     page.pointee.start = area.start
     page.pointee.nextDelayed = nil
     page.pointee.emptySince = 0
+    page.pointee.held = nil
+    page.pointee.heldCount = 0
+    page.pointee.samplePoint = 0
     page.extend()
     pushFront(page, sizeClass: sizeClass)
     Statistics.pageBytesInUse(adding: area.byteCount)

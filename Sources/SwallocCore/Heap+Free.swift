@@ -49,6 +49,8 @@ extension Heap {
     // A guarded block (GuardedSlots.swift): libswalloc.so's free entry catches them first; the Swift API's
     // heaps' frees come here. (Its segment-map entry may be a huge span's: the region can share its unit.)
     if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+    // A block in a heap-profiler sample slot (SampleSlots.swift): the region is no segment either.
+    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     if Options.secure { return Secure.free(block, heap: Heap(swalloc_secure_heap_get()), slot: slot) }
     if slot == 0 { return freeUnusual(block) }
     var page = pageAt(slot)
@@ -152,6 +154,7 @@ extension Heap {
   /// Out of line: an error path, kept out of `findPage` and `retire`.
   @inline(never)
   func setAside(_ page: UnsafeMutablePointer<Page>, lastFreed: UnsafeMutableRawPointer?) {
+    if page.pointee.held != nil { SamplePoints.mergeHeld(page) }
     let repeated = page.repeatedFreeBlock()
     Diagnostics.doubleFree(repeated ?? lastFreed ?? page.pointee.start.unsafelyUnwrapped, witness: .inPageLists,
                            identified: repeated != nil)
@@ -170,6 +173,7 @@ extension Heap {
   /// the queue's extra count). Its memory is purged after the purge delay. A page whose lists show a double
   /// free is set aside instead: it emptied early, while the program still holds one of its blocks.
   func retire(_ page: UnsafeMutablePointer<Page>) {
+    if page.pointee.held != nil { SamplePoints.mergeHeld(page) }
     if !page.listsLookSound(within: Heap.retireCheckLinkCount) { return setAside(page, lastFreed: nil) }
     // A remote free may have queued this page on the delayed list before pushing its (now collected) block:
     // take the list first, so that no freed page stays reachable from it.
@@ -182,6 +186,7 @@ extension Heap {
     page.pointee.heap = nil
     page.pointee.free = nil
     page.pointee.localFree = nil
+    page.pointee.samplePoint = 0
     page.pointee.capacity = 0
     page.pointee.reserved = 0
     let now = swalloc_now_ms()

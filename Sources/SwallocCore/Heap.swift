@@ -43,6 +43,10 @@ struct HeapState: ~Copyable {
   let hugeLock: Atomic<Bool>
   /// Huge blocks a user heap has allocated (page allocations are `mallocCount`).
   var hugeAllocationCount: Int
+  /// Bytes until the heap profiler's next sample, and allocations until guarded sampling's next one (0: to
+  /// be drawn). Counted by the slow path as it hands out free lists (SamplePoints.swift).
+  var profileCountdown: Int
+  var guardedCountdown: Int
 }
 
 /// The head and tail of the list of pages of one size class that may have free blocks. The first page is

@@ -28,6 +28,7 @@ enum LibC {
   @inline(__always)
   static func release(_ pointer: UnsafeMutableRawPointer?) {
     if Guarded.isEnabled, let pointer, Guarded.contains(pointer) { return Guarded.free(pointer, caller: 0) }
+    if SamplePoints.isEnabled, let pointer, SampleSlots.contains(pointer) { return SampleSlots.free(pointer) }
     if Options.secure { Secure.free(pointer) } else { Heap.free(pointer) }
   }
 
@@ -38,18 +39,13 @@ enum LibC {
       return nil
     }
     let n = Int(bitPattern: total)
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: n, alignment: 0, caller: 0)
-    {
-      memset(block, 0, n)
-      return block
-    }
     if n > SizeClass.largeMaxByteCount {
       var zeroed = false
       guard let block = HugeSpan.allocate(byteCount: n, alignment: minimumAlignment, zeroed: &zeroed) else {
         return nil
       }
       if !zeroed { memset(block, 0, n) }
+      if SamplePoints.isEnabled { SamplePoints.countHuge(block, byteCount: n, heap: Heap.owned) }
       return block
     }
     guard let block = allocate(n) else { return nil }
@@ -71,7 +67,21 @@ enum LibC {
       release(pointer)
       return nil
     }
-    // Secure mode: a page block's seal is checked, and it is resized in place within its room.
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
+      // A sampled block in a sample slot moves out (the new block is counted like any other).
+      let old = SampleSlots.usableSize(pointer)
+      if old < 0 {
+        release(pointer)
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
+      guard let block = allocate(byteCount) else { return nil }
+      memcpy(block, pointer, Swift.min(old, byteCount))
+      SampleSlots.free(pointer)
+      return block
+    }
+    // Secure mode: a page block's seal is checked, and it is resized in place within its room (guarded and
+    // sample slots and huge blocks are no page blocks: nil).
     if Options.secure, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
       if inPlace { return pointer }
       guard let block = allocate(byteCount) else { return nil }
@@ -93,6 +103,7 @@ enum LibC {
     if requested <= UInt(usable)
       && requested >= UInt(usable > SizeClass.largeMaxByteCount ? usable / 4 : usable / 2)
     {
+      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
       return pointer
     }
     // A huge block grows or shrinks within its span (a larger reused one, or one mapped with room to grow)
@@ -101,6 +112,7 @@ enum LibC {
       let segment = SegmentMap.segment(of: UInt(bitPattern: pointer)), segment.pointee.kind == .huge,
       HugeSpan.resize(segment.page(at: 0), pointer, byteCount: byteCount, reuseFactor: hugeReuseFactor)
     {
+      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
       return pointer
     }
     // Huge blocks are not resized in place with mremap: the grown part would be faulted in fresh, while a
@@ -116,6 +128,7 @@ enum LibC {
                           reuseFactor: hugeReuseFactor, spareFactor: 2)
       : allocate(byteCount)
     else { return nil }
+    if growsLarge && SamplePoints.isEnabled { SamplePoints.countHuge(block, byteCount: byteCount, heap: Heap.owned) }
     memcpy(block, pointer, Swift.min(usable, byteCount))
     release(pointer)
     return block
@@ -137,11 +150,6 @@ enum LibC {
 
   /// A block of `byteCount` bytes aligned to `alignment`, a power of two. Sets `ENOMEM` on failure.
   static func allocateAligned(_ byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment, caller: 0)
-    {
-      return block
-    }
     if alignment <= minimumAlignment { return allocate(byteCount) }
     if byteCount < 0 {
       swalloc_errno_set(ENOMEM)
@@ -155,16 +163,13 @@ enum LibC {
       }
       heap = initialized
     }
-    if Options.secure {
-      let sizeClass = SizeClass.of(byteCount: Secure.withTrailer(byteCount), alignment: alignment)
-      if sizeClass != 0 {
-        return Secure.sealed(heap.allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass)
-      }
-      return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
-    }
-    let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
-    if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass) }
-    return HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
+    // Secure mode: room for the trailer; `allocate(sizeClass:byteCount:alignment:)` seals the block it pops.
+    let sizeClass = SizeClass.of(byteCount: Options.secure ? Secure.withTrailer(byteCount) : byteCount,
+                                 alignment: alignment)
+    if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
+    let block = HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
+    if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
+    return block
   }
 
   static func posixMemalign(
@@ -227,6 +232,7 @@ enum LibC {
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
     // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
     if Guarded.isEnabled && Guarded.contains(pointer) { return Guarded.usableSize(pointer) }
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) { return SampleSlots.usableSize(pointer) }
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {

@@ -61,7 +61,7 @@ enum Options {
   /// SWALLOC_GUARDED_SAMPLE: one allocation in N is guarded (0: off); nil when not given (off, or secure
   /// mode's default rate).
   @exclusivity(unchecked) nonisolated(unsafe) static var guardedSampleRate: Int? = nil
-  /// Whether the Swift API's heaps leave their fast paths for checks: secure mode or guarded sampling.
+  /// Whether the Swift API's heaps leave their fast paths for checks: secure mode.
   @exclusivity(unchecked) nonisolated(unsafe) static var userHeapsChecked = false
   /// Secure mode is decided once, before the first heap or span exists: blocks handed out in one mode
   /// cannot be freed in the other.
@@ -187,7 +187,9 @@ enum Options {
     PurgeDelay.initialize()
     // Guarded sampling: on when asked, and by default in secure mode (GuardedSlots.swift).
     Guarded.enable(rate: guardedSampleRate ?? (secure ? Guarded.secureDefaultRate : 0))
-    userHeapsChecked = secure || Guarded.isEnabled
+    // Guarded sampling needs no check on the Swift API's fast paths: its samples are chosen as free lists are
+    // handed out, and its blocks' frees fail the fast path's segment-map test.
+    userHeapsChecked = secure
     if profile != .off { Profile.enable() }
     if hugeReserveByteCount > 0 {
       if hugePages == .explicit {

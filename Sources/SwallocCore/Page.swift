@@ -45,6 +45,12 @@ struct Page: ~Copyable {
   /// When an idle check first found this page, the current one of its class, holding no block (0: it was
   /// not, or it held blocks). A current page still empty a purge delay later is retired.
   var emptySince: UInt64
+  /// The rest of the free list while a sample point waits at the end of `free` (SamplePoints.swift): the
+  /// blocks after the cut, how many, and which samplers the next allocation from this page serves. Only a
+  /// queue's first page holds them; nil, 0 and 0 everywhere else, and always with sampling off.
+  var held: UnsafeMutableRawPointer?
+  var heldCount: Int32
+  var samplePoint: UInt8
 
   /// Bytes between two descriptors. Page descriptors are found by shifting, so it is a power of two.
   static let strideShift = 7

@@ -67,7 +67,7 @@ enum Profile {
   static let recordKey = Atomic<UInt>(0)
 
   /// Maps the tables, draws the record key and installs the signal handler: called once, when the options
-  /// ask for profiling. Then libswalloc.so's allocating entry points switch to the sampling ones.
+  /// ask for profiling. From then on the slow path counts the lists it hands out (SamplePoints.swift).
   static func enable() {
     // Only libswalloc.so profiles: the Swift API's copy of the core reads the same options but must not map
     // tables or take the signal over.
@@ -84,7 +84,7 @@ enum Profile {
     recordKey.store(key | 1, ordering: .relaxed)
     activeWord.store(true, ordering: .releasing)
     if Options.profileSignal > 0 { swalloc_profile_install_signal(Options.profileSignal) }
-    swalloc_use_profile_entries(Options.secure ? 1 : 0)
+    SamplePoints.isEnabled = true
     #endif
   }
 
@@ -162,10 +162,10 @@ enum Profile {
 
   /// Records a sampled block of `byteCount` requested bytes, `block` the start of its own huge span, allocated
   /// at the call stack `frames[0 ..< frameCount]`. Returns the bytes the sample stands for.
-  static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
-    -> Int
+  static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int,
+                     frames: UnsafePointer<UInt>, frameCount: Int) -> Int
   {
-    let weight = Sampler.weight(byteCount: byteCount)
+    let weight = Sampler.weight(byteCount: byteCount, chargedByteCount: chargedByteCount)
     let number = findOrInsertStack(frames, Swift.min(frameCount, Backtrace.maximumFrameCount))
     let entry = stack(number)
     counter(entry, allocObjectsOffset).pointee.wrappingAdd(weight.objects, ordering: .relaxed)
@@ -174,7 +174,9 @@ enum Profile {
     counter(entry, inuseBytesOffset).pointee.wrappingAdd(weight.byteCount, ordering: .relaxed)
     sampleCount.wrappingAdd(1, ordering: .relaxed)
     representedByteCount.wrappingAdd(weight.byteCount, ordering: .relaxed)
-    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
+    if SampleSlots.contains(block) {
+      SampleSlots.setRecord(block, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
+    } else if let segment = SegmentMap.segment(of: UInt(bitPattern: block)) {
       let record = UnsafeMutableRawPointer(segment) + recordOffset
       record.storeBytes(of: number, toByteOffset: 8, as: Int.self)
       record.storeBytes(of: weight.byteCount, toByteOffset: 16, as: Int.self)
@@ -204,6 +206,17 @@ enum Profile {
     return true
   }
 
+  /// The free of a sampled block in a sample slot (SampleSlots.free read its record): its figures leave the
+  /// live ones.
+  static func noteSlotFree(_ block: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
+    if stack >= 0 && stack < stackCapacity && isActive {
+      let entry = self.stack(stack)
+      counter(entry, inuseObjectsOffset).pointee.wrappingSubtract(objects, ordering: .relaxed)
+      counter(entry, inuseBytesOffset).pointee.wrappingSubtract(bytes, ordering: .relaxed)
+    }
+    swalloc_probe_free(block, byteCount)
+  }
+
   /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
   static func forget(_ block: UnsafeMutableRawPointer) -> Bool {
     guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else {
@@ -216,7 +229,9 @@ enum Profile {
   /// `byteCount` bytes: secure mode's sized delete then accepts any size up to the span's room. Only while
   /// profiling is on.
   static func isSampledSpanBlock(_ block: UnsafeMutableRawPointer, holding byteCount: Int) -> Bool {
-    guard isActive, let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
+    guard isActive else { return false }
+    if SampleSlots.contains(block) { return byteCount <= LibC.usableSize(block) }
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge
     else { return false }
     return byteCount <= LibC.usableSize(block)
   }
@@ -238,38 +253,41 @@ enum Backtrace {
 }
 
 extension Profile {
-  /// A sampled allocation for the C entry points: `kind` 0 malloc, 1 calloc, 3 aligned to `alignment` (a power
-  /// of two; the entry points pass invalid arguments to the unsampled functions). The block is its own huge
-  /// span, recorded with `frames`. C semantics as LibC's: nil and ENOMEM on failure.
-  static func allocateSampled(
-    kind: Int32, _ pointer: UnsafeMutableRawPointer?, byteCount: Int, alignment: Int,
-    frames: UnsafePointer<UInt>, frameCount: Int
-  ) -> UnsafeMutableRawPointer? {
-    guard let block = allocateBlock(byteCount: byteCount, alignment: kind == 3 ? alignment : LibC.minimumAlignment,
-                                    zeroed: kind == 1)
-    else { return nil }
-    _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
+  /// The allocation at a sample point (SamplePoints.swift): a block of `byteCount` bytes aligned to `alignment`
+  /// in a span of its own, recorded with the calling thread's stack. `chargedByteCount` is what the countdown
+  /// counted for it (its size class's block size). Nil when it cannot be had, or inside another sample (a
+  /// signal handler's allocation): the caller then allocates as usual.
+  static func sampleAllocation(byteCount: Int, alignment: Int, chargedByteCount: Int) -> UnsafeMutableRawPointer? {
+    let sampler = swalloc_sampler_state()
+    if sampler.pointee.busy != 0 { return nil }
+    sampler.pointee.busy = 1
+    defer { sampler.pointee.busy = 0 }
+    let saved = swalloc_errno_get()
+    // Up to 4 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
+    guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment)
+      ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false)
+    else {
+      swalloc_errno_set(saved)
+      return nil
+    }
+    recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount)
     return block
   }
 
-  /// A sampled realloc whose new block `block` (of `byteCount` requested bytes) realloc already made: a huge
-  /// span is recorded where it is; a smaller block moves into a span of its own (one more copy, for sampled
-  /// reallocs only). When no span can be had, the block stays unrecorded.
-  static func adopt(_ block: UnsafeMutableRawPointer, byteCount: Int, frames: UnsafePointer<UInt>, frameCount: Int)
-    -> UnsafeMutableRawPointer
-  {
-    if let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge {
-      _ = record(block, byteCount: byteCount, frames: frames, frameCount: frameCount)
-      return block
+  /// Records `block`, a huge block already in a span of its own, as a sample taken here.
+  static func recordHere(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int) {
+    let sampler = swalloc_sampler_state()
+    if sampler.pointee.busy != 0 { return }
+    sampler.pointee.busy = 1
+    recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount)
+    sampler.pointee.busy = 0
+  }
+
+  static func recordWithStack(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int) {
+    withUnsafeTemporaryAllocation(of: UInt.self, capacity: Backtrace.maximumFrameCount) { frames in
+      let count = StackCapture.capture(into: frames.baseAddress.unsafelyUnwrapped, capacity: frames.count)
+      _ = record(block, byteCount: byteCount, chargedByteCount: chargedByteCount,
+                 frames: frames.baseAddress.unsafelyUnwrapped, frameCount: count)
     }
-    let saved = swalloc_errno_get()
-    guard let moved = allocateBlock(byteCount: byteCount, alignment: LibC.minimumAlignment, zeroed: false) else {
-      swalloc_errno_set(saved)
-      return block
-    }
-    memcpy(moved, block, byteCount)
-    LibC.release(block)
-    _ = record(moved, byteCount: byteCount, frames: frames, frameCount: frameCount)
-    return moved
   }
 }

@@ -1,6 +1,6 @@
 // Sampler: when the heap profiler takes a sample, and what a sample stands for. Each thread counts down the
-// bytes it allocates (the countdown in its TLS sampler state, decremented by the C entry points in
-// Sources/SwallocExports/Profile.c); at zero the allocation is sampled and a new countdown is drawn from an
+// bytes it allocates (the countdown in its heap, counted by the slow path as it hands out free lists:
+// SamplePoints.swift); at zero the allocation is sampled and a new countdown is drawn from an
 // exponential distribution of mean SWALLOC_PROFILE_SAMPLE bytes. Sampling is then a Poisson process over
 // allocated bytes, so a block of `s` bytes is sampled with probability 1 - exp(-s/rate), and each sample
 // stands for s / (1 - exp(-s/rate)) bytes and 1 / (1 - exp(-s/rate)) objects: unbiased estimates (the weighting
@@ -69,12 +69,19 @@ enum Sampler {
   }
 
   /// What a sample of a `byteCount`-byte block stands for: bytes, and objects in fixed point.
-  static func weight(byteCount: Int) -> (byteCount: Int, objects: Int) {
+  /// `chargedByteCount` is what the countdown counted for the allocation (its size class's block size, which
+  /// sets its probability of being sampled); `byteCount` what the program asked for.
+  static func weight(byteCount: Int, chargedByteCount: Int) -> (byteCount: Int, objects: Int) {
     let size = Double(Swift.max(byteCount, 1))
-    let probability = samplingProbability(size / Double(rate))
+    let probability = samplingProbability(Double(Swift.max(chargedByteCount, 1)) / Double(rate))
     let bytes = size / probability
     let objects = Double(1 << objectShift) / probability
     return (bytes < 9.0e18 ? Int(bytes) : Int.max / 2, objects < 9.0e18 ? Int(objects) : Int.max / 2)
+  }
+
+  /// Bytes until the next sample, drawn with the calling thread's generator.
+  static func nextByteCountdown() -> Int {
+    Int(truncatingIfNeeded: nextCountdown(swalloc_sampler_state()))
   }
 
   /// The next countdown of the thread whose sampler state is `state`: -ln(U) * rate, U uniform in (0, 1].

@@ -287,6 +287,9 @@ enum Secure {
     guard let block else { return }
     let heap = Heap(swalloc_secure_heap_get())
     if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
+    // A guarded block (GuardedSlots.swift): its region is no segment, so free's fast path never takes it.
+    if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+    if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
     free(block, heap: heap, slot: slot)
   }
 

@@ -274,16 +274,6 @@ extension Secure {
 }
 
 extension Secure {
-  /// A secure page block of the class chosen for `byteCount` + 8 bytes, sealed for `byteCount` (heap
-  /// must be initialized; `sizeClass` 0: the request is too large for a page). Used by every secure path
-  /// that picks a class itself (malloc's slow path, the aligned family, the Swift API's heaps).
-  @inline(__always)
-  static func sealed(_ block: UnsafeMutableRawPointer?, byteCount: Int, sizeClass: Int) -> UnsafeMutableRawPointer? {
-    guard let block else { return nil }
-    seal(block, byteCount: byteCount, blockByteCount: SizeClass.blockByteCount(sizeClass))
-    return block
-  }
-
   /// The request size to choose a class for in secure mode: room for the trailer (sizes beyond a page
   /// block's stay as they are: huge blocks have a guard page instead).
   @inline(__always)

@@ -171,6 +171,9 @@ extension UnsafeMutablePointer where Pointee == Segment {
       page.pointee.threadFree.store(0, ordering: .relaxed)
       page.pointee.free = nil
       page.pointee.localFree = nil
+      page.pointee.held = nil
+      page.pointee.heldCount = 0
+      page.pointee.samplePoint = 0
       page.pointee.heap = nil
       page.pointee.used = 0
       page.pointee.state = slice & ((1 << slicesPerPageShift) - 1) == 0 ? .free : .stub

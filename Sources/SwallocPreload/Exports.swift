@@ -17,25 +17,6 @@ func exportedSecureMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.mall
 @c(swalloc_impl_secure_free)
 func exportedSecureFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer) }
 
-/// Guarded sampling's malloc sample and free (GuardedSlots.swift); GuardedEntries.c calls them when
-/// SWALLOC_GUARDED_SAMPLE (or secure mode) turned sampling on.
-@c(swalloc_impl_guarded_sample)
-func exportedGuardedSample(_ size: Int, _ caller: UInt) -> UnsafeMutableRawPointer? {
-  Guarded.sample(byteCount: size, alignment: 0, caller: caller)
-}
-
-@c(swalloc_impl_guarded_store_stack)
-func exportedGuardedStoreStack(_ block: UnsafeMutableRawPointer, _ frames: UnsafePointer<UInt>, _ count: Int32) {
-  Guarded.storeAllocationStack(block, frames: frames, count: Int(count))
-}
-
-@c(swalloc_impl_guarded_free)
-func exportedGuardedFree(_ pointer: UnsafeMutableRawPointer, _ caller: UInt, _ frames: UnsafePointer<UInt>,
-                         _ count: Int32)
-{
-  Guarded.free(pointer, caller: caller, stack: StackCapture.Captured(frames: frames, count: Int(count)))
-}
-
 /// Secure mode's sized operator delete (CheckedDelete.c): the size must be the block's.
 @c(swalloc_impl_checked_sized_free)
 func exportedCheckedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {

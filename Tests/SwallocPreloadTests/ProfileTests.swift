@@ -254,6 +254,71 @@ struct ProfileTests {
     #expect(!frequent.standardError.contains("warning"), "\(frequent.summary)")
   }
 
+  @Test("sampled blocks in sample slots keep the C library's rules; 10 000 live samples cost their size, not spans",
+        arguments: modes)
+  func sampleSlots(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1"  // every allocation is sampled
+    let result = try await runPreloaded(program, ["semantics"], environment: environment)
+    expectLine("slots ok", in: result)
+    let growth = result.outputLines.compactMap { line in
+      line.hasPrefix("rss-growth-kb ") ? Int(line.split(separator: " ")[1]) : nil
+    }.first
+    // 10 000 sampled 16-byte blocks: 160 KB of slots, 400 KB of records, the 80 KB pointer array. A huge span
+    // each (the old home of every sample) made it 160 MB.
+    #expect(growth != nil && growth! < 4096, "\(result.summary)")
+    #expect(statisticsValues("invalid frees", in: result) == [0], "\(result.summary)")
+    #expect((statisticsValues("profile samples", in: result).first ?? 0) > 10_000, "\(result.summary)")
+  }
+
+  @Test("a sampled block freed twice: reported and ignored by default, an abort in secure mode", arguments: modes)
+  func sampleSlotDoubleFree(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-double")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
+    // Every allocation is sampled, so the heap's statistics count none: the fixture's probe proves the preload.
+    let result = mode.isEmpty
+      ? try await runPreloaded(program, ["double-free"], environment: environment, timeout: shortChildTimeout,
+                               proof: .fixtureProbe)
+      : try await runChild(program, ["double-free"], preload: try Preload.library(), environment: environment,
+                           timeout: shortChildTimeout)
+    expectLine("swalloc active", in: result)
+    let blocks = result.outputLines.compactMap { line in line.wholeMatch(of: #/block=(0x[0-9a-f]+)/#).map { String($0.1) } }
+    let block = try #require(blocks.first, "\(result.summary)")
+    if mode.isEmpty {
+      expectLine("survived", in: result)
+      #expect(result.errorLines.contains("swalloc: free(\(block)): double free detected; ignored"), "\(result.summary)")
+    } else {
+      #expect(result.signaled && result.status == SIGABRT, "\(result.summary)")
+      #expect(result.errorLines.contains { $0.contains("double free of \(block)") }, "\(result.summary)")
+    }
+  }
+
+  /// A sample every byte (each allocation: lists cut at their first block again and again, slots exhausted and
+  /// huge spans after them) and every 200 bytes (lists cut in the middle): programs must run as without.
+  @Test("stock programs run clean with every allocation sampled, and with a sample every 200 bytes",
+        arguments: modes, ["1", "200"])
+  func stockPrograms(mode: [String: String], rate: String) async throws {
+    let directory = try makeTemporaryDirectory("profile-stock")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = rate
+    let python = try Preload.tool("python3")
+    let result = try await runPreloaded(
+      python, ["-c", "d = {str(i): [i] * (i % 7) for i in range(20000)}; print(sum(len(v) for v in d.values()))"],
+      environment: environment, timeout: shortChildTimeout)
+    #expect(result.outputLines.first == "59997", "\(result.summary)")
+    let stress = try Preload.buildProduct("swalloc-stress")
+    let stressed = try await runPreloaded(stress, ["--threads", "4", "--seconds", "2"], environment: environment)
+    #expect(stressed.outputLines.contains { $0.hasPrefix("swalloc-stress: ") && $0.hasSuffix(" ok") },
+            "\(stressed.summary)")
+  }
+
   @Test("USDT probes swalloc:sample and swalloc:sample_free are in the library's stapsdt notes")
   func probes() async throws {
     let result = try await runChild(try Preload.tool("readelf"), ["-n", try Preload.library()], preload: nil,

@@ -60,21 +60,13 @@ extension Heap {
   func allocateUserSlow(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     checkOwner()
     if byteCount < 0 { return nil }
-    if Guarded.isEnabled && Guarded.shouldSample(),
-      let block = Guarded.allocate(byteCount: byteCount, alignment: alignment > LibC.minimumAlignment ? alignment : 0,
-                                   caller: 0, heap: UInt(bitPattern: base))
-    {
-      return block
-    }
-    // Secure mode: room for the trailer, sealed (SecureCanary.swift).
+    // Secure mode: room for the trailer; `allocate(sizeClass:byteCount:alignment:)` seals the block it pops
+    // (SecureCanary.swift).
     let wanted = Options.secure ? Secure.withTrailer(byteCount) : byteCount
     let sizeClass = alignment <= LibC.minimumAlignment
       ? (wanted > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: wanted))
       : SizeClass.of(byteCount: wanted, alignment: alignment)
-    if sizeClass != 0 {
-      if Options.secure { return Secure.sealed(allocate(sizeClass: sizeClass), byteCount: byteCount, sizeClass: sizeClass) }
-      return allocate(sizeClass: sizeClass)
-    }
+    if sizeClass != 0 { return allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
     return HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
                              zeroed: nil, owner: self)
   }
@@ -85,6 +77,8 @@ extension Heap {
   func deallocateUser(_ block: UnsafeMutableRawPointer) {
     if Options.userHeapsChecked {
       if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+      // A profiler sample slot is no segment either (Secure.free would call it foreign).
+      if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
       if Options.secure { return Secure.free(block, heap: self) }
     }
     let address = UInt(bitPattern: block)
@@ -180,6 +174,9 @@ extension Heap {
         page.pointee.heap = nil
         page.pointee.free = nil
         page.pointee.localFree = nil
+        page.pointee.held = nil
+        page.pointee.heldCount = 0
+        page.pointee.samplePoint = 0
         page.pointee.threadFree.store(0, ordering: .relaxed)
         page.pointee.capacity = 0
         page.pointee.reserved = 0

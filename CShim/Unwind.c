@@ -1,0 +1,432 @@
+// Unwind.c: the walk over the program's frames for the heap profiler's samples and guarded sampling's stacks,
+// with a cache of frame rules. libgcc's unwinder (Backtrace.c) looks up and interprets each frame's FDE afresh,
+// about 1 900 instructions a frame; a sampled program calls malloc from the same few hundred places again and
+// again. So each return address's rule (where its frame's CFA is, where the return address and the caller's
+// frame pointer are saved) is worked out once from the object's .eh_frame and kept in a small lock-free table:
+// a later frame at that address is a hash probe and two loads.
+//
+// Only what x86-64 compilers emit for ordinary frames is interpreted: a CFA of rsp or rbp plus an offset, the
+// return address at CFA - 8, rbp saved at an offset from the CFA or left alone. Anything else (a CFA
+// expression, a signal frame, a frame with no FDE) hands the rest of the walk to libgcc, from that frame, through
+// the trampoline in Backtrace.c. The FDE is found as libgcc finds it: glibc's _dl_find_object (lock-free,
+// async-signal-safe, no allocation) gives the object's .eh_frame_hdr, whose table is searched by address.
+// Nothing here allocates or locks.
+#define _GNU_SOURCE
+#include "CShim.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+// ---- frame rules ------------------------------------------------------------------------------------------
+// A rule packed in one word: bit 63 set (a rule is never 0); bit 0: the CFA is rbp-based (else rsp); bits 1-2:
+// 0 rbp unchanged, 1 rbp saved at CFA + offset, 2 the stack ends here; bits 8-31: the CFA offset; bits 32-55:
+// the rbp offset (signed).
+enum { rule_rbp_based = 1, rule_rbp_same = 0, rule_rbp_saved = 2, rule_end = 4 };
+static const uint64_t rule_valid = (uint64_t)1 << 63;
+
+static uint64_t make_rule(int rbp_based, int rbp_rule, int64_t cfa_offset, int64_t rbp_offset) {
+  return rule_valid | (uint64_t)(rbp_based ? rule_rbp_based : 0) | (uint64_t)rbp_rule
+         | ((uint64_t)(cfa_offset & 0xFFFFFF) << 8) | ((uint64_t)(rbp_offset & 0xFFFFFF) << 32);
+}
+
+static int64_t sign_extend24(uint64_t value) {
+  value &= 0xFFFFFF;
+  return (value & 0x800000) ? (int64_t)value - 0x1000000 : (int64_t)value;
+}
+
+// ---- reading DWARF ----------------------------------------------------------------------------------------
+typedef struct reader {
+  const uint8_t *at;
+  const uint8_t *end;
+  int failed;
+} reader;
+
+static uint64_t read_uleb(reader *r) {
+  uint64_t value = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (r->at >= r->end) break;
+    uint8_t byte = *r->at++;
+    value |= (uint64_t)(byte & 0x7F) << shift;
+    if (!(byte & 0x80)) return value;
+  }
+  r->failed = 1;
+  return 0;
+}
+
+static int64_t read_sleb(reader *r) {
+  int64_t value = 0;
+  int shift = 0;
+  while (shift < 64) {
+    if (r->at >= r->end) break;
+    uint8_t byte = *r->at++;
+    value |= (int64_t)(byte & 0x7F) << shift;
+    shift += 7;
+    if (!(byte & 0x80)) {
+      if (shift < 64 && (byte & 0x40)) value |= -((int64_t)1 << shift);
+      return value;
+    }
+  }
+  r->failed = 1;
+  return 0;
+}
+
+static uint64_t read_fixed(reader *r, int size) {
+  if (r->end - r->at < size) {
+    r->failed = 1;
+    return 0;
+  }
+  uint64_t value = 0;
+  memcpy(&value, r->at, (size_t)size);
+  r->at += size;
+  return value;
+}
+
+/// A pointer in DWARF's exception-handling encoding (the ones compilers and linkers use for .eh_frame); `data`
+/// is the base of DW_EH_PE_datarel (the .eh_frame_hdr). Indirect and aligned encodings are refused.
+static uintptr_t read_encoded(reader *r, uint8_t encoding, uintptr_t data) {
+  if (encoding == 0xFF) return 0;  // DW_EH_PE_omit
+  const uint8_t *field = r->at;
+  uint64_t value;
+  switch (encoding & 0x0F) {
+    case 0x00: value = read_fixed(r, 8); break;                             // absptr
+    case 0x01: value = read_uleb(r); break;                                 // uleb128
+    case 0x02: value = read_fixed(r, 2); break;                             // udata2
+    case 0x03: value = read_fixed(r, 4); break;                             // udata4
+    case 0x04: value = read_fixed(r, 8); break;                             // udata8
+    case 0x09: value = (uint64_t)read_sleb(r); break;                       // sleb128
+    case 0x0A: value = (uint64_t)(int64_t)(int16_t)read_fixed(r, 2); break; // sdata2
+    case 0x0B: value = (uint64_t)(int64_t)(int32_t)read_fixed(r, 4); break; // sdata4
+    case 0x0C: value = read_fixed(r, 8); break;                             // sdata8
+    default: r->failed = 1; return 0;
+  }
+  switch (encoding & 0x70) {
+    case 0x00: break;                                  // absolute
+    case 0x10: value += (uintptr_t)field; break;       // pcrel
+    case 0x30: value += data; break;                   // datarel
+    default: r->failed = 1; return 0;
+  }
+  if (encoding & 0x80) r->failed = 1;                  // indirect
+  return (uintptr_t)value;
+}
+
+// ---- finding and interpreting a frame's FDE ---------------------------------------------------------------
+/// The FDE that covers `pc` (an address inside a call instruction), from its object's .eh_frame_hdr; 0 when
+/// there is none or the table is in a form not handled here.
+static const uint8_t *find_fde(uintptr_t pc) {
+  struct dl_find_object object;
+  if (_dl_find_object((void *)pc, &object) != 0 || object.dlfo_eh_frame == NULL) return NULL;
+  const uint8_t *header = object.dlfo_eh_frame;
+  if (header[0] != 1) return NULL;
+  uint8_t frame_encoding = header[1], count_encoding = header[2], table_encoding = header[3];
+  // The table of (initial location, FDE address) pairs, both hdr-relative 32-bit: what ld writes.
+  if (table_encoding != 0x3B) return NULL;
+  reader r = {header + 4, header + 64, 0};
+  (void)read_encoded(&r, frame_encoding, (uintptr_t)header);
+  uintptr_t count = read_encoded(&r, count_encoding, (uintptr_t)header);
+  if (r.failed || count == 0) return NULL;
+  const int32_t *table = (const int32_t *)r.at;
+  intptr_t target = (intptr_t)(pc - (uintptr_t)header);
+  size_t low = 0, high = count;
+  // The last entry whose initial location is <= pc.
+  while (high - low > 1) {
+    size_t middle = (low + high) / 2;
+    if ((intptr_t)table[2 * middle] <= target) low = middle; else high = middle;
+  }
+  if ((intptr_t)table[2 * low] > target) return NULL;
+  return header + table[2 * low + 1];
+}
+
+typedef struct row {
+  int cfa_register;
+  int64_t cfa_offset;
+  int rbp_rule;  // rule_rbp_same or rule_rbp_saved
+  int64_t rbp_offset;
+  int return_saved;  // the return address at CFA + return_offset
+  int64_t return_offset;
+} row;
+
+/// Runs the call-frame instructions in [r->at, r->end) over `current` up to `pc`, from location `location`.
+/// Returns 0 when an instruction is not handled (or the return address's column is undefined: `*ended`).
+static int run_instructions(reader *r, row *current, const row *initial, uintptr_t location, uintptr_t pc,
+                            uint64_t code_align, int64_t data_align, uint8_t fde_encoding, int *ended) {
+  row saved[4];
+  int depth = 0;
+  while (r->at < r->end && !r->failed) {
+    uint8_t op = *r->at++;
+    uint8_t low = op & 0x3F;
+    uint64_t reg;
+    int64_t offset;
+    switch (op & 0xC0) {
+      case 0x40:  // advance_loc
+        location += low * code_align;
+        if (location > pc) return 1;
+        continue;
+      case 0x80:  // offset
+        reg = low;
+        offset = (int64_t)read_uleb(r) * data_align;
+        goto set_offset;
+      case 0xC0:  // restore
+        reg = low;
+        goto restore;
+    }
+    switch (op) {
+      case 0x00: break;  // nop
+      case 0x01:         // set_loc
+        location = read_encoded(r, fde_encoding, 0);
+        if (location > pc) return 1;
+        break;
+      case 0x02: location += read_fixed(r, 1) * code_align; if (location > pc) return 1; break;
+      case 0x03: location += read_fixed(r, 2) * code_align; if (location > pc) return 1; break;
+      case 0x04: location += read_fixed(r, 4) * code_align; if (location > pc) return 1; break;
+      case 0x05:  // offset_extended
+        reg = read_uleb(r);
+        offset = (int64_t)read_uleb(r) * data_align;
+        goto set_offset;
+      case 0x06:  // restore_extended
+        reg = read_uleb(r);
+        goto restore;
+      case 0x07:  // undefined
+        reg = read_uleb(r);
+        if (reg == 16) *ended = 1;
+        if (reg == 6) current->rbp_rule = rule_rbp_same;  // not needed to go on
+        if (reg == 16) return 0;
+        break;
+      case 0x08:  // same_value
+        reg = read_uleb(r);
+        if (reg == 6) current->rbp_rule = rule_rbp_same;
+        if (reg == 16) return 0;
+        break;
+      case 0x09:  // register
+        reg = read_uleb(r);
+        (void)read_uleb(r);
+        if (reg == 6 || reg == 16) return 0;
+        break;
+      case 0x0A:  // remember_state
+        if (depth == 4) return 0;
+        saved[depth++] = *current;
+        break;
+      case 0x0B:  // restore_state
+        if (depth == 0) return 0;
+        *current = saved[--depth];
+        break;
+      case 0x0C:  // def_cfa
+        current->cfa_register = (int)read_uleb(r);
+        current->cfa_offset = (int64_t)read_uleb(r);
+        break;
+      case 0x0D: current->cfa_register = (int)read_uleb(r); break;  // def_cfa_register
+      case 0x0E: current->cfa_offset = (int64_t)read_uleb(r); break; // def_cfa_offset
+      case 0x0F: return 0;                                             // def_cfa_expression
+      case 0x10:  // expression
+      case 0x16:  // val_expression
+        reg = read_uleb(r);
+        {
+          uint64_t length = read_uleb(r);
+          if ((uint64_t)(r->end - r->at) < length) return 0;
+          r->at += length;
+        }
+        if (reg == 6 || reg == 16) return 0;
+        break;
+      case 0x11:  // offset_extended_sf
+        reg = read_uleb(r);
+        offset = read_sleb(r) * data_align;
+        goto set_offset;
+      case 0x12:  // def_cfa_sf
+        current->cfa_register = (int)read_uleb(r);
+        current->cfa_offset = read_sleb(r) * data_align;
+        break;
+      case 0x13: current->cfa_offset = read_sleb(r) * data_align; break;  // def_cfa_offset_sf
+      case 0x14:  // val_offset
+        reg = read_uleb(r);
+        (void)read_uleb(r);
+        if (reg == 6 || reg == 16) return 0;
+        break;
+      case 0x15:  // val_offset_sf
+        reg = read_uleb(r);
+        (void)read_sleb(r);
+        if (reg == 6 || reg == 16) return 0;
+        break;
+      case 0x2E: (void)read_uleb(r); break;  // GNU_args_size
+      case 0x2F:                              // GNU_negative_offset_extended
+        reg = read_uleb(r);
+        offset = -(int64_t)read_uleb(r) * data_align;
+        goto set_offset;
+      default: return 0;
+    }
+    continue;
+  set_offset:
+    if (reg == 6) {
+      current->rbp_rule = rule_rbp_saved;
+      current->rbp_offset = offset;
+    } else if (reg == 16) {
+      current->return_saved = 1;
+      current->return_offset = offset;
+    }
+    continue;
+  restore:
+    if (initial == NULL) return 0;
+    if (reg == 6) {
+      current->rbp_rule = initial->rbp_rule;
+      current->rbp_offset = initial->rbp_offset;
+    } else if (reg == 16) {
+      current->return_saved = initial->return_saved;
+      current->return_offset = initial->return_offset;
+    }
+  }
+  return !r->failed;
+}
+
+/// The rule of the frame whose code address (inside its call instruction) is `pc`; 0 when it cannot be had
+/// here (libgcc takes over), `make_rule(0, rule_end, ...)` where the stack ends.
+static uint64_t compute_rule(uintptr_t pc) {
+  const uint8_t *fde = find_fde(pc);
+  if (fde == NULL) return 0;
+  uint32_t fde_length;
+  memcpy(&fde_length, fde, 4);
+  if (fde_length == 0 || fde_length == 0xFFFFFFFF) return 0;
+  int32_t cie_pointer;
+  memcpy(&cie_pointer, fde + 4, 4);
+  const uint8_t *cie = fde + 4 - cie_pointer;
+  uint32_t cie_length;
+  memcpy(&cie_length, cie, 4);
+  if (cie_length == 0 || cie_length == 0xFFFFFFFF) return 0;
+  reader c = {cie + 8, cie + 4 + cie_length, 0};
+  uint8_t version = (uint8_t)read_fixed(&c, 1);
+  const char *augmentation = (const char *)c.at;
+  size_t augmentation_length = strnlen(augmentation, (size_t)(c.end - c.at));
+  c.at += augmentation_length + 1;
+  uint64_t code_align = read_uleb(&c);
+  int64_t data_align = read_sleb(&c);
+  uint64_t return_column = version == 1 ? read_fixed(&c, 1) : read_uleb(&c);
+  if (return_column != 16) return 0;
+  uint8_t fde_encoding = 0;
+  int has_data = augmentation[0] == 'z';
+  if (has_data) {
+    uint64_t length = read_uleb(&c);
+    const uint8_t *data_end = c.at + length;
+    for (size_t index = 1; index < augmentation_length; index++) {
+      switch (augmentation[index]) {
+        case 'R': fde_encoding = (uint8_t)read_fixed(&c, 1); break;
+        case 'L': (void)read_fixed(&c, 1); break;
+        case 'P': {
+          uint8_t encoding = (uint8_t)read_fixed(&c, 1);
+          reader skip = c;
+          skip.failed = 0;
+          // The personality routine's address: only its size matters here (indirect is fine to skip).
+          (void)read_encoded(&skip, encoding & 0x7F, 0);
+          c.at = skip.at;
+          break;
+        }
+        case 'S': return 0;  // a signal frame: libgcc's
+        default: return 0;
+      }
+    }
+    c.at = data_end;
+  } else if (augmentation_length != 0) {
+    return 0;
+  }
+  if (c.failed) return 0;
+
+  reader f = {fde + 8, fde + 4 + fde_length, 0};
+  uintptr_t start = read_encoded(&f, fde_encoding, 0);
+  uintptr_t range = read_encoded(&f, fde_encoding & 0x0F, 0);
+  if (f.failed || pc < start || pc >= start + range) return 0;
+  if (has_data) {
+    uint64_t length = read_uleb(&f);
+    f.at += length;
+  }
+
+  row current = {7, 8, rule_rbp_same, 0, 0, 0};
+  int ended = 0;
+  if (!run_instructions(&c, &current, NULL, start, pc, code_align, data_align, fde_encoding, &ended)) {
+    return ended ? make_rule(0, rule_end, 0, 0) : 0;
+  }
+  row initial = current;
+  if (!run_instructions(&f, &current, &initial, start, pc, code_align, data_align, fde_encoding, &ended)) {
+    return ended ? make_rule(0, rule_end, 0, 0) : 0;
+  }
+  if (current.cfa_register != 7 && current.cfa_register != 6) return 0;
+  if (!current.return_saved || current.return_offset != -8) return 0;
+  if (current.cfa_offset < 0 || current.cfa_offset >= 0x800000) return 0;
+  if (current.rbp_rule == rule_rbp_saved && (current.rbp_offset < -0x800000 || current.rbp_offset >= 0x800000)) {
+    return 0;
+  }
+  return make_rule(current.cfa_register == 6, current.rbp_rule, current.cfa_offset,
+                   current.rbp_rule == rule_rbp_saved ? current.rbp_offset : 0);
+}
+
+// ---- the cache --------------------------------------------------------------------------------------------
+/// Rules by code address: 4096 entries of (address, rule), open addressing with a short probe. Written by any
+/// thread: an entry's address is cleared, its rule stored, then its address; a reader checks the address on
+/// both sides of the rule's load, so a torn entry is a miss.
+enum { cache_bits = 12, cache_size = 1 << cache_bits, cache_probe = 4 };
+static struct {
+  uintptr_t address;
+  uint64_t rule;
+} rule_cache[cache_size];
+
+static size_t cache_slot(uintptr_t pc) { return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> (64 - cache_bits)); }
+
+static uint64_t rule_for(uintptr_t pc) {
+  size_t slot = cache_slot(pc);
+  for (int probe = 0; probe < cache_probe; probe++) {
+    size_t index = (slot + (size_t)probe) & (cache_size - 1);
+    if (__atomic_load_n(&rule_cache[index].address, __ATOMIC_ACQUIRE) == pc) {
+      uint64_t rule = __atomic_load_n(&rule_cache[index].rule, __ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&rule_cache[index].address, __ATOMIC_RELAXED) == pc) return rule;
+    }
+  }
+  uint64_t rule = compute_rule(pc);
+  if (rule == 0) return 0;
+  // First empty slot of the probe, else the home slot.
+  size_t index = slot;
+  for (int probe = 0; probe < cache_probe; probe++) {
+    size_t candidate = (slot + (size_t)probe) & (cache_size - 1);
+    if (__atomic_load_n(&rule_cache[candidate].address, __ATOMIC_RELAXED) == 0) {
+      index = candidate;
+      break;
+    }
+  }
+  __atomic_store_n(&rule_cache[index].address, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&rule_cache[index].rule, rule, __ATOMIC_RELEASE);
+  __atomic_store_n(&rule_cache[index].address, pc, __ATOMIC_RELEASE);
+  return rule;
+}
+
+// ---- the walk ---------------------------------------------------------------------------------------------
+typedef struct handover {
+  uintptr_t *frames;
+  int capacity;
+  int count;
+} handover;
+
+static void walk_on_with_libgcc(void *argument) {
+  handover *walk = argument;
+  walk->count = swalloc_backtrace_capture(walk->frames, walk->capacity, 1);
+}
+
+void swalloc_unwind_trampoline(uintptr_t stack, uintptr_t frame, void (*function)(void *), void *argument);
+
+int swalloc_walk_frames(uintptr_t *frames, int capacity, uintptr_t pc, uintptr_t stack, uintptr_t frame) {
+  int count = 0;
+  while (count < capacity && pc != 0) {
+    // A return address points after its call: the frame's code address is inside the call.
+    frames[count++] = pc - 1;
+    uint64_t rule = rule_for(pc - 1);
+    if (rule == 0) {
+      // libgcc walks on from this frame (whose return address is at stack - 8): its first frame is this one.
+      handover walk = {frames + count - 1, capacity - count + 1, 0};
+      swalloc_unwind_trampoline(stack, frame, walk_on_with_libgcc, &walk);
+      return count - 1 + walk.count;
+    }
+    if (rule & rule_end) break;
+    uintptr_t cfa = ((rule & rule_rbp_based) ? frame : stack) + (uintptr_t)sign_extend24(rule >> 8);
+    // The caller's frame lies above this one, on the same stack.
+    if (cfa <= stack || cfa - stack > ((uintptr_t)1 << 24) || (cfa & 7) != 0) break;
+    uintptr_t caller_pc = *(const uintptr_t *)(cfa - 8);
+    if (rule & rule_rbp_saved) frame = *(const uintptr_t *)(cfa + (uintptr_t)sign_extend24(rule >> 32));
+    stack = cfa;
+    pc = caller_pc;
+  }
+  return count;
+}
