@@ -139,11 +139,12 @@ enum Secure {
     let key = key
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
-    // Word 8 gets the fresh marker: not the freed one (the memory may hold an earlier page's freed blocks),
-    // so malloc checks no fill in a block never freed. The last word gets zero, which the next block's free
-    // checks (an underflow of it); in 16-byte blocks the two are the same word (SecureCanary.swift).
+    // Word 8 gets the fresh marker: not the freed one (the memory may hold an earlier page's freed blocks).
+    // The fill words too, so malloc's check of them passes without a second look; the last word gets zero,
+    // which the next block's free checks (an underflow of it); in 16-byte blocks the last word is word 8
+    // (SecureCanary.swift).
     let fresh = markerKey ^ 2
-    let fill: UInt = 0
+    let fill = fillWord
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
@@ -164,7 +165,11 @@ enum Secure {
   @inline(__always)
   static func markFresh(_ block: UInt, size: UInt, fresh: UInt, fill: UInt) {
     let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-    pointer.storeBytes(of: fill, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
+    if size > 16 {
+      pointer.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
+      pointer.storeBytes(of: fill, toByteOffset: middleOffset(Int(bitPattern: size)), as: UInt.self)
+    }
+    pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
     pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
   }
 
@@ -207,16 +212,18 @@ enum Secure {
       let page = heap.directPage((byteCount &+ (15 &+ trailerByteCount)) &>> 4)
       if let block = page.pointee.free {
         let next = next(block)
-        if isValidLink(next, page) {
+        let blockByteCount = page.pointee.blockByteCount
+        // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
+        // takes it).
+        if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
           page.pointee.free = next
-          let blockByteCount = page.pointee.blockByteCount
-          takeFromList(block, blockByteCount: blockByteCount)
+          if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
           seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
           page.pointee.used &+= 1
           heap.state.pointee.mallocCount &+= 1
           return block
         }
-        corrupted = block
+        if !isValidLink(next, page) { corrupted = block }
       }
     }
     // One call site: the fast path then needs no stack frame.
@@ -248,10 +255,13 @@ enum Secure {
       if page.pointee.owner == UInt(bitPattern: swalloc_secure_heap_get()), isBlockStart(address, page) {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
-        if block.load(fromByteOffset: 8, as: UInt.self) != marker {
-          let blockByteCount = page.pointee.blockByteCount
+        let blockByteCount = page.pointee.blockByteCount
+        // The previous block's end: when it looks wrong, the slow path checks again and reports.
+        if block.load(fromByteOffset: 8, as: UInt.self) != marker
+          && (address == UInt(bitPattern: page.pointee.start)
+            || previousLooksIntact(block, blockByteCount: blockByteCount))
+        {
           checkSeal(block, blockByteCount: blockByteCount)
-          if address != UInt(bitPattern: page.pointee.start) { checkPrevious(block, blockByteCount: blockByteCount) }
           fill(block, blockByteCount: blockByteCount)
           block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
           setNext(block, page.pointee.localFree, key: key)

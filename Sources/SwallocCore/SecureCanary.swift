@@ -1,27 +1,31 @@
 // SecureCanary: secure mode's per-block checks of overflows, underflows and writes after free (issue 15,
-// part 2). Every page block handed out in secure mode (blocks up to 512 KiB; huge blocks have guard pages
-// instead) sits in a size class chosen for the requested size plus 8 bytes, and carries:
+// part 2), kept to a few instructions each on malloc's and free's fast paths. Every page block handed out in
+// secure mode (blocks up to 512 KiB; huge blocks have guard pages instead) sits in a size class chosen for the
+// requested size plus 8 bytes, and carries:
 //
-// - a trailer in its last 8 bytes: the requested size n, three times over (bits 0, 20 and 40), xored with a
-//   keyed word of the block's address. Any change to any of its bytes, or a trailer copied from another
-//   block, fails to decode (a forged one needs the key);
-// - a canary: the 8 keyed bytes right after the requested size (fewer when the trailer starts sooner; the
-//   first byte is never zero, so a string's terminating zero written one past the end is caught).
+// - a trailer in its last 8 bytes: the requested size n xored with a keyed word of the block's address (the
+//   mask). It decodes only to a size that fits the block: a change to its upper five bytes, or a trailer
+//   copied from another block, fails to decode; a change to its low bytes decodes to another size, whose
+//   canary check then fails (the canary sits elsewhere);
+// - a canary: the mask with its low bit set, 8 bytes stored (unaligned) right after the requested size, the
+//   trailer stored after it (so fewer canary bytes remain when the trailer starts sooner). The first byte is
+//   never zero, so a string's terminating zero written one past the end is caught.
 //
 // `free` (and `realloc`) check both, so any overflow that starts at the end of the requested size (one byte,
 // or a memcpy of 32 more), or that reaches the end of the block, aborts with the block named. The previous
-// block's trailer is checked too when the calling thread frees a block of its own page: an underflow of
+// block's last word is checked too when the calling thread frees a block of its own page: an underflow of
 // this block (or an overflow of that one) aborts. `malloc_usable_size` returns n: the program may write all
 // of what it is told it has, and nothing of the canary.
 //
-// Freed blocks are filled with a keyed non-zero byte beyond the link and freed-marker words (the first
-// `fillLimit` bytes of each block), and the fill is checked when the block is handed out again: a write
-// after free, a zero included, aborts there. The last word of a freed block is zero instead: C++ reads the
-// element count of an array deleted with delete[] from the 8 bytes before it, so a delete[] of an object
-// from new finds a count of zero when the block before it is free (and reaches the sized delete's check)
-// instead of running destructors over a count read from a fill. Blocks carved but never handed out carry a
-// "fresh" marker instead of the freed one (their memory is not filled; a page's memory may hold an earlier
-// class's data) and a zero last word.
+// Freed blocks get a keyed non-zero fill word at two spots beyond the link and freed-marker words (bytes 16
+// to 23, and the 8 bytes at the middle of the block) and zero in their last word; all three are checked when
+// the block is handed out again: a write after free there, a zero included, aborts. A write after free
+// elsewhere in the block is not seen (filling and checking every byte cost 2.5x to 4.3x on churn workloads:
+// see the README). The zero last word also serves C++: it reads the element count of an array deleted with
+// delete[] from the 8 bytes before it, so a delete[] of an object from new finds a count of zero when the
+// block before it is free (and reaches the sized delete's check) instead of running destructors over a
+// count read from a fill. Blocks carved but never handed out carry a "fresh" marker instead of the freed one,
+// the fill words and a zero last word.
 import CShim
 import Synchronization
 
@@ -33,15 +37,6 @@ extension Secure {
 
   /// Bytes every secure page block keeps after the requested size (the trailer).
   static let trailerByteCount = 8
-  /// How much of a freed block is filled and checked: its bytes 16 to 64 (plus the zero last word). A write
-  /// after free further in is not seen. The fill costs a write on free and a read on malloc of every byte it
-  /// covers: filling the first 4 KiB made churn-lifo 4.3x slower than the default mode, sizesweep 2.5x.
-  static let fillLimit = 64
-  /// The requested size, kept in 20 bits (up to 512 KiB) and repeated three times in the trailer.
-  static let sizeBits: UInt = 20
-  static let sizeMask: UInt = (1 << 20) - 1
-  static let sizeRepeater: UInt = 1 | (1 << 20) | (1 << 40)
-
   static func initializeCanaries(seed: UInt) {
     _ = canaryKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x6A09_E667_F3BC_C908), ordering: .relaxed)
     var byte = mix(seed ^ 0x3C6E_F372_FE94_F82B) & 0xFF
@@ -60,7 +55,7 @@ extension Secure {
 
   /// The canary of the block whose trailer mask is `mask`: its first byte is never zero.
   @inline(__always)
-  static func canary(_ mask: UInt) -> UInt { (mask &* 0x9E37_79B9_7F4A_7C15) | 1 }
+  static func canary(_ mask: UInt) -> UInt { mask | 1 }
 
   /// The marker of a block carved and never handed out (word 8, as the freed marker).
   @inline(__always)
@@ -68,50 +63,36 @@ extension Secure {
 
   // MARK: sealing
 
-  /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block` and the trailer
-  /// that records `byteCount`. The trailer word is written last and in one store (the previous-block check
-  /// of a concurrent free reads it).
+  /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block`, then the trailer
+  /// that records `byteCount` (over the canary's last bytes when fewer than 8 bytes separate them). The
+  /// trailer word is written in one store (the previous-block check of a concurrent free reads it).
   @inline(__always)
   static func seal(_ block: UnsafeMutableRawPointer, byteCount: Int, blockByteCount: Int) {
     let mask = trailerMask(UInt(bitPattern: block))
-    let canary = canary(mask)
-    let slack = blockByteCount &- trailerByteCount &- byteCount
-    if slack >= 8 {
-      block.storeBytes(of: canary, toByteOffset: byteCount, as: UInt.self)
-    } else if slack > 0 {
-      // The canary's first `slack` bytes end the word before the trailer; the program's bytes before them
-      // are kept.
-      let offset = blockByteCount &- 16
-      let keep = UInt(bitPattern: 8 &- slack) &* 8
-      let word = block.load(fromByteOffset: offset, as: UInt.self)
-      block.storeBytes(of: (word & ((1 &<< keep) &- 1)) | (canary &<< keep), toByteOffset: offset, as: UInt.self)
-    }
-    block.storeBytes(of: mask ^ (UInt(bitPattern: byteCount) &* sizeRepeater), toByteOffset: blockByteCount &- 8,
-                     as: UInt.self)
+    block.storeBytes(of: canary(mask), toByteOffset: byteCount, as: UInt.self)
+    block.storeBytes(of: mask ^ UInt(bitPattern: byteCount), toByteOffset: blockByteCount &- 8, as: UInt.self)
   }
 
   /// The requested size recorded in a trailer word, or -1 when the word is not a valid trailer of `block`
   /// (overwritten).
   @inline(__always)
   static func decodedSize(_ trailer: UInt, _ block: UInt, blockByteCount: Int) -> Int {
-    let value = trailer ^ trailerMask(block)
-    let size = value & sizeMask
-    if value != size &* sizeRepeater || size > UInt(bitPattern: blockByteCount &- trailerByteCount) { return -1 }
-    return Int(bitPattern: size)
+    let size = trailer ^ trailerMask(block)
+    return size > UInt(bitPattern: blockByteCount &- trailerByteCount) ? -1 : Int(bitPattern: size)
   }
 
   /// Checks the trailer and the canary of a live block; aborts when either was overwritten.
   @inline(__always)
   static func checkSeal(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    let address = UInt(bitPattern: block)
-    let trailer = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
-    let size = decodedSize(trailer, address, blockByteCount: blockByteCount)
-    if size < 0 { sealBroken(block, blockByteCount: blockByteCount, byteCount: -1) }
-    let slack = UInt(bitPattern: blockByteCount &- trailerByteCount &- size)
-    let checked: UInt = slack >= 8 ? ~0 : (1 &<< (slack &* 8)) &- 1
-    let word = block.loadUnaligned(fromByteOffset: size, as: UInt.self)
-    if (word ^ canary(trailerMask(address))) & checked != 0 {
-      sealBroken(block, blockByteCount: blockByteCount, byteCount: size)
+    let mask = trailerMask(UInt(bitPattern: block))
+    let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
+    let size = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) ^ mask
+    if size > room { sealBroken(block, blockByteCount: blockByteCount, byteCount: -1) }
+    let differs = block.loadUnaligned(fromByteOffset: Int(bitPattern: size), as: UInt.self) ^ canary(mask)
+    // Fewer than 8 bytes before the trailer: only those are the canary's (none when the size fills the room).
+    let slack = room &- size
+    if differs != 0 && (slack >= 8 || differs & ((1 &<< (slack &* 8)) &- 1) != 0) {
+      sealBroken(block, blockByteCount: blockByteCount, byteCount: Int(bitPattern: size))
     }
   }
 
@@ -126,66 +107,66 @@ extension Secure {
   /// The free of a block of the calling thread's own page: checks the end of the block before it (if
   /// any), whose trailer an underflow of `block` overwrites. Its last word is a valid trailer (live), zero
   /// (freed, or carved and never handed out: `extend` writes it), or, in 16-byte blocks, the freed or
-  /// fresh marker. Only the page's owner carves and hands out blocks, so
-  /// no malloc races this read; a concurrent remote free only moves the word from one accepted value to
-  /// another.
+  /// fresh marker. Only the page's owner carves and hands out blocks, so no malloc races this read; a
+  /// concurrent remote free only moves the word from one accepted value to another.
   @inline(__always)
   static func checkPrevious(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    let previous = block - blockByteCount
-    let address = UInt(bitPattern: previous)
-    let last = block.load(fromByteOffset: -8, as: UInt.self)
-    if last == 0 || decodedSize(last, address, blockByteCount: blockByteCount) >= 0 { return }
-    checkPreviousSlow(previous, block, last, blockByteCount: blockByteCount)
+    if previousLooksIntact(block, blockByteCount: blockByteCount) { return }
+    failCorruption(.underflow, block: block, other: block - blockByteCount, blockByteCount: blockByteCount,
+                   offset: -1)
   }
 
-  @inline(never)
-  static func checkPreviousSlow(_ previous: UnsafeMutableRawPointer, _ block: UnsafeMutableRawPointer, _ last: UInt,
-                                blockByteCount: Int)
-  {
-    if last == freedMarker(previous) || last == freshMarker(UInt(bitPattern: previous)) { return }
-    failCorruption(.underflow, block: block, other: previous, blockByteCount: blockByteCount, offset: -1)
+  /// Whether the last word of the block before `block` (not the first of its page) is one it may hold.
+  @inline(__always)
+  static func previousLooksIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
+    let previous = UInt(bitPattern: block) &- UInt(bitPattern: blockByteCount)
+    let last = block.load(fromByteOffset: -8, as: UInt.self)
+    return last == 0 || last ^ trailerMask(previous) <= UInt(bitPattern: blockByteCount &- trailerByteCount)
+      || (last ^ previous ^ markerKey) & ~2 == 0
   }
 
   // MARK: fill
 
-  /// Fills a block being freed beyond its link and freed marker (up to `fillLimit`), its last word with zero.
+  /// The offset of the fill word at the middle of a block of `blockByteCount` (at least 32) bytes.
+  @inline(__always)
+  static func middleOffset(_ blockByteCount: Int) -> Int { (blockByteCount &>> 1) & ~7 }
+
+  /// Fills a block being freed: the fill word at bytes 16 and at the middle, zero in its last word.
   @inline(__always)
   static func fill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     if blockByteCount <= 16 { return }
-    let end = Swift.min(blockByteCount &- 8, fillLimit)
     let fill = fillWord
-    var offset = 16
-    while offset < end {
-      block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
-      offset &+= 8
-    }
+    block.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
+    block.storeBytes(of: fill, toByteOffset: middleOffset(blockByteCount), as: UInt.self)
     block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
   }
 
-  /// A block leaves its page's free list (malloc): a freed block's fill must be intact, and its freed
-  /// marker is cleared (in 16-byte blocks the trailer that `seal` writes replaces it).
+  /// A block leaves its page's free list (malloc): its fill must be intact (a freed block's; a block carved
+  /// and never handed out has it too, or, should it lack it, is not a freed block), and its marker is
+  /// cleared (in 16-byte blocks the trailer that `seal` writes replaces it).
   @inline(__always)
   static func takeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    if block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
-      checkFill(block, blockByteCount: blockByteCount)
-    }
-    if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
+    if blockByteCount <= 16 { return }
+    if !fillIntact(block, blockByteCount: blockByteCount) { checkFill(block, blockByteCount: blockByteCount) }
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
   }
 
+  /// Whether a block on a free list has its fill words and zero last word (16-byte blocks have none).
   @inline(__always)
-  static func checkFill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    if blockByteCount <= 16 { return }
+  static func fillIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
+    if blockByteCount <= 16 { return true }
     let fill = fillWord
-    let end = Swift.min(blockByteCount &- 8, fillLimit)
-    var differs = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
-    var offset = 16
-    while offset &+ 16 <= end {
-      differs |= (block.load(fromByteOffset: offset, as: UInt.self) ^ fill)
-        | (block.load(fromByteOffset: offset &+ 8, as: UInt.self) ^ fill)
-      offset &+= 16
+    return (block.load(fromByteOffset: 16, as: UInt.self) ^ fill)
+      | (block.load(fromByteOffset: middleOffset(blockByteCount), as: UInt.self) ^ fill)
+      | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0
+  }
+
+  /// A block whose fill differs: a write after free when it carries the freed marker.
+  @inline(never)
+  static func checkFill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
+      fillBroken(block, blockByteCount: blockByteCount)
     }
-    if offset < end { differs |= block.load(fromByteOffset: offset, as: UInt.self) ^ fill }
-    if differs != 0 { fillBroken(block, blockByteCount: blockByteCount) }
   }
 
   // MARK: failures
@@ -217,12 +198,23 @@ extension Secure {
   @inline(never)
   static func fillBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Never {
     let fill = UInt8(truncatingIfNeeded: fillWord)
-    var offset = 16
-    let end = Swift.min(blockByteCount &- 8, fillLimit)
-    while offset < end && block.load(fromByteOffset: offset, as: UInt8.self) == fill { offset &+= 1 }
-    if offset == end {
-      offset = blockByteCount &- 8
-      while offset < blockByteCount && block.load(fromByteOffset: offset, as: UInt8.self) == 0 { offset &+= 1 }
+    // The first byte that differs: in the word at 16, the middle word (fill), or the last word (zero).
+    var offset = -1
+    var index = 16
+    while offset < 0 && index < 24 {
+      if block.load(fromByteOffset: index, as: UInt8.self) != fill { offset = index }
+      index &+= 1
+    }
+    index = middleOffset(blockByteCount)
+    let middleEnd = index &+ 8
+    while offset < 0 && index < middleEnd {
+      if block.load(fromByteOffset: index, as: UInt8.self) != fill { offset = index }
+      index &+= 1
+    }
+    index = blockByteCount &- 8
+    while offset < 0 && index < blockByteCount {
+      if block.load(fromByteOffset: index, as: UInt8.self) != 0 { offset = index }
+      index &+= 1
     }
     failCorruption(.writeAfterFree, block: block, other: nil, blockByteCount: blockByteCount, offset: offset)
   }
