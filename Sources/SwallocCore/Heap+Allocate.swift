@@ -34,9 +34,9 @@ extension Heap {
       }
       heap = initialized
     }
-    // Secure mode: a class with room for the trailer; `allocate(sizeClass:byteCount:)` seals the block it pops
-    // (SecureCanary.swift).
-    let wanted = Options.secure ? Secure.withTrailer(byteCount) : byteCount
+    // SWALLOC_SECURE=full: a class with room for the trailer; `allocate(sizeClass:byteCount:)` seals the block
+    // it pops (SecureCanary.swift).
+    let wanted = Options.secureFull ? Secure.withTrailer(byteCount) : byteCount
     if UInt(bitPattern: wanted) > UInt(SizeClass.largeMaxByteCount) {
       let block = HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
       if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
@@ -70,7 +70,7 @@ extension Heap {
       // Only a block popped from a page list is sealed: a sampled block (guarded slot, sample slot, span)
       // is not a page block and goes its own way on free.
       let block = Secure.pop(found)
-      Secure.seal(block, byteCount: byteCount, blockByteCount: found.pointee.blockByteCount)
+      if Options.secureFull { Secure.seal(block, byteCount: byteCount, blockByteCount: found.pointee.blockByteCount) }
       found.pointee.used &+= 1
       state.pointee.mallocCount &+= 1
       return block

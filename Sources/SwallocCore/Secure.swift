@@ -109,12 +109,17 @@ enum Secure {
 
   // MARK: page lists
 
-  /// Pops the first block of `page.free` (which must not be empty), checking its link and its fill (a freed
-  /// block) and clearing its freed marker. The caller seals it (SecureCanary.swift).
+  /// Pops the first block of `page.free` (which must not be empty), checking its link (SWALLOC_SECURE=full:
+  /// and its fill, a freed block's) and clearing its freed marker. At full the caller seals it
+  /// (SecureCanary.swift).
   static func pop(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer {
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = checkedNext(block, page: page)
-    takeFromList(block, blockByteCount: page.pointee.blockByteCount)
+    if Options.secureFull {
+      takeFromList(block, blockByteCount: page.pointee.blockByteCount)
+    } else {
+      block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    }
     return block
   }
 
@@ -123,6 +128,11 @@ enum Secure {
   /// and a random stride prime to the count. So block j links to block (j + stride) mod count, and the links
   /// are written in address order, one store per block and no division.
   static func extend(_ page: UnsafeMutablePointer<Page>) {
+    if Options.secureFull { extend(page, full: true) } else { extend(page, full: false) }
+  }
+
+  @inline(__always)
+  static func extend(_ page: UnsafeMutablePointer<Page>, full: Bool) {
     let blockByteCount = page.pointee.blockByteCount
     let remaining = Int(page.pointee.reserved &- page.pointee.capacity)
     let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
@@ -139,22 +149,22 @@ enum Secure {
     let key = key
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
-    // Word 8 gets the fresh marker: not the freed one (the memory may hold an earlier page's freed blocks).
-    // The fill words too, so malloc's check of them passes without a second look; the last word gets zero,
-    // which the next block's free checks (an underflow of it); in 16-byte blocks the last word is word 8
-    // (SecureCanary.swift).
-    let fresh = markerKey ^ 2
-    let fill = fillWord
+    // SWALLOC_SECURE=full: word 8 gets the fresh marker: not the freed one (the memory may hold an earlier
+    // page's freed blocks). The fill words too, so malloc's check of them passes without a second look; the
+    // last word gets zero, which the next block's free checks (an underflow of it); in 16-byte blocks the
+    // last word is word 8 (SecureCanary.swift).
+    let fresh = full ? markerKey ^ 2 : 0
+    let fill = full ? fillWord : 0
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
-      markFresh(block, size: size, fresh: fresh, fill: fill)
+      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
-      markFresh(block, size: size, fresh: fresh, fill: fill)
+      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
       block &+= size
     }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
@@ -200,30 +210,44 @@ enum Secure {
   /// libswalloc.so's malloc in secure mode (Exports.c jumps here): a checked pop from the current page of
   /// the class, as the default fast path's pop but with the link decoded and checked and the freed marker
   /// cleared (about 30 instructions, against 17); everything else in the generic slow path (which takes the
-  /// same secure branches).
+  /// same secure branches). `full` (a literal at each exported entry point: SWALLOC_SECURE=full's own
+  /// malloc) adds the trailer's room to the class, the check of the fill and the seal (SecureCanary.swift);
+  /// without it the body is level 1's and tests nothing of the level.
   @inline(__always)
-  static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func malloc(_ byteCount: Int, full: Bool) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
     var corrupted: UnsafeMutableRawPointer? = nil
     // malloc(0) finds the empty page in direct slot 0 (Heap.firstChanged) and takes the slow path, which
     // answers it with an inaccessible unique pointer when guarded sampling has its region (GuardedSlots).
-    // Room for the trailer: the class of byteCount + 8 (SecureCanary.swift).
-    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount &- trailerByteCount) {
-      let page = heap.directPage((byteCount &+ (15 &+ trailerByteCount)) &>> 4)
+    // Full: room for the trailer, the class of byteCount + 8 (SecureCanary.swift).
+    let trailer = full ? trailerByteCount : 0
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount &- trailer) {
+      let page = heap.directPage((byteCount &+ (15 &+ trailer)) &>> 4)
       if let block = page.pointee.free {
         let next = next(block)
-        let blockByteCount = page.pointee.blockByteCount
-        // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
-        // takes it).
-        if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
-          page.pointee.free = next
-          if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
-          seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
-          page.pointee.used &+= 1
-          heap.state.pointee.mallocCount &+= 1
-          return block
+        if full {
+          let blockByteCount = page.pointee.blockByteCount
+          // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
+          // takes it).
+          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
+            page.pointee.free = next
+            if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
+            seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
+            page.pointee.used &+= 1
+            heap.state.pointee.mallocCount &+= 1
+            return block
+          }
+          if !isValidLink(next, page) { corrupted = block }
+        } else {
+          if isValidLink(next, page) {
+            page.pointee.free = next
+            block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+            page.pointee.used &+= 1
+            heap.state.pointee.mallocCount &+= 1
+            return block
+          }
+          corrupted = block
         }
-        if !isValidLink(next, page) { corrupted = block }
       }
     }
     // One call site: the fast path then needs no stack frame.
@@ -243,9 +267,10 @@ enum Secure {
   /// libswalloc.so's free in secure mode: when the block is a block boundary of a page of the calling
   /// thread's heap that is not full, and its freed marker is not set, the marker is set and the block pushed
   /// on the page's local list with an encoded link (about 45 instructions, against 22 for the default).
-  /// Everything else, and every error, goes to `freeSlow`.
+  /// Everything else, and every error, goes to `freeSlow`. `full` (a literal, as malloc's) adds the check of
+  /// the previous block's end and of the block's seal, and the fill (SecureCanary.swift).
   @inline(__always)
-  static func free(_ block: UnsafeMutableRawPointer?) {
+  static func free(_ block: UnsafeMutableRawPointer?, full: Bool) {
     let address = UInt(bitPattern: block)
     var slot: UInt = 0
     if SegmentMap.entry(address) == 1 {
@@ -255,14 +280,16 @@ enum Secure {
       if page.pointee.owner == UInt(bitPattern: swalloc_secure_heap_get()), isBlockStart(address, page) {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
-        let blockByteCount = page.pointee.blockByteCount
-        // The previous block's end: when it looks wrong, the slow path checks again and reports.
+        let blockByteCount = full ? page.pointee.blockByteCount : 0
+        // Full: the previous block's end; when it looks wrong, the slow path checks again and reports.
         if block.load(fromByteOffset: 8, as: UInt.self) != marker
-          && (address == UInt(bitPattern: page.pointee.start)
+          && (!full || address == UInt(bitPattern: page.pointee.start)
             || previousLooksIntact(block, blockByteCount: blockByteCount))
         {
-          checkSeal(block, blockByteCount: blockByteCount)
-          fill(block, blockByteCount: blockByteCount)
+          if full {
+            checkSeal(block, blockByteCount: blockByteCount)
+            fill(block, blockByteCount: blockByteCount)
+          }
           block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
           setNext(block, page.pointee.localFree, key: key)
           page.pointee.localFree = block
@@ -333,17 +360,20 @@ enum Secure {
     let marker = freedMarker(block)
     let word = block.load(fromByteOffset: 8, as: UInt.self)
     if word == marker { fail(block, .doubleFree) }
-    let blockByteCount = page.pointee.blockByteCount
-    if word == freshMarker(address) && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self),
-                                                    address, blockByteCount: blockByteCount) < 0
-    {
-      fail(block, .neverAllocated)
-    }
-    checkSeal(block, blockByteCount: blockByteCount)
     let owned = page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base)
-    // The block before: only on the owner's thread (no malloc of it can race the read).
-    if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
-    fill(block, blockByteCount: blockByteCount)
+    if Options.secureFull {
+      let blockByteCount = page.pointee.blockByteCount
+      if word == freshMarker(address)
+        && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self), address,
+                       blockByteCount: blockByteCount) < 0
+      {
+        fail(block, .neverAllocated)
+      }
+      checkSeal(block, blockByteCount: blockByteCount)
+      // The block before: only on the owner's thread (no malloc of it can race the read).
+      if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
+      fill(block, blockByteCount: blockByteCount)
+    }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     if owned {
       return heap.freeOwned(page, block, encoded: true)

@@ -1,6 +1,8 @@
-// SecureCanary: secure mode's per-block checks of overflows, underflows and writes after free (issue 15,
-// part 2), kept to a few instructions each on malloc's and free's fast paths. Every page block handed out in
-// secure mode (blocks up to 512 KiB; huge blocks have guard pages instead) sits in a size class chosen for the
+// SecureCanary: SWALLOC_SECURE=full's per-block checks of overflows, underflows and writes after free (issue
+// 15, part 2), kept to a few instructions each on malloc's and free's fast paths. They are a level of their
+// own: SWALLOC_SECURE=1 has none of them (its malloc and free are separate entry points, compiled without
+// them: Exports.c, Secure.malloc(_:full:)), and its slow paths test `Options.secureFull`. Every page block
+// handed out at full (blocks up to 512 KiB; huge blocks have guard pages instead) sits in a size class chosen for the
 // requested size plus 8 bytes, and carries:
 //
 // - a trailer in its last 8 bytes: the requested size n xored with a keyed word of the block's address (the
@@ -259,7 +261,7 @@ extension Secure {
         writer.decimal(offset)
         writer.text(" after it was freed")
       }
-      writer.text("; aborting (SWALLOC_SECURE=1)\n")
+      writer.text("; aborting (SWALLOC_SECURE=full)\n")
     }
     swalloc_abort()
   }
