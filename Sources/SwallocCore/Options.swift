@@ -148,7 +148,7 @@ enum Options {
         }
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
-        if secureLevel(value) == nil { warn(entry, accepted: "0, 1, full (or 2)") }
+        if secureLevel(value) == nil { warn(entry, accepted: "0, 1, full, 2") }
       } else if let value = match(entry, "SWALLOC_PROFILE=") {
         if equals(value, "0") || equals(value, "") {
           profile = .off

@@ -1,15 +1,17 @@
 // Secure mode's deterministic checks beyond guarded sampling (issue 15, part 2), one probe per class of heap
-// misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp): reads and writes through malloc(0)'s
-// pointer fault, a sized free or delete that names the wrong size aborts, overflows and underflows of 1 and
-// 32 bytes abort at free (canaries, trailers), writes after free abort when the block is handed out again
-// (the fill); by default the same overflows and writes run on (harmless there: they stay in the slack). The same programs' `valid` mode
-// runs clean in both modes (no false positive).
+// misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp). SWALLOC_SECURE=1: reads and writes
+// through malloc(0)'s pointer fault, a sized free or delete that names the wrong size aborts.
+// SWALLOC_SECURE=full (SecureCanary.swift): overflows and underflows of 1 and 32 bytes abort at free
+// (canaries, trailers), writes after free abort when the block is handed out again (the fill); by default
+// and at level 1 the same overflows and writes run on (harmless there: they stay in the slack or miss the
+// words level 1 checks). The same programs' `valid` mode runs clean at every level (no false positive).
 import Foundation
 import Testing
 
 @Suite("Secure mode: heap misuse classes")
 struct MisuseTests {
   static let secure = ["SWALLOC_SECURE": "1"]
+  static let secureFull = ["SWALLOC_SECURE": "full"]
 
   @Test("each misuse is caught in secure mode with a clear message", arguments: [
     ("misuse.c", "zero-read", SIGSEGV, "swalloc: zero-size-access: read at 0x"),
@@ -20,10 +22,23 @@ struct MisuseTests {
     ("misuse_cxx.cpp", "delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "array-deleted", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "object-deleted-as-array", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
-  ] + Self.canaryCases.map { ($0.0, $0.1, SIGABRT, $0.2) })
+  ])
   func caught(source: String, mode: String, signal: Int32, message: String) async throws {
+    try await expectCaught(source: source, mode: mode, signal: signal, message: message, environment: Self.secure)
+  }
+
+  @Test("each overflow, underflow and write after free is caught at SWALLOC_SECURE=full with a clear message",
+        arguments: Self.canaryCases)
+  func caughtAtFull(source: String, mode: String, message: String) async throws {
+    try await expectCaught(source: source, mode: mode, signal: SIGABRT, message: message,
+                           environment: Self.secureFull)
+  }
+
+  func expectCaught(source: String, mode: String, signal: Int32, message: String,
+                    environment: [String: String]) async throws
+  {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
-    let result = try await runChild(program, [mode], preload: try Preload.library(), environment: Self.secure,
+    let result = try await runChild(program, [mode], preload: try Preload.library(), environment: environment,
                                     timeout: shortChildTimeout)
     expectLine("swalloc active", in: result)
     #expect(GuardedTests.died(result, of: signal), "expected death by signal \(signal)\n\(result.summary)")
@@ -48,19 +63,19 @@ struct MisuseTests {
     return cases
   }()
 
-  @Test("overflows, underflows and writes after free are harmless by default (no abort)",
-        arguments: Self.canaryCases.map { ($0.0, $0.1) })
-  func harmlessByDefault(source: String, mode: String) async throws {
+  @Test("""
+    overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort:     the checks are full's)
+    """, arguments: Self.canaryCases.flatMap { probe in [Mode.standard, .secure].map { (probe.0, probe.1, $0) } })
+  func harmlessBelowFull(source: String, mode: String, level: Mode) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
-    let result = try await runPreloaded(program, [mode], timeout: shortChildTimeout)
+    let result = try await runPreloaded(program, [mode], mode: level, timeout: shortChildTimeout)
     expectLine("not stopped", in: result)
   }
 
-  @Test("the valid programs run clean in both modes", arguments: ["misuse.c", "misuse_cxx.cpp"], [false, true])
-  func valid(source: String, secure: Bool) async throws {
+  @Test("the valid programs run clean at every level", arguments: ["misuse.c", "misuse_cxx.cpp"], Mode.withFull)
+  func valid(source: String, level: Mode) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
-    let result = try await runPreloaded(program, ["valid"], environment: secure ? Self.secure : [:],
-                                        timeout: shortChildTimeout)
+    let result = try await runPreloaded(program, ["valid"], mode: level, timeout: shortChildTimeout)
     expectLine("valid ok", in: result)
   }
 }

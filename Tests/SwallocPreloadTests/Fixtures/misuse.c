@@ -30,14 +30,45 @@ static void overflow(size_t size, size_t count) {
   free(p);
 }
 
-/// Writes `count` bytes just before a block (the end of the block before it), then frees the block. A few
-/// blocks are live first, so that the one before is in use or free.
+/// Writes `count` bytes just before a block (the end of the block before it), then frees the block. The block
+/// is a live one whose address neighbour below is live too: never the first block of its page, which
+/// has no block before it to check (secure mode hands blocks out in a random order: a block taken at random
+/// was its page's first in about 1 run in 150).
+static char *blockAfterLive(size_t size) {
+  // Blocks are handed out in a random order: allocate until two are neighbours. At SWALLOC_SECURE=full a
+  // block of `size` bytes sits in the class of size + 8 (its trailer): blocks that far apart (16-byte
+  // classes: sizes up to 1 KiB).
+  size_t stride = (size + 8 + 15) / 16 * 16;
+  static char *blocks[1024];
+  for (int i = 0; i < 1024; i++) {
+    blocks[i] = malloc(size);
+    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
+    for (int j = 0; j < i; j++) {
+      if (blocks[j] + stride == blocks[i]) return blocks[i];
+      if (blocks[i] + stride == blocks[j]) return blocks[j];
+    }
+  }
+  return blocks[1023];
+}
+
 static void underflow(size_t size, size_t count) {
-  for (int i = 0; i < 8; i++) escape(malloc(size));
-  char *volatile p = malloc(size);
-  FIXTURE_CHECK(p != NULL, "malloc failed");
-  if (count == 1) *(volatile char *)launder(p - 1) = 'x'; else memcpy(launder(p - count), source, count);
+  char *volatile p = blockAfterLive(size);
+  // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
+  // run in 256, and is then no change to catch).
+  if (count == 1) {
+    volatile char *q = (volatile char *)launder(p - 1);
+    *q = (char)(*q + 1);
+  } else {
+    memcpy(launder(p - count), source, count);
+  }
   free(p);
+}
+
+/// Writes `value` at `p`, or, should the byte there already be `value` (secure mode's fill byte is random:
+/// 1 run in 255), `value + 1`: a write after free that changes nothing is none to catch.
+static void writeChanging(char *p, char value) {
+  volatile char *q = (volatile char *)launder(p);
+  *q = *q == value ? (char)(value + 1) : value;
 }
 
 /// Frees a block, writes one byte into it (beyond the 16 bytes free lists use: byte 20, in the first word
@@ -48,7 +79,7 @@ static void writeAfterFree(size_t size, char value) {
   FIXTURE_CHECK(p != NULL, "malloc failed");
   memset(p, 'a', size);
   free(p);
-  *(volatile char *)launder(p + 20) = value;
+  writeChanging(p + 20, value);
   for (int i = 0; i < 2000; i++) escape(malloc(size));
 }
 
@@ -93,7 +124,7 @@ int main(int argc, char **argv) {
     char *volatile old = malloc(100);
     char *grown = realloc(old, 5000);
     FIXTURE_CHECK(grown != NULL && grown != old, "realloc did not move");
-    *(volatile char *)launder(old + 20) = 1;
+    writeChanging(old + 20, 1);
     for (int i = 0; i < 2000; i++) escape(malloc(100));
   } else if (strcmp(mode, "valid") == 0) {
     // malloc(0): unique, freeable, reallocable; calloc(0); free_sized with the right size.

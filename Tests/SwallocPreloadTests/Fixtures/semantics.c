@@ -310,10 +310,10 @@ static void checkNaturalAlignment(void) {
     printf("natural alignment: skipped (swalloc inactive)\n");
     return;
   }
-  // Secure mode's blocks keep 8 bytes for a trailer after the requested size (README, heap misuse in secure
-  // mode): a power-of-two size goes to the next class, aligned to 16 bytes only (what C promises).
+  // SWALLOC_SECURE=full's blocks keep 8 bytes for a trailer after the requested size (README, heap misuse
+  // in secure mode): a power-of-two size goes to the next class, aligned to 16 bytes only (what C promises).
   const char *secure = getenv("SWALLOC_SECURE");
-  int natural = !(secure != NULL && strcmp(secure, "1") == 0);
+  int natural = !(secure != NULL && (strcmp(secure, "full") == 0 || strcmp(secure, "2") == 0));
   for (size_t byteCount = 1; byteCount <= 4096; byteCount *= 2) {
     void *blocks[8];
     for (size_t i = 0; i < 8; i++) {
