@@ -114,11 +114,12 @@ SWALLOC_INLINE void swalloc_protect(void *address, size_t byte_count, int access
   errno = saved;
 }
 
-/// Points libswalloc.so's malloc and free at secure mode's entry points (Sources/SwallocExports/Exports.c).
-/// Elsewhere (the Swift API's copy of the core) the function is absent and nothing happens.
-SWALLOC_INLINE void swalloc_use_secure_entries(void) {
-  extern void swalloc_select_secure_entries(void) __attribute__((weak));
-  if (swalloc_select_secure_entries) swalloc_select_secure_entries();
+/// Points libswalloc.so's malloc and free at secure mode's entry points (Sources/SwallocExports/Exports.c):
+/// level 1's, or, when `full` is non-zero, SWALLOC_SECURE=full's. Elsewhere (the Swift API's copy of the core)
+/// the function is absent and nothing happens.
+SWALLOC_INLINE void swalloc_use_secure_entries(int full) {
+  extern void swalloc_select_secure_entries(int full) __attribute__((weak));
+  if (swalloc_select_secure_entries) swalloc_select_secure_entries(full);
 }
 
 /// abort(3): the end of a process whose heap was misused in secure mode.

@@ -34,12 +34,15 @@ extension Heap {
       }
       heap = initialized
     }
-    if UInt(bitPattern: byteCount) > UInt(SizeClass.largeMaxByteCount) {
+    // SWALLOC_SECURE=full: a class with room for the trailer; `allocate(sizeClass:byteCount:)` seals the block
+    // it pops (SecureCanary.swift).
+    let wanted = Options.secureFull ? Secure.withTrailer(byteCount) : byteCount
+    if UInt(bitPattern: wanted) > UInt(SizeClass.largeMaxByteCount) {
       let block = HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
       if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
       return block
     }
-    return heap.allocate(sizeClass: SizeClass.of(byteCount: byteCount), byteCount: byteCount)
+    return heap.allocate(sizeClass: SizeClass.of(byteCount: wanted), byteCount: byteCount)
   }
 
   /// Allocates a block of `sizeClass` from this heap (the calling thread's) for a request of `byteCount`
@@ -63,8 +66,17 @@ extension Heap {
       }
     }
     let found = page!
-    let block = Options.secure ? Secure.pop(found) : found.pointee.free!
-    if !Options.secure { found.pointee.free = nextBlock(block) }
+    if Options.secure {
+      // Only a block popped from a page list is sealed: a sampled block (guarded slot, sample slot, span)
+      // is not a page block and goes its own way on free.
+      let block = Secure.pop(found)
+      if Options.secureFull { Secure.seal(block, byteCount: byteCount, blockByteCount: found.pointee.blockByteCount) }
+      found.pointee.used &+= 1
+      state.pointee.mallocCount &+= 1
+      return block
+    }
+    let block = found.pointee.free!
+    found.pointee.free = nextBlock(block)
     found.pointee.used &+= 1
     state.pointee.mallocCount &+= 1
     return block

@@ -21,7 +21,10 @@ enum LibC {
   /// path). One load and branch more than `malloc`; the exported malloc does not pay it.
   @inline(__always)
   static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer? {
-    Options.secure ? Secure.malloc(byteCount) : Heap.allocate(byteCount: byteCount)
+    // SWALLOC_SECURE=full tested after the mode: the default path pays nothing more.
+    Options.secure
+      ? (Options.secureFull ? Secure.malloc(byteCount, full: true) : Secure.malloc(byteCount, full: false))
+      : Heap.allocate(byteCount: byteCount)
   }
 
   /// free inside realloc and the sized frees, as `allocate`.
@@ -29,7 +32,11 @@ enum LibC {
   static func release(_ pointer: UnsafeMutableRawPointer?) {
     if Guarded.isEnabled, let pointer, Guarded.contains(pointer) { return Guarded.free(pointer, caller: 0) }
     if SamplePoints.isEnabled, let pointer, SampleSlots.contains(pointer) { return SampleSlots.free(pointer) }
-    if Options.secure { Secure.free(pointer) } else { Heap.free(pointer) }
+    if Options.secure {
+      if Options.secureFull { Secure.free(pointer, full: true) } else { Secure.free(pointer, full: false) }
+    } else {
+      Heap.free(pointer)
+    }
   }
 
   static func calloc(_ count: Int, _ byteCount: Int) -> UnsafeMutableRawPointer? {
@@ -78,6 +85,15 @@ enum LibC {
       guard let block = allocate(byteCount) else { return nil }
       memcpy(block, pointer, Swift.min(old, byteCount))
       SampleSlots.free(pointer)
+      return block
+    }
+    // Secure mode: a page block's seal is checked, and it is resized in place within its room (guarded and
+    // sample slots and huge blocks are no page blocks: nil).
+    if Options.secureFull, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
+      if inPlace { return pointer }
+      guard let block = allocate(byteCount) else { return nil }
+      memcpy(block, pointer, Swift.min(usableSize(pointer), byteCount))
+      release(pointer)
       return block
     }
     let usable = usableSize(pointer)
@@ -154,7 +170,10 @@ enum LibC {
       }
       heap = initialized
     }
-    let sizeClass = SizeClass.of(byteCount: byteCount, alignment: alignment)
+    // SWALLOC_SECURE=full: room for the trailer; `allocate(sizeClass:byteCount:alignment:)` seals the block it
+    // pops.
+    let sizeClass = SizeClass.of(byteCount: Options.secureFull ? Secure.withTrailer(byteCount) : byteCount,
+                                 alignment: alignment)
     if sizeClass != 0 { return heap.allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
     let block = HugeSpan.allocate(byteCount: byteCount, alignment: alignment, zeroed: nil)
     if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
@@ -235,6 +254,12 @@ enum LibC {
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }
     // Interior pointers get what is left of their block.
-    return page.pointee.blockByteCount - offset % page.pointee.blockByteCount
+    let blockByteCount = page.pointee.blockByteCount
+    let inside = offset % blockByteCount
+    if Options.secureFull {
+      // What the program asked for (the canary and trailer follow: SecureCanary.swift).
+      return Swift.max(0, Secure.requestedSize(pointer - inside, blockByteCount: blockByteCount) - inside)
+    }
+    return blockByteCount - inside
   }
 }

@@ -42,13 +42,22 @@ enum Options {
   @exclusivity(unchecked) nonisolated(unsafe) static var hugeReserveByteCount = 0
   /// SWALLOC_LOCKED: 0 (default) or 1: map memory with MAP_LOCKED (never swapped out, never purged).
   @exclusivity(unchecked) nonisolated(unsafe) static var locked = false
-  /// SWALLOC_SECURE: 0 or 1: encoded free lists, double and invalid frees abort, guard pages, randomized
-  /// free-list order (Secure.swift). The default is 0, or 1 in a build with `-DSWALLOC_SECURE_DEFAULT`.
+  /// SWALLOC_SECURE: 0, 1, or full (also 2). 1: encoded free lists, double and invalid frees abort, guard
+  /// pages, randomized free-list order (Secure.swift). full: all of 1, plus per-block canaries and trailers,
+  /// the fill of freed blocks and the check of the block before on free (SecureCanary.swift). The default is
+  /// 0, or 1 in a build with `-DSWALLOC_SECURE_DEFAULT`. `secure` is true at both levels.
   #if SWALLOC_SECURE_DEFAULT
   @exclusivity(unchecked) nonisolated(unsafe) static var secure = true
   #else
   @exclusivity(unchecked) nonisolated(unsafe) static var secure = false
   #endif
+  /// SWALLOC_SECURE=full (or 2): the per-block checks too. Tested on slow paths only; the fast paths of the
+  /// two levels are separate entry points (Exports.c), so level 1 runs exactly the instructions it ran
+  /// before the checks existed.
+  @exclusivity(unchecked) nonisolated(unsafe) static var secureFull = false
+
+  /// 0 (off), 1 or 2 (full): the statistics' "secure mode" row.
+  static var secureLevel: Int { secure ? (secureFull ? 2 : 1) : 0 }
   /// SWALLOC_PROFILE: 0 (default), 1 (a pprof profile at exit), leaks (also a table of live sites on stderr).
   @exclusivity(unchecked) nonisolated(unsafe) static var profile = ProfileMode.off
   /// SWALLOC_PROFILE_SAMPLE: the mean bytes allocated between samples (default 512 KiB, jemalloc's default).
@@ -139,7 +148,7 @@ enum Options {
         }
       } else if let value = match(entry, "SWALLOC_SECURE=") {
         // Already decided (decideSecureMode); here only the warning for a malformed value.
-        if !(equals(value, "0") || equals(value, "") || equals(value, "1")) { warn(entry, accepted: "0, 1") }
+        if secureLevel(value) == nil { warn(entry, accepted: "0, 1, full, 2") }
       } else if let value = match(entry, "SWALLOC_PROFILE=") {
         if equals(value, "0") || equals(value, "") {
           profile = .off
@@ -290,34 +299,46 @@ enum Options {
       var index = 0
       while let entry = environment[index] {
         index &+= 1
-        if let value = match(entry, "SWALLOC_SECURE=") {
-          if equals(value, "1") { secure = true } else if equals(value, "0") || equals(value, "") { secure = false }
-        }
+        if let value = match(entry, "SWALLOC_SECURE="), let level = secureLevel(value) { setSecureLevel(level) }
       }
-    } else if let value = secureFromProcessEnvironment() {
-      secure = value
+    } else if let level = secureFromProcessEnvironment() {
+      setSecureLevel(level)
     }
     if secure {
       userHeapsChecked = true
       Secure.initialize()
       swalloc_use_checked_sized_delete()
-      swalloc_use_secure_entries()
+      swalloc_use_secure_entries(secureFull ? 1 : 0)
     }
     isSecureDecided = true
   }
 
-  /// The value of SWALLOC_SECURE in /proc/self/environ (entries separated by NUL bytes), or nil.
-  static func secureFromProcessEnvironment() -> Bool? {
+  /// The level SWALLOC_SECURE's value names (0, 1, 2), or nil when it is malformed.
+  static func secureLevel(_ value: UnsafeMutablePointer<CChar>) -> Int? {
+    if equals(value, "0") || equals(value, "") { return 0 }
+    if equals(value, "1") { return 1 }
+    if equals(value, "full") || equals(value, "2") { return 2 }
+    return nil
+  }
+
+  static func setSecureLevel(_ level: Int) {
+    secure = level != 0
+    secureFull = level == 2
+  }
+
+  /// The level SWALLOC_SECURE gives in /proc/self/environ (entries separated by NUL bytes), or nil.
+  static func secureFromProcessEnvironment() -> Int? {
     let descriptor = swalloc_open_read_only("/proc/self/environ")
     if descriptor < 0 { return nil }
     defer { close(descriptor) }
     let prefix: StaticString = "SWALLOC_SECURE="
     // Streaming match: `matched` bytes of the prefix seen at the start of the current entry (-1: this entry
-    // does not match); after the prefix, `value` collects the first byte and `length` the value's length.
+    // does not match); after the prefix, `value` collects the first four bytes (big-endian) and `length` the
+    // value's length.
     var matched = 0
-    var value: UInt8 = 0
+    var value: UInt32 = 0
     var length = 0
-    var result: Bool? = nil
+    var result: Int? = nil
     var buffer: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
     return withUnsafeMutableBytes(of: &buffer) { bytes in
       while true {
@@ -326,17 +347,20 @@ enum Options {
         for index in 0..<count {
           let byte = bytes[index]
           if byte == 0 {
-            if matched == prefix.utf8CodeUnitCount && length == 1 && (value == 48 || value == 49) {
-              result = value == 49
+            if matched == prefix.utf8CodeUnitCount {
+              // "0", "1", "2", "full".
+              if length == 1 && value >= 0x30 && value <= 0x32 { result = Int(value &- 0x30) }
+              if length == 4 && value == 0x6675_6C6C { result = 2 }
             }
             matched = 0
             length = 0
+            value = 0
           } else if matched < 0 {
             continue
           } else if matched < prefix.utf8CodeUnitCount {
             matched = prefix.utf8Start[matched] == byte ? matched &+ 1 : -1
           } else {
-            if length == 0 { value = byte }
+            if length < 4 { value = value &<< 8 | UInt32(byte) }
             length &+= 1
           }
         }

@@ -31,6 +31,7 @@ enum Secure {
     _ = keyWord.compareExchange(expected: 0, desired: mix(seed) | 1, ordering: .relaxed)
     _ = markerKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x2545_F491_4F6C_DD1D) | 1, ordering: .relaxed)
     _ = randomState.compareExchange(expected: 0, desired: mix(seed ^ 0x5851_F42D_4C95_7F2D), ordering: .relaxed)
+    initializeCanaries(seed: seed)
   }
 
   @inline(__always)
@@ -108,12 +109,17 @@ enum Secure {
 
   // MARK: page lists
 
-  /// Pops the first block of `page.free` (which must not be empty), checking its link and clearing its
-  /// freed marker.
+  /// Pops the first block of `page.free` (which must not be empty), checking its link (SWALLOC_SECURE=full:
+  /// and its fill, a freed block's) and clearing its freed marker. At full the caller seals it
+  /// (SecureCanary.swift).
   static func pop(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutableRawPointer {
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = checkedNext(block, page: page)
-    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    if Options.secureFull {
+      takeFromList(block, blockByteCount: page.pointee.blockByteCount)
+    } else {
+      block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+    }
     return block
   }
 
@@ -122,6 +128,11 @@ enum Secure {
   /// and a random stride prime to the count. So block j links to block (j + stride) mod count, and the links
   /// are written in address order, one store per block and no division.
   static func extend(_ page: UnsafeMutablePointer<Page>) {
+    if Options.secureFull { extend(page, full: true) } else { extend(page, full: false) }
+  }
+
+  @inline(__always)
+  static func extend(_ page: UnsafeMutablePointer<Page>, full: Bool) {
     let blockByteCount = page.pointee.blockByteCount
     let remaining = Int(page.pointee.reserved &- page.pointee.capacity)
     let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
@@ -138,19 +149,38 @@ enum Secure {
     let key = key
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
+    // SWALLOC_SECURE=full: word 8 gets the fresh marker: not the freed one (the memory may hold an earlier
+    // page's freed blocks). The fill words too, so malloc's check of them passes without a second look; the
+    // last word gets zero, which the next block's free checks (an underflow of it); in 16-byte blocks the
+    // last word is word 8 (SecureCanary.swift).
+    let fresh = full ? markerKey ^ 2 : 0
+    let fill = full ? fillWord : 0
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
+      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
+      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
       block &+= size
     }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
+  }
+
+  @inline(__always)
+  static func markFresh(_ block: UInt, size: UInt, fresh: UInt, fill: UInt) {
+    let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
+    if size > 16 {
+      pointer.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
+      pointer.storeBytes(of: fill, toByteOffset: middleOffset(Int(bitPattern: size)), as: UInt.self)
+    }
+    pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
+    pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
   }
 
   static func greatestCommonDivisor(_ a: Int, _ b: Int) -> Int {
@@ -180,25 +210,44 @@ enum Secure {
   /// libswalloc.so's malloc in secure mode (Exports.c jumps here): a checked pop from the current page of
   /// the class, as the default fast path's pop but with the link decoded and checked and the freed marker
   /// cleared (about 30 instructions, against 17); everything else in the generic slow path (which takes the
-  /// same secure branches).
+  /// same secure branches). `full` (a literal at each exported entry point: SWALLOC_SECURE=full's own
+  /// malloc) adds the trailer's room to the class, the check of the fill and the seal (SecureCanary.swift);
+  /// without it the body is level 1's and tests nothing of the level.
   @inline(__always)
-  static func malloc(_ byteCount: Int) -> UnsafeMutableRawPointer? {
+  static func malloc(_ byteCount: Int, full: Bool) -> UnsafeMutableRawPointer? {
     let heap = Heap(swalloc_secure_heap_get())
     var corrupted: UnsafeMutableRawPointer? = nil
     // malloc(0) finds the empty page in direct slot 0 (Heap.firstChanged) and takes the slow path, which
     // answers it with an inaccessible unique pointer when guarded sampling has its region (GuardedSlots).
-    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount) {
-      let page = heap.directPage((byteCount &+ 15) &>> 4)
+    // Full: room for the trailer, the class of byteCount + 8 (SecureCanary.swift).
+    let trailer = full ? trailerByteCount : 0
+    if UInt(bitPattern: byteCount) <= UInt(SizeClass.directMaxByteCount &- trailer) {
+      let page = heap.directPage((byteCount &+ (15 &+ trailer)) &>> 4)
       if let block = page.pointee.free {
         let next = next(block)
-        if isValidLink(next, page) {
-          page.pointee.free = next
-          block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-          page.pointee.used &+= 1
-          heap.state.pointee.mallocCount &+= 1
-          return block
+        if full {
+          let blockByteCount = page.pointee.blockByteCount
+          // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
+          // takes it).
+          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
+            page.pointee.free = next
+            if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
+            seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
+            page.pointee.used &+= 1
+            heap.state.pointee.mallocCount &+= 1
+            return block
+          }
+          if !isValidLink(next, page) { corrupted = block }
+        } else {
+          if isValidLink(next, page) {
+            page.pointee.free = next
+            block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+            page.pointee.used &+= 1
+            heap.state.pointee.mallocCount &+= 1
+            return block
+          }
+          corrupted = block
         }
-        corrupted = block
       }
     }
     // One call site: the fast path then needs no stack frame.
@@ -218,9 +267,10 @@ enum Secure {
   /// libswalloc.so's free in secure mode: when the block is a block boundary of a page of the calling
   /// thread's heap that is not full, and its freed marker is not set, the marker is set and the block pushed
   /// on the page's local list with an encoded link (about 45 instructions, against 22 for the default).
-  /// Everything else, and every error, goes to `freeSlow`.
+  /// Everything else, and every error, goes to `freeSlow`. `full` (a literal, as malloc's) adds the check of
+  /// the previous block's end and of the block's seal, and the fill (SecureCanary.swift).
   @inline(__always)
-  static func free(_ block: UnsafeMutableRawPointer?) {
+  static func free(_ block: UnsafeMutableRawPointer?, full: Bool) {
     let address = UInt(bitPattern: block)
     var slot: UInt = 0
     if SegmentMap.entry(address) == 1 {
@@ -230,7 +280,16 @@ enum Secure {
       if page.pointee.owner == UInt(bitPattern: swalloc_secure_heap_get()), isBlockStart(address, page) {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
-        if block.load(fromByteOffset: 8, as: UInt.self) != marker {
+        let blockByteCount = full ? page.pointee.blockByteCount : 0
+        // Full: the previous block's end; when it looks wrong, the slow path checks again and reports.
+        if block.load(fromByteOffset: 8, as: UInt.self) != marker
+          && (!full || address == UInt(bitPattern: page.pointee.start)
+            || previousLooksIntact(block, blockByteCount: blockByteCount))
+        {
+          if full {
+            checkSeal(block, blockByteCount: blockByteCount)
+            fill(block, blockByteCount: blockByteCount)
+          }
           block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
           setNext(block, page.pointee.localFree, key: key)
           page.pointee.localFree = block
@@ -300,9 +359,24 @@ enum Secure {
     }
     if !isBlockStart(address, page) { fail(block, .interior) }
     let marker = freedMarker(block)
-    if block.load(fromByteOffset: 8, as: UInt.self) == marker { fail(block, .doubleFree) }
+    let word = block.load(fromByteOffset: 8, as: UInt.self)
+    if word == marker { fail(block, .doubleFree) }
+    let owned = page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base)
+    if Options.secureFull {
+      let blockByteCount = page.pointee.blockByteCount
+      if word == freshMarker(address)
+        && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self), address,
+                       blockByteCount: blockByteCount) < 0
+      {
+        fail(block, .neverAllocated)
+      }
+      checkSeal(block, blockByteCount: blockByteCount)
+      // The block before: only on the owner's thread (no malloc of it can race the read).
+      if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
+      fill(block, blockByteCount: blockByteCount)
+    }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
-    if page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base) {
+    if owned {
       return heap.freeOwned(page, block, encoded: true)
     }
     Heap.freeRemote(page, block, heap, encoded: true)
@@ -328,7 +402,7 @@ enum Secure {
   // MARK: failure
 
   enum Failure {
-    case foreign, doubleFree, interior, corruptedFreeList
+    case foreign, doubleFree, interior, corruptedFreeList, neverAllocated
   }
 
   /// Reports a misuse of the heap and aborts (secure mode's answer; glibc aborts on what it detects too).
@@ -342,6 +416,7 @@ enum Secure {
       case .doubleFree: writer.text("free(): double free of ")
       case .interior: writer.text("free(): pointer into the middle of a block ")
       case .corruptedFreeList: writer.text("malloc(): corrupted free list at ")
+      case .neverAllocated: writer.text("free(): invalid pointer ")
       }
       writer.hexadecimal(UInt(bitPattern: block))
       switch failure {
@@ -349,6 +424,7 @@ enum Secure {
       case .doubleFree: writer.text(" (already free)")
       case .interior: writer.text(" (not the start of a block)")
       case .corruptedFreeList: writer.text(" (a freed block was overwritten: use after free or overflow)")
+      case .neverAllocated: writer.text(" (a block boundary never handed out)")
       }
       writer.text("; aborting (SWALLOC_SECURE=1)\n")
     }

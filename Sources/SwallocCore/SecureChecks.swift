@@ -16,7 +16,7 @@ enum SecureChecks {
       // Not a live block: free() reports what it is. A block start's usable size is its class's size (or,
       // for a huge block, its span's room).
       if usable >= 0 && !(exact ? fits(size, usable: usable) : size <= usable)
-        && !Profile.isSampledSpanBlock(pointer, holding: size)
+        && !Profile.isSampledSpanBlock(pointer, holding: size) && !(Options.secureFull && Secure.looksFreed(pointer))
       {
         sizeMismatch(pointer, size: size, usable: usable)
       }
@@ -27,6 +27,11 @@ enum SecureChecks {
   /// Whether a block of `usable` bytes is what `new` gives for `size` bytes (C++ passes the size it
   /// allocated: the same class, or a huge block that holds it).
   static func fits(_ size: Int, usable: Int) -> Bool {
+    if Options.secureFull {
+      // A page block's usable size is the size it was allocated with (its trailer records it).
+      if UInt(bitPattern: size) > UInt(SizeClass.largeMaxByteCount &- Secure.trailerByteCount) { return size <= usable }
+      return size == usable
+    }
     if UInt(bitPattern: size) > UInt(SizeClass.largeMaxByteCount) { return size <= usable }
     return SizeClass.blockByteCount(SizeClass.of(byteCount: size)) == usable
   }
@@ -40,7 +45,8 @@ enum SecureChecks {
       writer.decimal(size)
       writer.text(" bytes; ")
       writer.decimal(usable)
-      writer.text(" bytes from there to the end of its block): deleted through a pointer of the wrong type, or ")
+      writer.text(Options.secureFull ? " bytes allocated from there)" : " bytes from there to the end of its block)")
+      writer.text(": deleted through a pointer of the wrong type, or ")
       writer.text("with delete instead of delete[] or the reverse; aborting (SWALLOC_SECURE=1)\n")
     }
     swalloc_abort()

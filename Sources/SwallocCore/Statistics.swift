@@ -204,7 +204,8 @@ enum Statistics {
       row(&w, "heaps           ", s.heapCount)
       row(&w, "invalid frees   ", s.invalidFreeCount)
       // Says which mode served the process (tests prove with it that SWALLOC_SECURE=1 took effect).
-      if Options.secure { row(&w, "secure mode     ", 1) }
+      // Its value is the level: 1, or 2 for SWALLOC_SECURE=full.
+      if Options.secure { row(&w, "secure mode     ", Options.secureLevel) }
       if Options.profile != .off {
         row(&w, "profile samples ", Profile.sampleCount.load(ordering: .relaxed))
         row(&w, "profile bytes   ", Profile.representedByteCount.load(ordering: .relaxed))
@@ -261,7 +262,7 @@ enum Statistics {
       field(&w, "huge_reserve_bytes", s.hugeReserveByteCount)
       field(&w, "locked_bytes", s.lockedByteCount)
       field(&w, "locked_fallbacks", s.lockedFallbackCount)
-      field(&w, "secure", Options.secure ? 1 : 0)
+      field(&w, "secure", Options.secureLevel)
       field(&w, "profile_samples", Profile.sampleCount.load(ordering: .relaxed))
       field(&w, "profile_bytes_represented", Profile.representedByteCount.load(ordering: .relaxed))
       w.text(",\"classes\":[")

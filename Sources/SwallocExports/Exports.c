@@ -39,14 +39,18 @@ size_t swalloc_impl_purge(void);
 // malloc and free jump through these: the default implementations, or secure mode's, which
 // swalloc_select_secure_entries installs when SWALLOC_SECURE is on (before the first heap exists). An
 // indirect jump is one instruction, like the direct one: the default paths pay nothing for the choice.
+// SWALLOC_SECURE=full has its own pair (the per-block checks compiled in), so level 1's pair runs no test of
+// the level.
 void *swalloc_impl_secure_malloc(size_t size);
 void swalloc_impl_secure_free(void *pointer);
+void *swalloc_impl_secure_full_malloc(size_t size);
+void swalloc_impl_secure_full_free(void *pointer);
 __attribute__((visibility("hidden"))) void *(*swalloc_malloc_entry)(size_t) = swalloc_impl_malloc;
 __attribute__((visibility("hidden"))) void (*swalloc_free_entry)(void *) = swalloc_impl_free;
 
-__attribute__((visibility("hidden"))) void swalloc_select_secure_entries(void) {
-  swalloc_malloc_entry = swalloc_impl_secure_malloc;
-  swalloc_free_entry = swalloc_impl_secure_free;
+__attribute__((visibility("hidden"))) void swalloc_select_secure_entries(int full) {
+  swalloc_malloc_entry = full ? swalloc_impl_secure_full_malloc : swalloc_impl_secure_malloc;
+  swalloc_free_entry = full ? swalloc_impl_secure_full_free : swalloc_impl_secure_free;
 }
 
 // The other allocating entry points jump through pointers too, which the heap profiler points at its sampling

@@ -10,12 +10,19 @@ func exportedMalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.malloc(size)
 @c(swalloc_impl_free)
 func exportedFree(_ pointer: UnsafeMutableRawPointer?) { LibC.free(pointer) }
 
-/// Secure mode's malloc and free (Secure.swift); Exports.c switches to them when SWALLOC_SECURE is on.
+/// Secure mode's malloc and free (Secure.swift); Exports.c switches to them when SWALLOC_SECURE is 1.
 @c(swalloc_impl_secure_malloc)
-func exportedSecureMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.malloc(size) }
+func exportedSecureMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.malloc(size, full: false) }
 
 @c(swalloc_impl_secure_free)
-func exportedSecureFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer) }
+func exportedSecureFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer, full: false) }
+
+/// SWALLOC_SECURE=full's: the same bodies with the per-block checks (SecureCanary.swift) compiled in.
+@c(swalloc_impl_secure_full_malloc)
+func exportedSecureFullMalloc(_ size: Int) -> UnsafeMutableRawPointer? { Secure.malloc(size, full: true) }
+
+@c(swalloc_impl_secure_full_free)
+func exportedSecureFullFree(_ pointer: UnsafeMutableRawPointer?) { Secure.free(pointer, full: true) }
 
 /// Secure mode's sized operator delete (CheckedDelete.c): the size must be the block's.
 @c(swalloc_impl_checked_sized_free)

@@ -11,6 +11,16 @@ enum HugePagesMode: String, ExpressibleByArgument, CaseIterable {
   case off, large, transparent, explicit
 }
 
+/// `--secure-level`: SWALLOC_SECURE's levels (2 is accepted for full).
+enum SecureLevel: String, ExpressibleByArgument, CaseIterable {
+  case one = "1"
+  case full
+
+  init?(argument: String) {
+    if argument == "2" { self = .full } else { self.init(rawValue: argument) }
+  }
+}
+
 /// `--profile`: SWALLOC_PROFILE's values.
 enum ProfileMode: String, ExpressibleByArgument, CaseIterable {
   case on, leaks
@@ -34,6 +44,12 @@ extension SwallocCommand {
 
     @Flag(help: "Secure mode (SWALLOC_SECURE=1): encoded free lists, double frees abort, guard pages.")
     var secure = false
+
+    @Option(name: .customLong("secure-level"), help: ArgumentHelp(
+      "Secure mode at a level (SWALLOC_SECURE): 1 (as --secure), or full (also 2: 1 plus canaries and trailers "
+        + "after blocks, the fill of freed blocks and underflow checks).",
+      valueName: "1|full"))
+    var secureLevel: SecureLevel?
 
     @Option(help: ArgumentHelp(
       "Print statistics on stderr at exit: --stats (a table) or --stats=json (SWALLOC_SHOW_STATS).",
@@ -106,6 +122,7 @@ extension SwallocCommand {
         throw ValidationError("--huge-reserve needs --huge-pages explicit")
       }
       for option in options { _ = try Self.parseOption(option) }
+      if secure, secureLevel == .full { throw ValidationError("--secure and --secure-level full disagree") }
     }
 
     /// NAME=VALUE, with SWALLOC_ added to NAME when missing.
@@ -145,6 +162,7 @@ extension SwallocCommand {
         environment[name] = value
       }
       if secure { environment["SWALLOC_SECURE"] = "1" }
+      if let secureLevel { environment["SWALLOC_SECURE"] = secureLevel.rawValue }
       if let stats { environment["SWALLOC_SHOW_STATS"] = stats == .table ? "1" : "json" }
       if let hugePages { environment["SWALLOC_HUGE_PAGES"] = hugePages.rawValue }
       if let hugeReserve {

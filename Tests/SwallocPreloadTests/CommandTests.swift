@@ -34,12 +34,16 @@ struct CommandTests {
   }
 
   @Test("run passes the exit status on, and the handshake proves the preload (--verbose names the mode)",
-        arguments: ["default", "secure"])
+        arguments: ["default", "secure", "secure-full"])
   func exitStatus(mode: String) async throws {
     let probe = try await FixtureBuilds.shared.build("command_probe.c", as: .c)
     let temporary = try makeTemporaryDirectory("tmpdir")
     defer { try? FileManager.default.removeItem(at: temporary) }
-    let modeOption = mode == "secure" ? ["--secure"] : ["--option", "SECURE=0"]
+    let modeOption = switch mode {
+    case "secure": ["--secure"]
+    case "secure-full": ["--secure-level", "full"]
+    default: ["--option", "SECURE=0"]
+    }
     let result = try await runCommand(
       ["run", "--verbose", "--stats", "--library", try Preload.library()] + modeOption + ["--", probe, "7"],
       environment: ["TMPDIR": temporary.path])
@@ -49,7 +53,11 @@ struct CommandTests {
     expectLine("probe ok", in: result)
     assertSwallocActive(result)
     #expect(result.standardError.contains("loaded into \(probe) (pid "), "\(result.summary)")
-    #expect(result.standardError.contains("\(mode) mode)"), "\(result.summary)")
+    // The handshake names secure mode at both levels; the statistics row gives the level.
+    #expect(result.standardError.contains("\(mode == "default" ? "default" : "secure") mode)"), "\(result.summary)")
+    if mode != "default" {
+      #expect(statisticsValues("secure mode", in: result) == [mode == "secure" ? 1 : 2], "\(result.summary)")
+    }
     #expect(result.errorLines.contains("swalloc:   version                    0.1.0"), "\(result.summary)")
     #expect(!result.standardError.contains("did not take"), "\(result.summary)")
   }

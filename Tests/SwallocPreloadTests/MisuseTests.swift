@@ -1,13 +1,17 @@
 // Secure mode's deterministic checks beyond guarded sampling (issue 15, part 2), one probe per class of heap
-// misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp): reads and writes through malloc(0)'s
-// pointer fault, a sized free or delete that names the wrong size aborts. The same programs' `valid` mode
-// runs clean in both modes (no false positive).
+// misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp). SWALLOC_SECURE=1: reads and writes
+// through malloc(0)'s pointer fault, a sized free or delete that names the wrong size aborts.
+// SWALLOC_SECURE=full (SecureCanary.swift): overflows and underflows of 1 and 32 bytes abort at free
+// (canaries, trailers), writes after free abort when the block is handed out again (the fill); by default
+// and at level 1 the same overflows and writes run on (harmless there: they stay in the slack or miss the
+// words level 1 checks). The same programs' `valid` mode runs clean at every level (no false positive).
 import Foundation
 import Testing
 
 @Suite("Secure mode: heap misuse classes")
 struct MisuseTests {
   static let secure = ["SWALLOC_SECURE": "1"]
+  static let secureFull = ["SWALLOC_SECURE": "full"]
 
   @Test("each misuse is caught in secure mode with a clear message", arguments: [
     ("misuse.c", "zero-read", SIGSEGV, "swalloc: zero-size-access: read at 0x"),
@@ -20,8 +24,21 @@ struct MisuseTests {
     ("misuse_cxx.cpp", "object-deleted-as-array", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
   ])
   func caught(source: String, mode: String, signal: Int32, message: String) async throws {
+    try await expectCaught(source: source, mode: mode, signal: signal, message: message, environment: Self.secure)
+  }
+
+  @Test("each overflow, underflow and write after free is caught at SWALLOC_SECURE=full with a clear message",
+        arguments: Self.canaryCases)
+  func caughtAtFull(source: String, mode: String, message: String) async throws {
+    try await expectCaught(source: source, mode: mode, signal: SIGABRT, message: message,
+                           environment: Self.secureFull)
+  }
+
+  func expectCaught(source: String, mode: String, signal: Int32, message: String,
+                    environment: [String: String]) async throws
+  {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
-    let result = try await runChild(program, [mode], preload: try Preload.library(), environment: Self.secure,
+    let result = try await runChild(program, [mode], preload: try Preload.library(), environment: environment,
                                     timeout: shortChildTimeout)
     expectLine("swalloc active", in: result)
     #expect(GuardedTests.died(result, of: signal), "expected death by signal \(signal)\n\(result.summary)")
@@ -29,11 +46,36 @@ struct MisuseTests {
     #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
   }
 
-  @Test("the valid programs run clean in both modes", arguments: ["misuse.c", "misuse_cxx.cpp"], [false, true])
-  func valid(source: String, secure: Bool) async throws {
+  /// Overflows, underflows and writes after free (SecureCanary.swift): source, mode, message.
+  static let canaryCases: [(String, String, String)] = {
+    let overflow = "swalloc: free(): heap-buffer-overflow: block 0x"
+    let underflow = "swalloc: free(): heap-buffer-underflow: the bytes just before block 0x"
+    let afterFree = "swalloc: malloc(): write after free: freed block 0x"
+    var cases: [(String, String, String)] = []
+    for source in ["misuse.c", "misuse_cxx.cpp"] {
+      var overflows = ["overflow-1-small", "overflow-32-small", "overflow-1-medium", "overflow-32-large"]
+      if source == "misuse.c" { overflows += ["overflow-32-medium", "overflow-1-large"] }
+      cases += overflows.map { (source, $0, overflow) }
+      cases += [(source, "underflow-1", underflow), (source, "underflow-32", underflow),
+                (source, "write-after-free", afterFree), (source, "zero-after-free", afterFree)]
+    }
+    cases.append(("misuse.c", "stale-after-realloc", afterFree))
+    return cases
+  }()
+
+  @Test("""
+    overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort:     the checks are full's)
+    """, arguments: Self.canaryCases.flatMap { probe in [Mode.standard, .secure].map { (probe.0, probe.1, $0) } })
+  func harmlessBelowFull(source: String, mode: String, level: Mode) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
-    let result = try await runPreloaded(program, ["valid"], environment: secure ? Self.secure : [:],
-                                        timeout: shortChildTimeout)
+    let result = try await runPreloaded(program, [mode], mode: level, timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+  }
+
+  @Test("the valid programs run clean at every level", arguments: ["misuse.c", "misuse_cxx.cpp"], Mode.withFull)
+  func valid(source: String, level: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
+    let result = try await runPreloaded(program, ["valid"], mode: level, timeout: shortChildTimeout)
     expectLine("valid ok", in: result)
   }
 }

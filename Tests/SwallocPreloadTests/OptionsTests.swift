@@ -163,6 +163,8 @@ struct OptionsTests {
       OptionCase("SWALLOC_GUARDED_SAMPLE", "4294967296", .invisible),
       OptionCase("SWALLOC_GUARDED_SLOTS", "0", .invisible),
       OptionCase("SWALLOC_GUARDED_SLOTS", "16385", .invisible),
+      OptionCase("SWALLOC_SECURE", "3", .noRow("secure mode")),
+      OptionCase("SWALLOC_SECURE", "fully", .noRow("secure mode")),
     ]
 
     static let valid: [OptionCase] = [
@@ -188,6 +190,10 @@ struct OptionsTests {
       OptionCase("SWALLOC_GUARDED_SAMPLE", "1000", .invisible),
       OptionCase("SWALLOC_GUARDED_SLOTS", "1", with: ["SWALLOC_GUARDED_SAMPLE": "1"], .invisible),
       OptionCase("SWALLOC_GUARDED_SLOTS", "16384", with: ["SWALLOC_GUARDED_SAMPLE": "10"], .invisible),
+      OptionCase("SWALLOC_SECURE", "0", .noRow("secure mode")),
+      OptionCase("SWALLOC_SECURE", "1", .rowValue("secure mode", 1)),
+      OptionCase("SWALLOC_SECURE", "full", .rowValue("secure mode", 2)),
+      OptionCase("SWALLOC_SECURE", "2", .rowValue("secure mode", 2)),
     ]
 
     @Test("a malformed value: exactly one warning naming the accepted values; the default applies",

@@ -256,12 +256,25 @@ enum ActivityProof {
 
 /// The two modes of the library. Every test of the C semantics, alignments, torture, stress and
 /// out-of-memory paths runs in both: a path that only secure mode takes is otherwise tested by nothing, and a
-/// secure-mode abort of a correct program is a release-blocking bug (issue 12).
+/// secure-mode abort of a correct program is a release-blocking bug (issue 12). `secureFull` is
+/// SWALLOC_SECURE=full, secure mode with its per-block checks: not in `allCases`; the valid programs that
+/// exercise every block shape (semantics, alignment sweep, stress, misuse's valid mode) also run in it
+/// (`withFull`).
 enum Mode: String, CaseIterable, Sendable, CustomTestStringConvertible {
   case standard = "default"
   case secure
+  case secureFull = "secure-full"
 
-  var environment: [String: String] { self == .secure ? ["SWALLOC_SECURE": "1"] : [:] }
+  static let allCases: [Mode] = [.standard, .secure]
+  static let withFull: [Mode] = [.standard, .secure, .secureFull]
+
+  var environment: [String: String] {
+    switch self {
+    case .standard: [:]
+    case .secure: ["SWALLOC_SECURE": "1"]
+    case .secureFull: ["SWALLOC_SECURE": "full"]
+    }
+  }
   var testDescription: String { rawValue }
 }
 
@@ -280,9 +293,12 @@ func runPreloaded(
   switch proof {
   case .statistics:
     assertSwallocActive(result, sourceLocation: sourceLocation)
-    if mode == .secure {
-      #expect(!statisticsValues("secure mode", in: result).isEmpty,
-              "no \"secure mode\" row: secure mode was not on\n\(result.summary)", sourceLocation: sourceLocation)
+    if mode != .standard {
+      // The row's value is the level: 1, or 2 at full.
+      let levels = statisticsValues("secure mode", in: result)
+      #expect(!levels.isEmpty && levels.allSatisfy { $0 == (mode == .secureFull ? 2 : 1) },
+              "no \"secure mode\" row of the level: secure mode was not on\n\(result.summary)",
+              sourceLocation: sourceLocation)
     }
   case .fixtureProbe: expectLine("swalloc active", in: result, sourceLocation: sourceLocation)
   }

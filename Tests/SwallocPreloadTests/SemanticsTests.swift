@@ -5,7 +5,7 @@ import Testing
 @Suite("C semantics under the preload")
 struct SemanticsTests {
   @Test("alignment, malloc(0), errno, overflow, calloc, realloc, posix_memalign, valloc, usable size, exports",
-        arguments: Mode.allCases)
+        arguments: Mode.withFull)
   func cSemantics(mode: Mode) async throws {
     let program = try await FixtureBuilds.shared.build("semantics.c", as: .c)
     let result = try await runPreloaded(program, mode: mode)
@@ -21,7 +21,7 @@ struct SemanticsTests {
   @Test("""
     every alignment from 16 B to 64 MiB, sizes around each boundary, freed by free, free_sized, \
     free_aligned_sized, realloc and another thread
-    """, arguments: Mode.allCases)
+    """, arguments: Mode.withFull)
   func alignmentSweep(mode: Mode) async throws {
     let program = try await FixtureBuilds.shared.build("alignment_sweep.c", as: .c)
     let result = try await runPreloaded(program, mode: mode, timeout: shortChildTimeout)

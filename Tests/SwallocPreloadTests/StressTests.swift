@@ -5,7 +5,7 @@ import Testing
 
 @Suite("Stress under the preload")
 struct StressTests {
-  @Test("swalloc-stress --threads 4 --seconds 5", arguments: Mode.allCases)
+  @Test("swalloc-stress --threads 4 --seconds 5", arguments: Mode.withFull)
   func stress(mode: Mode) async throws {
     let stress = try Preload.buildProduct("swalloc-stress")
     let result = try await runPreloaded(stress, ["--threads", "4", "--seconds", "5"], mode: mode)

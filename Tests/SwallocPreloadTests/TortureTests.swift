@@ -40,7 +40,7 @@ struct TortureTests {
   @Test("""
     2000 short-lived threads in waves of 16 (a quarter detached) leave blocks that later threads check and free; \
     the heaps are pooled: at most 64
-    """, arguments: Mode.allCases)
+    """, arguments: Mode.withFull)
   func threadStorm(mode: Mode) async throws {
     let result = try await runTorture(["thread-storm"], mode: mode)
     expectLine("thread-storm ok: 2000 threads, 128000 blocks verified, 15488 handed over between threads",

@@ -60,9 +60,12 @@ extension Heap {
   func allocateUserSlow(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     checkOwner()
     if byteCount < 0 { return nil }
+    // SWALLOC_SECURE=full: room for the trailer; `allocate(sizeClass:byteCount:alignment:)` seals the block it
+    // pops (SecureCanary.swift).
+    let wanted = Options.secureFull ? Secure.withTrailer(byteCount) : byteCount
     let sizeClass = alignment <= LibC.minimumAlignment
-      ? (byteCount > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: byteCount))
-      : SizeClass.of(byteCount: byteCount, alignment: alignment)
+      ? (wanted > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: wanted))
+      : SizeClass.of(byteCount: wanted, alignment: alignment)
     if sizeClass != 0 { return allocate(sizeClass: sizeClass, byteCount: byteCount, alignment: alignment) }
     let block = HugeSpan.allocate(byteCount: byteCount, alignment: Swift.max(alignment, LibC.minimumAlignment),
                                   zeroed: nil, owner: self)
@@ -76,6 +79,8 @@ extension Heap {
   func deallocateUser(_ block: UnsafeMutableRawPointer) {
     if Options.userHeapsChecked {
       if Guarded.isEnabled && Guarded.contains(block) { return Guarded.free(block, caller: 0) }
+      // A profiler sample slot is no segment either (Secure.free would call it foreign).
+      if SamplePoints.isEnabled && SampleSlots.contains(block) { return SampleSlots.free(block) }
       if Options.secure { return Secure.free(block, heap: self) }
     }
     let address = UInt(bitPattern: block)

@@ -1,5 +1,6 @@
 // Heap misuse that secure mode (SWALLOC_SECURE=1) catches deterministically beyond guarded sampling, in C:
-// reads and writes through malloc(0)'s pointer, free_sized with the wrong size. Each mode must stop the
+// reads and writes through malloc(0)'s pointer, free_sized with the wrong size, overflows and underflows of
+// 1 and 32 bytes (canaries and trailers), writes after free (the fill of freed blocks). Each mode must stop the
 // process; "not stopped" means it did not. `valid` does everything right (no false positive).
 #include "fixture.h"
 
@@ -9,6 +10,78 @@
 #pragma GCC diagnostic ignored "-Warray-bounds"
 
 static volatile char sink;
+static char source[64] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Keeps the compiler from seeing through the misuse.
+static void escape(void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+
+/// The same pointer, out of the compiler's sight: it may not drop the writes past the block as undefined.
+static char *launder(char *p) {
+  __asm__ volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
+/// Writes `count` bytes just past the `size` bytes asked for (a string's zero, or a memcpy), then frees.
+/// The sizes leave at least `count` bytes of slack in default mode's size class: harmless there.
+static void overflow(size_t size, size_t count) {
+  char *volatile p = malloc(size);
+  FIXTURE_CHECK(p != NULL, "malloc failed");
+  if (count == 1) *(volatile char *)launder(p + size) = 0; else memcpy(launder(p + size), source, count);
+  free(p);
+}
+
+/// Writes `count` bytes just before a block (the end of the block before it), then frees the block. The block
+/// is a live one whose address neighbour below is live too: never the first block of its page, which
+/// has no block before it to check (secure mode hands blocks out in a random order: a block taken at random
+/// was its page's first in about 1 run in 150).
+static char *blockAfterLive(size_t size) {
+  // Blocks are handed out in a random order: allocate until two are neighbours. At SWALLOC_SECURE=full a
+  // block of `size` bytes sits in the class of size + 8 (its trailer): blocks that far apart (16-byte
+  // classes: sizes up to 1 KiB).
+  size_t stride = (size + 8 + 15) / 16 * 16;
+  static char *blocks[1024];
+  for (int i = 0; i < 1024; i++) {
+    blocks[i] = malloc(size);
+    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
+    for (int j = 0; j < i; j++) {
+      if (blocks[j] + stride == blocks[i]) return blocks[i];
+      if (blocks[i] + stride == blocks[j]) return blocks[j];
+    }
+  }
+  return blocks[1023];
+}
+
+static void underflow(size_t size, size_t count) {
+  char *volatile p = blockAfterLive(size);
+  // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
+  // run in 256, and is then no change to catch).
+  if (count == 1) {
+    volatile char *q = (volatile char *)launder(p - 1);
+    *q = (char)(*q + 1);
+  } else {
+    memcpy(launder(p - count), source, count);
+  }
+  free(p);
+}
+
+/// Writes `value` at `p`, or, should the byte there already be `value` (secure mode's fill byte is random:
+/// 1 run in 255), `value + 1`: a write after free that changes nothing is none to catch.
+static void writeChanging(char *p, char value) {
+  volatile char *q = (volatile char *)launder(p);
+  *q = *q == value ? (char)(value + 1) : value;
+}
+
+/// Frees a block, writes one byte into it (beyond the 16 bytes free lists use: byte 20, in the first word
+/// secure mode fills; it fills and checks bytes 16 to 23, the middle word and the last word, not every byte),
+/// then allocates blocks of its size until it is handed out again.
+static void writeAfterFree(size_t size, char value) {
+  char *volatile p = malloc(size);
+  FIXTURE_CHECK(p != NULL, "malloc failed");
+  memset(p, 'a', size);
+  free(p);
+  writeChanging(p + 20, value);
+  for (int i = 0; i < 2000; i++) escape(malloc(size));
+}
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
@@ -26,6 +99,33 @@ int main(int argc, char **argv) {
     FIXTURE_CHECK(freeSized != NULL, "no free_sized");
     char *p = malloc(8);
     freeSized(p, 64);
+  } else if (strcmp(mode, "overflow-1-small") == 0) {
+    overflow(24, 1);
+  } else if (strcmp(mode, "overflow-32-small") == 0) {
+    overflow(260, 32);
+  } else if (strcmp(mode, "overflow-1-medium") == 0) {
+    overflow(20000, 1);
+  } else if (strcmp(mode, "overflow-32-medium") == 0) {
+    overflow(20000, 32);
+  } else if (strcmp(mode, "overflow-1-large") == 0) {
+    overflow(300000, 1);
+  } else if (strcmp(mode, "overflow-32-large") == 0) {
+    overflow(300000, 32);
+  } else if (strcmp(mode, "underflow-1") == 0) {
+    underflow(40, 1);
+  } else if (strcmp(mode, "underflow-32") == 0) {
+    underflow(40, 32);
+  } else if (strcmp(mode, "write-after-free") == 0) {
+    writeAfterFree(100, 'x');
+  } else if (strcmp(mode, "zero-after-free") == 0) {
+    writeAfterFree(100, 0);
+  } else if (strcmp(mode, "stale-after-realloc") == 0) {
+    // realloc moves the block; a write through the old pointer is a write after free.
+    char *volatile old = malloc(100);
+    char *grown = realloc(old, 5000);
+    FIXTURE_CHECK(grown != NULL && grown != old, "realloc did not move");
+    writeChanging(old + 20, 1);
+    for (int i = 0; i < 2000; i++) escape(malloc(100));
   } else if (strcmp(mode, "valid") == 0) {
     // malloc(0): unique, freeable, reallocable; calloc(0); free_sized with the right size.
     char *a = malloc(0), *b = malloc(0);
@@ -43,6 +143,28 @@ int main(int argc, char **argv) {
       char *p = malloc(size);
       memset(p, 2, size);
       if (freeSized != NULL) freeSized(p, size); else free(p);
+    }
+    // Every byte up to malloc_usable_size is the program's, in every size range and through realloc in
+    // place, calloc and the aligned family (secure mode's canary follows it).
+    for (size_t size = 0; size < 600000; size = size * 5 / 4 + 1) {
+      char *p = malloc(size);
+      memset(p, 3, malloc_usable_size(p));
+      p = realloc(p, size / 2 + 1);
+      memset(p, 4, malloc_usable_size(p));
+      p = realloc(p, size + 7);
+      memset(p, 5, malloc_usable_size(p));
+      free(p);
+      char *zeroed = calloc(1, size);
+      for (size_t i = 0; i < size; i++) FIXTURE_CHECK(zeroed[i] == 0, "calloc byte %zu of %zu", i, size);
+      memset(zeroed, 6, malloc_usable_size(zeroed));
+      free(zeroed);
+      void *aligned = NULL;
+      FIXTURE_CHECK(posix_memalign(&aligned, 256, size) == 0, "posix_memalign");
+      memset(aligned, 7, malloc_usable_size(aligned));
+      free(aligned);
+      aligned = aligned_alloc(4096, size);
+      memset(aligned, 8, malloc_usable_size(aligned));
+      free(aligned);
     }
     printf("valid ok\n");
     return 0;

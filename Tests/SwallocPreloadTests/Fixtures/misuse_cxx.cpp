@@ -1,6 +1,7 @@
 // Heap misuse that secure mode (SWALLOC_SECURE=1) catches deterministically beyond guarded sampling, in C++:
 // reads and writes through new char[0]'s pointer, a delete through a pointer of the wrong type, delete of
-// an array from new[] and delete[] of an object from new. Each mode must stop the process; "not stopped"
+// an array from new[] and delete[] of an object from new, overflows and underflows of 1 and 32 bytes,
+// writes after delete. Each mode must stop the process; "not stopped"
 // means it did not. `valid` does everything right (no false positive).
 #include "fixture.h"
 
@@ -24,7 +25,77 @@ struct Counted {
 };
 volatile int Counted::sink = 0;
 
+/// A type with a destructor, of a size class the C++ runtime does not use.
+struct Rare {
+  ~Rare() { Counted::sink += 1; }
+  long values[43];
+};
+
 static volatile char sinkByte;
+static char source[64] = "0123456789abcdefghijklmnopqrstuvwxyz";
+
+static void escape(void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
+
+/// The same pointer, out of the compiler's sight: it may not drop the writes past the block as undefined.
+static char *launder(char *p) {
+  __asm__ volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
+/// Writes `count` bytes past an array from new[] of `size` bytes, then deletes it (sizes with slack in
+/// default mode's class: harmless there).
+static void overflow(size_t size, size_t count) {
+  char *volatile p = new char[size];
+  if (count == 1) *(volatile char *)launder(p + size) = 'x'; else memcpy(launder(p + size), source, count);
+  delete[] p;
+}
+
+/// A live array whose address neighbour below is live too: never the first block of its page (which
+/// has no block before it to check; secure mode hands blocks out in a random order), as misuse.c's.
+static char *blockAfterLive(size_t size) {
+  // Blocks are handed out in a random order: allocate until two are neighbours. At SWALLOC_SECURE=full a
+  // block of `size` bytes sits in the class of size + 8 (its trailer): blocks that far apart (16-byte
+  // classes: sizes up to 1 KiB).
+  size_t stride = (size + 8 + 15) / 16 * 16;
+  static char *blocks[1024];
+  for (int i = 0; i < 1024; i++) {
+    blocks[i] = new char[size];
+    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
+    for (int j = 0; j < i; j++) {
+      if (blocks[j] + stride == blocks[i]) return blocks[i];
+      if (blocks[i] + stride == blocks[j]) return blocks[j];
+    }
+  }
+  return blocks[1023];
+}
+
+static void underflow(size_t size, size_t count) {
+  char *volatile p = blockAfterLive(size);
+  // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
+  // run in 256, and is then no change to catch).
+  if (count == 1) {
+    volatile char *q = (volatile char *)launder(p - 1);
+    *q = (char)(*q + 1);
+  } else {
+    memcpy(launder(p - count), source, count);
+  }
+  delete[] p;
+}
+
+struct Node {
+  Node *next;
+  long payload[10];
+};
+
+/// Deletes an object, writes into it through the dangling pointer (payload[5]: bytes 48 to 55 of its 96-byte
+/// secure block, the middle word that secure mode fills and checks), then makes objects of its type until
+/// its memory is handed out again.
+static void writeAfterDelete(long value) {
+  Node *volatile node = new Node();
+  delete node;
+  *(volatile long *)launder((char *)&node->payload[5]) = value;
+  for (int i = 0; i < 2000; i++) escape(new Node());
+}
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
@@ -45,9 +116,27 @@ int main(int argc, char **argv) {
     delete array;
   } else if (strcmp(mode, "object-deleted-as-array") == 0) {
     // Through a volatile pointer: clang sees the mismatch as undefined behaviour and drops the branch.
-    Counted *volatile object = new Counted;
+    // C++ reads the element count from the 8 bytes before the object: the end of the block before it, in
+    // secure mode zero while that block is free (a block of a class nothing else here uses: free).
+    Rare *volatile object = new Rare;
     object->values[0] = 0;
     delete[] object;
+  } else if (strcmp(mode, "overflow-1-small") == 0) {
+    overflow(24, 1);
+  } else if (strcmp(mode, "overflow-32-small") == 0) {
+    overflow(260, 32);
+  } else if (strcmp(mode, "overflow-1-medium") == 0) {
+    overflow(20000, 1);
+  } else if (strcmp(mode, "overflow-32-large") == 0) {
+    overflow(300000, 32);
+  } else if (strcmp(mode, "underflow-1") == 0) {
+    underflow(40, 1);
+  } else if (strcmp(mode, "underflow-32") == 0) {
+    underflow(40, 32);
+  } else if (strcmp(mode, "write-after-free") == 0) {
+    writeAfterDelete(0x4141);
+  } else if (strcmp(mode, "zero-after-free") == 0) {
+    writeAfterDelete(0);
   } else if (strcmp(mode, "valid") == 0) {
     std::vector<std::unique_ptr<Wide>> wides;
     for (int i = 0; i < 1000; i++) wides.push_back(std::make_unique<Wide>());

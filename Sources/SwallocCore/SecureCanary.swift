@@ -1,0 +1,304 @@
+// SecureCanary: SWALLOC_SECURE=full's per-block checks of overflows, underflows and writes after free (issue
+// 15, part 2), kept to a few instructions each on malloc's and free's fast paths. They are a level of their
+// own: SWALLOC_SECURE=1 has none of them (its malloc and free are separate entry points, compiled without
+// them: Exports.c, Secure.malloc(_:full:)), and its slow paths test `Options.secureFull`. Every page block
+// handed out at full (blocks up to 512 KiB; huge blocks have guard pages instead) sits in a size class chosen for the
+// requested size plus 8 bytes, and carries:
+//
+// - a trailer in its last 8 bytes: the requested size n xored with a keyed word of the block's address (the
+//   mask). It decodes only to a size that fits the block: a change to its upper five bytes, or a trailer
+//   copied from another block, fails to decode; a change to its low bytes decodes to another size, whose
+//   canary check then fails (the canary sits elsewhere);
+// - a canary: the mask with its low bit set, 8 bytes stored (unaligned) right after the requested size, the
+//   trailer stored after it (so fewer canary bytes remain when the trailer starts sooner). The first byte is
+//   never zero, so a string's terminating zero written one past the end is caught.
+//
+// `free` (and `realloc`) check both, so any overflow that starts at the end of the requested size (one byte,
+// or a memcpy of 32 more), or that reaches the end of the block, aborts with the block named. The previous
+// block's last word is checked too when the calling thread frees a block of its own page: an underflow of
+// this block (or an overflow of that one) aborts. `malloc_usable_size` returns n: the program may write all
+// of what it is told it has, and nothing of the canary.
+//
+// Freed blocks get a keyed non-zero fill word at two spots beyond the link and freed-marker words (bytes 16
+// to 23, and the 8 bytes at the middle of the block) and zero in their last word; all three are checked when
+// the block is handed out again: a write after free there, a zero included, aborts. A write after free
+// elsewhere in the block is not seen (filling and checking every byte cost 2.5x to 4.3x on churn workloads:
+// see the README). The zero last word also serves C++: it reads the element count of an array deleted with
+// delete[] from the 8 bytes before it, so a delete[] of an object from new finds a count of zero when the
+// block before it is free (and reaches the sized delete's check) instead of running destructors over a
+// count read from a fill. Blocks carved but never handed out carry a "fresh" marker instead of the freed one,
+// the fill words and a zero last word.
+import CShim
+import Synchronization
+
+extension Secure {
+  /// The key of trailers and canaries (independent of the link and marker keys).
+  static let canaryKeyWord = Atomic<UInt>(0)
+  /// The fill byte of freed blocks, repeated to a word: random, never zero (a zero written is caught).
+  static let fillWordStorage = Atomic<UInt>(0)
+
+  /// Bytes every secure page block keeps after the requested size (the trailer).
+  static let trailerByteCount = 8
+  static func initializeCanaries(seed: UInt) {
+    _ = canaryKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x6A09_E667_F3BC_C908), ordering: .relaxed)
+    var byte = mix(seed ^ 0x3C6E_F372_FE94_F82B) & 0xFF
+    if byte == 0 { byte = 0xA5 }
+    _ = fillWordStorage.compareExchange(expected: 0, desired: byte &* 0x0101_0101_0101_0101, ordering: .relaxed)
+  }
+
+  @inline(__always)
+  static var fillWord: UInt { fillWordStorage.load(ordering: .relaxed) }
+
+  /// The keyed word of the block at `address` that its trailer is xored with.
+  @inline(__always)
+  static func trailerMask(_ address: UInt) -> UInt {
+    canaryKeyWord.load(ordering: .relaxed) ^ rotated(address)
+  }
+
+  /// The canary of the block whose trailer mask is `mask`: its first byte is never zero.
+  @inline(__always)
+  static func canary(_ mask: UInt) -> UInt { mask | 1 }
+
+  /// The marker of a block carved and never handed out (word 8, as the freed marker).
+  @inline(__always)
+  static func freshMarker(_ block: UInt) -> UInt { block ^ markerKey ^ 2 }
+
+  // MARK: sealing
+
+  /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block`, then the trailer
+  /// that records `byteCount` (over the canary's last bytes when fewer than 8 bytes separate them). The
+  /// trailer word is written in one store (the previous-block check of a concurrent free reads it).
+  @inline(__always)
+  static func seal(_ block: UnsafeMutableRawPointer, byteCount: Int, blockByteCount: Int) {
+    let mask = trailerMask(UInt(bitPattern: block))
+    block.storeBytes(of: canary(mask), toByteOffset: byteCount, as: UInt.self)
+    block.storeBytes(of: mask ^ UInt(bitPattern: byteCount), toByteOffset: blockByteCount &- 8, as: UInt.self)
+  }
+
+  /// The requested size recorded in a trailer word, or -1 when the word is not a valid trailer of `block`
+  /// (overwritten).
+  @inline(__always)
+  static func decodedSize(_ trailer: UInt, _ block: UInt, blockByteCount: Int) -> Int {
+    let size = trailer ^ trailerMask(block)
+    return size > UInt(bitPattern: blockByteCount &- trailerByteCount) ? -1 : Int(bitPattern: size)
+  }
+
+  /// Checks the trailer and the canary of a live block; aborts when either was overwritten.
+  @inline(__always)
+  static func checkSeal(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let mask = trailerMask(UInt(bitPattern: block))
+    let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
+    let size = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) ^ mask
+    if size > room { sealBroken(block, blockByteCount: blockByteCount, byteCount: -1) }
+    let differs = block.loadUnaligned(fromByteOffset: Int(bitPattern: size), as: UInt.self) ^ canary(mask)
+    // Fewer than 8 bytes before the trailer: only those are the canary's (none when the size fills the room).
+    let slack = room &- size
+    if differs != 0 && (slack >= 8 || differs & ((1 &<< (slack &* 8)) &- 1) != 0) {
+      sealBroken(block, blockByteCount: blockByteCount, byteCount: Int(bitPattern: size))
+    }
+  }
+
+  /// The requested size of a live secure page block (its usable size), or `blockByteCount - 8` when its
+  /// trailer does not decode (the block was freed, or overwritten: free reports that).
+  static func requestedSize(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Int {
+    let trailer = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    let size = decodedSize(trailer, UInt(bitPattern: block), blockByteCount: blockByteCount)
+    return size < 0 ? blockByteCount &- trailerByteCount : size
+  }
+
+  /// The free of a block of the calling thread's own page: checks the end of the block before it (if
+  /// any), whose trailer an underflow of `block` overwrites. Its last word is a valid trailer (live), zero
+  /// (freed, or carved and never handed out: `extend` writes it), or, in 16-byte blocks, the freed or
+  /// fresh marker. Only the page's owner carves and hands out blocks, so no malloc races this read; a
+  /// concurrent remote free only moves the word from one accepted value to another.
+  @inline(__always)
+  static func checkPrevious(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if previousLooksIntact(block, blockByteCount: blockByteCount) { return }
+    failCorruption(.underflow, block: block, other: block - blockByteCount, blockByteCount: blockByteCount,
+                   offset: -1)
+  }
+
+  /// Whether the last word of the block before `block` (not the first of its page) is one it may hold.
+  @inline(__always)
+  static func previousLooksIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
+    let previous = UInt(bitPattern: block) &- UInt(bitPattern: blockByteCount)
+    let last = block.load(fromByteOffset: -8, as: UInt.self)
+    return last == 0 || last ^ trailerMask(previous) <= UInt(bitPattern: blockByteCount &- trailerByteCount)
+      || (last ^ previous ^ markerKey) & ~2 == 0
+  }
+
+  // MARK: fill
+
+  /// The offset of the fill word at the middle of a block of `blockByteCount` (at least 32) bytes.
+  @inline(__always)
+  static func middleOffset(_ blockByteCount: Int) -> Int { (blockByteCount &>> 1) & ~7 }
+
+  /// Fills a block being freed: the fill word at bytes 16 and at the middle, zero in its last word.
+  @inline(__always)
+  static func fill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if blockByteCount <= 16 { return }
+    let fill = fillWord
+    block.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
+    block.storeBytes(of: fill, toByteOffset: middleOffset(blockByteCount), as: UInt.self)
+    block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
+  }
+
+  /// A block leaves its page's free list (malloc): its fill must be intact (a freed block's; a block carved
+  /// and never handed out has it too, or, should it lack it, is not a freed block), and its marker is
+  /// cleared (in 16-byte blocks the trailer that `seal` writes replaces it).
+  @inline(__always)
+  static func takeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if blockByteCount <= 16 { return }
+    if !fillIntact(block, blockByteCount: blockByteCount) { checkFill(block, blockByteCount: blockByteCount) }
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+  }
+
+  /// Whether a block on a free list has its fill words and zero last word (16-byte blocks have none).
+  @inline(__always)
+  static func fillIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
+    if blockByteCount <= 16 { return true }
+    let fill = fillWord
+    return (block.load(fromByteOffset: 16, as: UInt.self) ^ fill)
+      | (block.load(fromByteOffset: middleOffset(blockByteCount), as: UInt.self) ^ fill)
+      | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0
+  }
+
+  /// A block whose fill differs: a write after free when it carries the freed marker.
+  @inline(never)
+  static func checkFill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
+      fillBroken(block, blockByteCount: blockByteCount)
+    }
+  }
+
+  // MARK: failures
+
+  enum Corruption {
+    case overflow, underflow, writeAfterFree
+  }
+
+  @inline(never)
+  static func sealBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int, byteCount: Int) -> Never {
+    if block.load(fromByteOffset: 8, as: UInt.self) == freshMarker(UInt(bitPattern: block)) {
+      fail(block, .neverAllocated)
+    }
+    var offset = -1
+    if byteCount >= 0 {
+      let canary = canary(trailerMask(UInt(bitPattern: block)))
+      for index in 0..<Swift.min(8, blockByteCount &- trailerByteCount &- byteCount) {
+        let stored = block.load(fromByteOffset: byteCount &+ index, as: UInt8.self)
+        if stored != UInt8(truncatingIfNeeded: canary &>> UInt(index &* 8)) {
+          offset = byteCount &+ index
+          break
+        }
+      }
+    }
+    failCorruption(.overflow, block: block, other: nil, blockByteCount: blockByteCount, offset: offset,
+                   byteCount: byteCount)
+  }
+
+  @inline(never)
+  static func fillBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Never {
+    let fill = UInt8(truncatingIfNeeded: fillWord)
+    // The first byte that differs: in the word at 16, the middle word (fill), or the last word (zero).
+    var offset = -1
+    var index = 16
+    while offset < 0 && index < 24 {
+      if block.load(fromByteOffset: index, as: UInt8.self) != fill { offset = index }
+      index &+= 1
+    }
+    index = middleOffset(blockByteCount)
+    let middleEnd = index &+ 8
+    while offset < 0 && index < middleEnd {
+      if block.load(fromByteOffset: index, as: UInt8.self) != fill { offset = index }
+      index &+= 1
+    }
+    index = blockByteCount &- 8
+    while offset < 0 && index < blockByteCount {
+      if block.load(fromByteOffset: index, as: UInt8.self) != 0 { offset = index }
+      index &+= 1
+    }
+    failCorruption(.writeAfterFree, block: block, other: nil, blockByteCount: blockByteCount, offset: offset)
+  }
+
+  /// Reports an overwritten canary, trailer or fill and aborts.
+  @inline(never)
+  static func failCorruption(_ corruption: Corruption, block: UnsafeMutableRawPointer,
+                             other: UnsafeMutableRawPointer?, blockByteCount: Int, offset: Int,
+                             byteCount: Int = -1) -> Never
+  {
+    ErrorWriter.withWriter { writer in
+      switch corruption {
+      case .overflow:
+        writer.text("swalloc: free(): heap-buffer-overflow: block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        if byteCount >= 0 {
+          writer.text(" of ")
+          writer.decimal(byteCount)
+          writer.text(" bytes was written past its end (its canary at offset ")
+          writer.decimal(offset)
+          writer.text(" was overwritten)")
+        } else {
+          writer.text(" (a ")
+          writer.decimal(blockByteCount)
+          writer.text("-byte block) had its trailer overwritten: an overflow past its end, or an underflow of the")
+          writer.text(" block after it")
+        }
+      case .underflow:
+        writer.text("swalloc: free(): heap-buffer-underflow: the bytes just before block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" were overwritten (the trailer of the ")
+        writer.decimal(blockByteCount)
+        writer.text("-byte block before it, ")
+        writer.hexadecimal(UInt(bitPattern: other))
+        writer.text(", which an overflow of that block reaches too)")
+      case .writeAfterFree:
+        writer.text("swalloc: malloc(): write after free: freed block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" (")
+        writer.decimal(blockByteCount)
+        writer.text(" bytes) was written at offset ")
+        writer.decimal(offset)
+        writer.text(" after it was freed")
+      }
+      writer.text("; aborting (SWALLOC_SECURE=full)\n")
+    }
+    swalloc_abort()
+  }
+}
+
+extension Secure {
+  /// The request size to choose a class for in secure mode: room for the trailer (sizes beyond a page
+  /// block's stay as they are: huge blocks have a guard page instead).
+  @inline(__always)
+  static func withTrailer(_ byteCount: Int) -> Int {
+    UInt(bitPattern: byteCount) <= UInt(SizeClass.largeMaxByteCount &- trailerByteCount)
+      ? byteCount &+ trailerByteCount : Swift.max(byteCount, SizeClass.largeMaxByteCount &+ 1)
+  }
+
+  /// `realloc` of a secure page block: checks its seal, then resizes it in place (resealed) when the new
+  /// size still uses at least half of the block's room. Nil: not a page block start (huge, guarded, foreign,
+  /// interior: realloc's general path handles those); false: it must move.
+  static func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Bool? {
+    let address = UInt(bitPattern: pointer)
+    guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
+    let page = segment.page(containing: address)
+    guard page.pointee.state == .inUse, isBlockStart(address, page) else { return nil }
+    let blockByteCount = page.pointee.blockByteCount
+    if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
+    checkSeal(pointer, blockByteCount: blockByteCount)
+    let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
+    let wanted = UInt(bitPattern: byteCount)
+    if wanted > room || wanted < room / 2 { return false }
+    seal(pointer, byteCount: byteCount, blockByteCount: blockByteCount)
+    return true
+  }
+}
+
+extension Secure {
+  /// Whether `pointer`, which `LibC.usableSize` accepted, is a 16-byte-aligned block carrying its freed
+  /// marker (a sized delete of a freed block: free reports the double free).
+  static func looksFreed(_ pointer: UnsafeMutableRawPointer) -> Bool {
+    UInt(bitPattern: pointer) & 15 == 0 && pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer)
+  }
+}
