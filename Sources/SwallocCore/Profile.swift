@@ -307,7 +307,7 @@ extension Profile {
     sampler.pointee.busy = 1
     defer { sampler.pointee.busy = 0 }
     let saved = swalloc_errno_get()
-    // Up to 4 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
+    // Up to 512 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
     guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment, owner: owner)
       ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false, owner: owner)
     else {

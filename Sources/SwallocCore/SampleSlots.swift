@@ -1,11 +1,12 @@
 // SampleSlots: where the heap profiler puts the small blocks it samples. A sampled block must be recognized
 // when it is freed (its figures leave the live ones) without any cost on free's fast path. Blocks of up to
-// 4 KiB get a slot in one reserved region that is no segment: free's fast path fails its segment-map test
+// 512 KiB (every size class) get a slot in one reserved region that is no segment: free's fast path fails its segment-map test
 // there and sends every such free to the slow path, which asks `contains` (one subtraction and comparison)
 // before anything else, as it does for guarded sampling's region. Larger samples keep a huge span of their own.
 //
-// The region is split into nine areas, one per slot size (16 B to 4 KiB, powers of two, so every slot is
-// aligned to its size), of `slotsPerArea` (16 384) slots each: 128 MiB of address space, reserved without backing;
+// The region is split into sixteen areas, one per slot size (16 B to 512 KiB, powers of two, so every slot is
+// aligned to its size): 16 384 slots each up to 4 KiB, then 64 MiB each (8192 slots of 8 KiB down to 128 of
+// 512 KiB): 576 MiB of address space, reserved without backing;
 // only slots in use are ever touched, so a live sample costs about its own size in memory (a huge span cost
 // 16 KiB of header and page). Each slot's record (stack, weights, requested size, state) lives in a separate
 // mapping. Free slots of an area form a lock-free stack (index and tag in one word); never-used slots are
@@ -15,13 +16,44 @@ import Synchronization
 
 enum SampleSlots {
   static let smallestShift = 4
-  static let largestShift = 12
+  /// Slots up to 4 KiB: nine small areas of `slotsPerArea` slots each; then seven large areas of 64 MiB each,
+  /// 8 KiB to 512 KiB slots (8192 down to 128 of them): every size class has slots (huge blocks, above 512 KiB,
+  /// are recorded in their own spans).
+  static let largestSmallShift = 12
+  static let largestShift = 19
+  static let smallAreaCount = largestSmallShift - smallestShift + 1
   static let areaCount = largestShift - smallestShift + 1
   static let slotsPerArea = 16384
-  /// Area `a` holds `slotsPerArea` slots of 16 << a bytes, from (2^a - 1) units on (a unit: the smallest area,
-  /// 256 KiB): every slot is aligned to its size, and an offset's area is a logarithm away.
+  /// Small area `a` holds `slotsPerArea` slots of 16 << a bytes, from (2^a - 1) units on (a unit: the smallest
+  /// area, 256 KiB): every slot is aligned to its size, and an offset's area is a logarithm away.
   static let unitByteCount = slotsPerArea << smallestShift
-  static let regionByteCount = ((1 << areaCount) - 1) * unitByteCount
+  static let smallByteCount = ((1 << smallAreaCount) - 1) * unitByteCount
+  static let largeAreaShift = 26
+  static let regionByteCount = smallByteCount + (areaCount - smallAreaCount) << largeAreaShift
+  static let totalSlotCount = firstSlot(areaCount)
+
+  /// Slots in `area`.
+  @inline(__always)
+  static func slotCount(_ area: Int) -> Int {
+    area < smallAreaCount ? slotsPerArea : slotsPerArea &>> (area &- smallAreaCount &+ 1)
+  }
+
+  /// The global number of `area`'s first slot (records and links are indexed by it).
+  @inline(__always)
+  static func firstSlot(_ area: Int) -> Int {
+    if area <= smallAreaCount { return area &* slotsPerArea }
+    let large = area &- smallAreaCount
+    return smallAreaCount &* slotsPerArea &+ slotsPerArea &- (slotsPerArea &>> large)
+  }
+
+  /// Where `area` starts in the region.
+  @inline(__always)
+  static func areaStart(_ area: Int) -> Int {
+    area < smallAreaCount
+      ? ((1 &<< area) &- 1) &* unitByteCount
+      : smallByteCount &+ (area &- smallAreaCount) &<< largeAreaShift
+  }
+
   /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, and
   /// the Swift API heap it belongs to (its base address; 0: malloc's).
   static let recordStride = 48
@@ -65,7 +97,7 @@ enum SampleSlots {
     if state != 0 || !regionState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
       return nil
     }
-    let slotCount = areaCount * slotsPerArea
+    let slotCount = totalSlotCount
     guard let area = OSMemory.reserve(byteCount: regionByteCount),
       let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride + slotCount * 4)
     else {
@@ -113,7 +145,7 @@ enum SampleSlots {
     var word = head.pointee.load(ordering: .acquiring)
     while word & 0xFFFF_FFFF != 0 {
       let top = Int(word & 0xFFFF_FFFF) &- 1
-      let next = UInt(link(area &* slotsPerArea &+ top).pointee)
+      let next = UInt(link(firstSlot(area) &+ top).pointee)
       let (popped, original) = head.pointee.compareExchange(
         expected: word, desired: ((word &>> 32) &+ 1) &<< 32 | next, ordering: .acquiringAndReleasing)
       if popped {
@@ -123,27 +155,32 @@ enum SampleSlots {
       word = original
     }
     if index < 0 {
-      if unused(area).pointee.load(ordering: .relaxed) >= slotsPerArea { return nil }
+      let count = slotCount(area)
+      if unused(area).pointee.load(ordering: .relaxed) >= count { return nil }
       index = unused(area).pointee.wrappingAdd(1, ordering: .relaxed).oldValue
-      if index >= slotsPerArea { return nil }
+      if index >= count { return nil }
     }
-    let entry = record(area &* slotsPerArea &+ index)
+    let entry = record(firstSlot(area) &+ index)
     entry.storeBytes(of: owner.map { UInt(bitPattern: $0.base) } ?? 0, toByteOffset: 40, as: UInt.self)
     state(entry).pointee.store(1, ordering: .releasing)
-    let areaStart = UInt(((1 &<< area) &- 1) &* unitByteCount)
-    let address = start &+ areaStart &+ UInt(index &<< (area &+ smallestShift))
+    let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
     return UnsafeMutableRawPointer(bitPattern: address)
   }
 
   /// The slot of `pointer` (in the region): its global number, and whether `pointer` is the slot's start.
   static func slot(of pointer: UnsafeMutableRawPointer) -> (number: Int, isStart: Bool, byteCount: Int) {
     let offset = Int(bitPattern: UInt(bitPattern: pointer) &- regionStart.load(ordering: .relaxed))
-    let units = offset / unitByteCount &+ 1
-    let area = Int.bitWidth &- units.leadingZeroBitCount &- 1
-    let inArea = offset &- ((1 &<< area) &- 1) &* unitByteCount
+    let area: Int
+    if offset < smallByteCount {
+      let units = offset / unitByteCount &+ 1
+      area = Int.bitWidth &- units.leadingZeroBitCount &- 1
+    } else {
+      area = smallAreaCount &+ (offset &- smallByteCount) &>> largeAreaShift
+    }
+    let inArea = offset &- areaStart(area)
     let shift = area &+ smallestShift
     let index = inArea &>> shift
-    return (area &* slotsPerArea &+ index, inArea & ((1 &<< shift) &- 1) == 0, 1 &<< shift)
+    return (firstSlot(area) &+ index, inArea & ((1 &<< shift) &- 1) == 0, 1 &<< shift)
   }
 
   /// Stores a sample's record: its stack's entry number, its weights and its requested size.
@@ -155,11 +192,17 @@ enum SampleSlots {
     entry.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
   }
 
-  /// The usable size of a live slot's block (its slot's size), or -1 for an address that is none.
+  /// The usable size of a live slot's block, or -1 for an address that is none: what the block would have had
+  /// unsampled (its size class's block size), not the slot's power of two. Programs that size their buffers by
+  /// malloc_usable_size (the Swift runtime's arrays do) then behave the same whether a block was sampled or
+  /// not: with the slot's size, swiftwork's arrays grew into other large classes, whose pages added 13 MB.
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
-    let (number, isStart, byteCount) = slot(of: pointer)
-    if !isStart || state(record(number)).pointee.load(ordering: .acquiring) != 1 { return -1 }
-    return byteCount
+    let (number, isStart, slotByteCount) = slot(of: pointer)
+    let entry = record(number)
+    if !isStart || state(entry).pointee.load(ordering: .acquiring) != 1 { return -1 }
+    let requested = entry.load(fromByteOffset: 32, as: Int.self)
+    if requested <= 0 || requested > SizeClass.largeMaxByteCount { return slotByteCount }
+    return Swift.min(slotByteCount, SizeClass.blockByteCount(SizeClass.of(byteCount: requested)))
   }
 
   /// free() of a pointer in the region, from any thread: the sample leaves the live figures and the slot goes
@@ -182,8 +225,9 @@ enum SampleSlots {
       return Diagnostics.doubleFree(pointer, witness: .atFree)
     }
     Profile.noteSlotFree(pointer, stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
-    let area = number / slotsPerArea
-    let index = number % slotsPerArea
+    var area = 0
+    while firstSlot(area &+ 1) <= number { area &+= 1 }
+    let index = number &- firstSlot(area)
     let head = freeHead(area)
     var word = head.pointee.load(ordering: .relaxed)
     while true {
@@ -208,11 +252,11 @@ enum SampleSlots {
     guard regionState.load(ordering: .acquiring) == 2 else { return }
     let start = regionStart.load(ordering: .relaxed)
     for area in 0..<areaCount {
-      let used = Swift.min(unused(area).pointee.load(ordering: .relaxed), slotsPerArea)
+      let used = Swift.min(unused(area).pointee.load(ordering: .relaxed), slotCount(area))
       for index in 0..<used {
-        let entry = record(area &* slotsPerArea &+ index)
+        let entry = record(firstSlot(area) &+ index)
         if state(entry).pointee.load(ordering: .acquiring) == 1 && entry.load(fromByteOffset: 40, as: UInt.self) == heap {
-          let address = start &+ UInt(((1 &<< area) &- 1) &* unitByteCount) &+ UInt(index &<< (area &+ smallestShift))
+          let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
           free(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
         }
       }

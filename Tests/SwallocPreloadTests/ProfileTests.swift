@@ -160,6 +160,23 @@ struct ProfileTests {
     expectNear(live["thread_site"], 80_000_000, "thread_site", live)
   }
 
+  /// Huge pages and locked memory change how spans are mapped, not how samples are chosen or kept: the
+  /// threads program's figures hold there too (explicit huge pages: the test run sets nr_hugepages as root,
+  /// or the library falls back to normal pages, with a note).
+  @Test("huge-page and locked modes: four threads' samples, a third freed", arguments: [
+    ["SWALLOC_HUGE_PAGES": "transparent"], ["SWALLOC_HUGE_PAGES": "explicit"], ["SWALLOC_LOCKED": "1"],
+    ["SWALLOC_HUGE_PAGES": "large", "SWALLOC_SECURE": "1"], ["SWALLOC_LOCKED": "1", "SWALLOC_SECURE": "1"],
+  ])
+  func backings(options: [String: String]) async throws {
+    let (result, directory, program) = try await runProfileProgram(["threads"], mode: options)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let profile = try onlyProfile(in: directory, result: result)
+    let allocated = try await Pprof.top(binary: program, profile: profile, sampleIndex: "alloc_space")
+    let live = try await Pprof.top(binary: program, profile: profile, sampleIndex: "inuse_space")
+    expectNear(allocated["thread_site"], 120_000_000, "thread_site", allocated)
+    expectNear(live["thread_site"], 80_000_000, "thread_site", live)
+  }
+
   @Test("realloc growth: each new block counts, a sampled one is recorded where realloc put it", arguments: modes)
   func reallocGrowth(mode: [String: String]) async throws {
     let (result, directory, program) = try await runProfileProgram(["realloc"], mode: mode)
