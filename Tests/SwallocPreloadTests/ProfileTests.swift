@@ -352,8 +352,8 @@ struct ProfileTests {
     #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
   }
 
-  /// A sample every byte (each allocation: lists cut at their first block again and again, slots exhausted and
-  /// huge spans after them) and every 200 bytes (lists cut in the middle): programs must run as without.
+  /// A sample every byte (each allocation: lists cut at their first block again and again, the small slots
+  /// exhausted and huge spans after them) and every 200 bytes (lists cut in the middle): programs must run as without.
   @Test("stock programs run clean with every allocation sampled, and with a sample every 200 bytes",
         arguments: modes, ["1", "200"])
   func stockPrograms(mode: [String: String], rate: String) async throws {
@@ -361,13 +361,26 @@ struct ProfileTests {
     defer { try? FileManager.default.removeItem(at: directory) }
     var environment = profileEnvironment(mode, directory)
     environment["SWALLOC_PROFILE_SAMPLE"] = rate
+    // With every allocation sampled, the heap's statistics count no allocation (sampled blocks live in sample
+    // slots): the samples prove the preload instead.
+    func run(_ program: String, _ arguments: [String], timeout: Int) async throws -> ChildResult {
+      let result = try await runChild(program, arguments, preload: try Preload.library(),
+                                      environment: environment.merging(["SWALLOC_SHOW_STATS": "1"]) { _, new in new },
+                                      timeout: timeout)
+      #expect(result.succeeded, "\(result.summary)")
+      #expect((statisticsValues("profile samples", in: result).first ?? 0) > 0, "no sample taken\n\(result.summary)")
+      if mode["SWALLOC_SECURE"] != nil {
+        #expect(!statisticsValues("secure mode", in: result).isEmpty, "secure mode was not on\n\(result.summary)")
+      }
+      return result
+    }
     let python = try Preload.tool("python3")
-    let result = try await runPreloaded(
+    let result = try await run(
       python, ["-c", "d = {str(i): [i] * (i % 7) for i in range(20000)}; print(sum(len(v) for v in d.values()))"],
-      environment: environment, timeout: shortChildTimeout)
+      timeout: shortChildTimeout)
     #expect(result.outputLines.first == "59997", "\(result.summary)")
     let stress = try Preload.buildProduct("swalloc-stress")
-    let stressed = try await runPreloaded(stress, ["--threads", "4", "--seconds", "2"], environment: environment)
+    let stressed = try await run(stress, ["--threads", "4", "--seconds", "2"], timeout: defaultChildTimeout)
     #expect(stressed.outputLines.contains { $0.hasPrefix("swalloc-stress: ") && $0.hasSuffix(" ok") },
             "\(stressed.summary)")
   }
