@@ -31,6 +31,8 @@ enum SampleSlots {
   static let largeAreaShift = 26
   static let regionByteCount = smallByteCount + (areaCount - smallAreaCount) << largeAreaShift
   static let totalSlotCount = firstSlot(areaCount)
+  /// Freed slots of at least 2^purgedShift bytes are purged.
+  static let purgedShift = 14
 
   /// Slots in `area`.
   @inline(__always)
@@ -228,6 +230,10 @@ enum SampleSlots {
     var area = 0
     while firstSlot(area &+ 1) <= number { area &+= 1 }
     let index = number &- firstSlot(area)
+    // A slot of 16 KiB or more gives its pages back: freed slots would otherwise stay resident until reused,
+    // and after a batch of large blocks the heap's pages are purged while the slots were not (sizesweep's peak
+    // RSS was 12 % higher with profiling on). Smaller slots share pages.
+    if area &+ smallestShift >= purgedShift { OSMemory.purge(pointer, byteCount: 1 &<< (area &+ smallestShift)) }
     let head = freeHead(area)
     var word = head.pointee.load(ordering: .relaxed)
     while true {
