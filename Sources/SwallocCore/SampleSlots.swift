@@ -100,19 +100,24 @@ enum SampleSlots {
       return nil
     }
     let slotCount = totalSlotCount
-    guard let area = OSMemory.reserve(byteCount: regionByteCount),
+    // The region starts at a multiple of the largest slot: slots are aligned to their size from its start, and
+    // an aligned request (aligned_alloc(32768, 64)) takes a slot of its alignment. (mmap aligns only to a page:
+    // the fuzzer found a 32 KiB-aligned request in a slot 24 KiB off.)
+    let largestSlot = 1 << largestShift
+    guard let reserved = OSMemory.reserve(byteCount: regionByteCount + largestSlot),
       let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride + slotCount * 4)
     else {
       regionState.store(3, ordering: .releasing)
       return nil
     }
+    let area = (UInt(bitPattern: reserved) &+ UInt(largestSlot &- 1)) & ~UInt(largestSlot &- 1)
     let records = UInt(bitPattern: counters) &+ UInt(countersByteCount)
     recordsStart.store(records, ordering: .relaxed)
     linksStart.store(records &+ UInt(slotCount * recordStride), ordering: .relaxed)
-    regionStart.store(UInt(bitPattern: area), ordering: .relaxed)
+    regionStart.store(area, ordering: .relaxed)
     regionLength.store(UInt(regionByteCount), ordering: .releasing)
     regionState.store(2, ordering: .releasing)
-    return UInt(bitPattern: area)
+    return area
   }
 
   /// The area for a block of `byteCount` bytes aligned to `alignment`; nil when it is too large for a slot.

@@ -39,6 +39,12 @@ mkdir -p .build-fuzz/corpus Tests/Fuzz/regressions
 "$clang" -g -O1 -fno-builtin -fsanitize=fuzzer -Wall -Wextra \
   -o .build-fuzz/swalloc_fuzz Tests/Fuzz/swalloc_fuzz.c -lpthread -ldl
 
+# Every input that once crashed runs first (under the same options as the fuzzing run): a regression fails here.
+for input in Tests/Fuzz/regressions/crash-*; do
+  [[ -f "$input" ]] || continue
+  LD_PRELOAD="$root/$library" .build-fuzz/swalloc_fuzz "$input"
+done
+
 # -rss_limit_mb: 64 slots of up to 4 MiB plus swalloc's caches stay well below it.
 LD_PRELOAD="$root/$library" .build-fuzz/swalloc_fuzz \
   -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=4096 -timeout=30 -print_final_stats=1 \
