@@ -151,13 +151,18 @@ struct ProfileTests {
 
   @Test("threads: four threads' samples, a third of them freed", arguments: modes)
   func threads(mode: [String: String]) async throws {
+    try await expectThreadFigures(mode)
+  }
+
+  /// Runs the threads program in `mode`: four threads allocate 120 MB at thread_site and free a third.
+  func expectThreadFigures(_ mode: [String: String], sourceLocation: SourceLocation = #_sourceLocation) async throws {
     let (result, directory, program) = try await runProfileProgram(["threads"], mode: mode)
     defer { try? FileManager.default.removeItem(at: directory) }
     let profile = try onlyProfile(in: directory, result: result)
     let allocated = try await Pprof.top(binary: program, profile: profile, sampleIndex: "alloc_space")
     let live = try await Pprof.top(binary: program, profile: profile, sampleIndex: "inuse_space")
-    expectNear(allocated["thread_site"], 120_000_000, "thread_site", allocated)
-    expectNear(live["thread_site"], 80_000_000, "thread_site", live)
+    expectNear(allocated["thread_site"], 120_000_000, "thread_site", allocated, sourceLocation: sourceLocation)
+    expectNear(live["thread_site"], 80_000_000, "thread_site", live, sourceLocation: sourceLocation)
   }
 
   /// Huge pages and locked memory change how spans are mapped, not how samples are chosen or kept: the
@@ -168,13 +173,7 @@ struct ProfileTests {
     ["SWALLOC_HUGE_PAGES": "large", "SWALLOC_SECURE": "1"], ["SWALLOC_LOCKED": "1", "SWALLOC_SECURE": "1"],
   ])
   func backings(options: [String: String]) async throws {
-    let (result, directory, program) = try await runProfileProgram(["threads"], mode: options)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    let profile = try onlyProfile(in: directory, result: result)
-    let allocated = try await Pprof.top(binary: program, profile: profile, sampleIndex: "alloc_space")
-    let live = try await Pprof.top(binary: program, profile: profile, sampleIndex: "inuse_space")
-    expectNear(allocated["thread_site"], 120_000_000, "thread_site", allocated)
-    expectNear(live["thread_site"], 80_000_000, "thread_site", live)
+    try await expectThreadFigures(options)
   }
 
   @Test("realloc growth: each new block counts, a sampled one is recorded where realloc put it", arguments: modes)
