@@ -242,6 +242,12 @@ typedef struct swalloc_symbol {
 /// allocation): for exit and dump time only, never inside malloc.
 int swalloc_symbolize(uintptr_t address, swalloc_symbol *symbol);
 
+/// swalloc_symbolize from an index of each object's exported functions, built once per object (glibc's dladdr
+/// scans the whole dynamic symbol table at every call). The same answer for functions with a size; for the
+/// profile dumps, which release the index after with swalloc_symbol_tables_release.
+int swalloc_symbolize_indexed(uintptr_t address, swalloc_symbol *symbol);
+void swalloc_symbol_tables_release(void);
+
 /// One object the loader has loaded (the program, its libraries, the vDSO), as dl_iterate_phdr reports it.
 typedef struct swalloc_loaded_object {
   /// The load bias: an address in the object's program headers plus `base` is where it is mapped.

@@ -208,7 +208,7 @@ struct ProfileScratch {
   /// such as python3, libc), and replaces them with its own (file and line) where it can.
   mutating func functionID(_ address: UInt) -> UInt {
     var symbol = swalloc_symbol(object_name: nil, object_base: 0, symbol_name: nil, symbol_address: 0)
-    guard swalloc_symbolize(address, &symbol) != 0, let name = symbol.symbol_name, symbol.symbol_address != 0 else {
+    guard swalloc_symbolize_indexed(address, &symbol) != 0, let name = symbol.symbol_name, symbol.symbol_address != 0 else {
       return 0
     }
     let mask = locationSlotCount &- 1
@@ -474,7 +474,10 @@ enum ProfileWriter {
                                        mappingCapacity: mappingCapacity, nameCapacity: nameCapacity,
                                        readsMaps: readsMaps)
     else { return ENOMEM }
-    defer { scratch.release() }
+    defer {
+      scratch.release()
+      if symbolize { swalloc_symbol_tables_release() }
+    }
     _ = scratch.addString(UnsafeRawPointer(scratch.buildIDText), 0)  // index 0: ""
     let allocObjects = scratch.addString("alloc_objects")
     let count = scratch.addString("count")
