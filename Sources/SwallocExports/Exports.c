@@ -53,8 +53,9 @@ __attribute__((visibility("hidden"))) void swalloc_select_secure_entries(int ful
   swalloc_free_entry = full ? swalloc_impl_secure_full_free : swalloc_impl_secure_free;
 }
 
-// The other allocating entry points jump through pointers too, which the heap profiler points at its sampling
-// entry points (Profile.c) when SWALLOC_PROFILE is on: the same one jump when it is off.
+// The other allocating entry points jump through pointers too (one jump, as a direct one costs). Nothing switches
+// them today: the heap profiler and guarded sampling choose their samples in the slow path (SamplePoints.swift);
+// they stay a place to hook a whole entry point.
 #define SWALLOC_ENTRY(name, result, ...) \
   __attribute__((visibility("hidden"))) result (*swalloc_##name##_entry)(__VA_ARGS__) = swalloc_impl_##name;
 SWALLOC_ENTRY(calloc, void *, size_t, size_t)
