@@ -275,6 +275,10 @@ enum Guarded {
     let firstPage = address & ~(page &- 1)
     let endPage = (address &+ UInt(slot.pointee.byteCount) &+ page &- 1) & ~(page &- 1)
     swalloc_protect(UnsafeMutableRawPointer(bitPattern: firstPage)!, Int(endPage &- firstPage), 0)
+    // The freed pages' memory goes back as well: inaccessible, they fault on any access whatever they hold, and a
+    // slot reused gets fresh zero pages. (Kept, the 128 slots' last blocks stayed resident: 0.5 to 1.2 MB, 13 to
+    // 26 % of the small churn and xmalloc workloads' peak RSS.)
+    OSMemory.purge(UnsafeMutableRawPointer(bitPattern: firstPage)!, byteCount: Int(endPage &- firstPage))
     let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
     slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
   }
