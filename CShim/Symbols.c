@@ -54,7 +54,7 @@ const char *swalloc_program_path(void) { return (const char *)getauxval(AT_EXECF
 // ---- symbols by address, indexed -------------------------------------------------------------------------
 // glibc's dladdr scans an object's whole dynamic symbol table at every call: gcc's cc1 exports about 30 000
 // symbols, and a profile of a small compile spent 85 % of the run's instructions in the exit dump's dladdr
-// calls. swalloc_symbolize_indexed reads each object's defined functions once (from its dynamic section:
+// calls. swalloc_symbolize_indexed reads each large object's defined functions once (from its dynamic section:
 // DT_SYMTAB, DT_STRTAB and DT_HASH or DT_GNU_HASH for the count), sorts them by address in memory of its own
 // (mmap, never malloc), and answers by binary search. For the dumps only; one dump at a time uses the tables
 // (another meanwhile falls back to dladdr), and swalloc_symbol_tables_release gives them back.
@@ -68,7 +68,12 @@ typedef struct symbol_table {
   size_t count;
   size_t mapped;         // bytes mapped for `entries`
   const char *name;      // the object's file name
+  int small;             // few symbols: dladdr answers (no index, no memory)
 } symbol_table;
+
+/// Below this many dynamic symbols dladdr's scan is cheap and the index's memory (24 bytes a symbol, counted in
+/// the process's peak RSS at exit) is not worth it: libc has about 3 000, gcc's cc1 about 30 000.
+enum { indexed_symbol_minimum = 8192 };
 
 enum { symbol_table_capacity = 64 };
 static symbol_table symbol_tables[symbol_table_capacity];
@@ -114,6 +119,7 @@ static void build_symbol_table(symbol_table *table, const struct link_map *map) 
   table->entries = NULL;
   table->count = 0;
   table->mapped = 0;
+  table->small = 0;
   const ElfW(Sym) *symbols = NULL;
   const char *strings = NULL;
   const uint32_t *hash = NULL, *gnu_hash = NULL;
@@ -130,7 +136,10 @@ static void build_symbol_table(symbol_table *table, const struct link_map *map) 
     }
   }
   size_t total = symbols && strings ? dynamic_symbol_count(hash, gnu_hash) : 0;
-  if (total == 0) return;
+  if (total < indexed_symbol_minimum) {
+    table->small = 1;
+    return;
+  }
   size_t bytes = (total * 3 * sizeof(uintptr_t) + 4095) & ~(size_t)4095;
   uintptr_t *entries = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (entries == MAP_FAILED) return;
@@ -192,8 +201,9 @@ int swalloc_symbolize_indexed(uintptr_t address, swalloc_symbol *symbol) {
       symbol->symbol_name = (const char *)table->entries[3 * (low - 1) + 2];
     }
   }
+  int small = table != NULL && table->small;
   atomic_flag_clear_explicit(&symbol_tables_busy, memory_order_release);
-  if (table == NULL) return swalloc_symbolize(address, symbol);
+  if (table == NULL || small) return swalloc_symbolize(address, symbol);
   return result;
 }
 
