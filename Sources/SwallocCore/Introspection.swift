@@ -25,6 +25,7 @@ extension LibC {
       pooled.pushPool(heapPool)
     }
     SpanCache.purgeIfDue(now: swalloc_now_ms(), force: true)
+    SampleSlots.purgeIfDue(now: swalloc_now_ms(), force: true)
     let purged = Statistics.purgedByteCount.load(ordering: .relaxed) - purgedBefore
     let unmapped = mappedBefore - Statistics.mappedByteCount.load(ordering: .relaxed)
     return purged + Swift.max(0, unmapped)

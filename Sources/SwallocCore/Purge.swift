@@ -13,6 +13,7 @@ extension Heap {
     let due = state.pointee.purgeDueAt
     if due != 0 && now >= due { purgePages(now: now, force: false) }
     if now >= SpanCache.nextPurgeCheck.load(ordering: .relaxed) { SpanCache.purgeIfDue(now: now) }
+    if now >= SampleSlots.nextPurgeCheck.load(ordering: .relaxed) { SampleSlots.purgeIfDue(now: now) }
   }
 
   /// The current page of each class keeps an extra `used` count so that it is never retired on a free (no

@@ -31,8 +31,10 @@ enum SampleSlots {
   static let largeAreaShift = 26
   static let regionByteCount = smallByteCount + (areaCount - smallAreaCount) << largeAreaShift
   static let totalSlotCount = firstSlot(areaCount)
-  /// Freed slots of at least 2^purgedShift bytes are purged.
+  /// Freed slots of at least 2^purgedShift bytes are purged once they have stayed free for the purge delay.
   static let purgedShift = 14
+  /// The first area whose freed slots are purged.
+  static let firstPurgedArea = purgedShift - smallestShift
 
   /// Slots in `area`.
   @inline(__always)
@@ -68,9 +70,9 @@ enum SampleSlots {
   static let regionState = Atomic<Int>(0)
 
   /// Per area, at the start of the records mapping: the next never-used slot, and the free stack's head (slot
-  /// index + 1 in the low 32 bits, a tag against ABA in the high bits). The free stack's links follow the
-  /// records (one UInt32 per slot).
-  static let countersByteCount = 256
+  /// index + 1 in the low 32 bits, a tag against ABA in the high bits); then, per area, the head of its stack
+  /// of dirty slots (freed, not purged yet). The stacks' links follow the records (one UInt32 per slot).
+  static let countersByteCount = 512
   static let linksStart = Atomic<UInt>(0)
 
   @inline(__always)
@@ -84,6 +86,18 @@ enum SampleSlots {
     UnsafeMutablePointer<Atomic<UInt>>(bitPattern: recordsStart.load(ordering: .relaxed) &- UInt(countersByteCount)
       &+ UInt(area &* 16 &+ 8)).unsafelyUnwrapped
   }
+
+  /// The head of `area`'s stack of freed slots that still hold their pages (areas from `firstPurgedArea`;
+  /// smaller slots share pages and go straight to the free stack).
+  @inline(__always)
+  static func dirtyHead(_ area: Int) -> UnsafeMutablePointer<Atomic<UInt>> {
+    UnsafeMutablePointer<Atomic<UInt>>(bitPattern: recordsStart.load(ordering: .relaxed) &- UInt(countersByteCount)
+      &+ UInt(256 &+ area &* 8)).unsafelyUnwrapped
+  }
+
+  /// When the earliest dirty slot becomes due for purging (monotonic ms; max: none). A hint: a race only
+  /// delays a purge.
+  static let nextPurgeCheck = Atomic<UInt64>(UInt64.max)
 
   /// Whether `pointer` lies in the region (any slot, live or not): two loads, a subtraction and a comparison.
   /// False everywhere before the region is mapped (guarded sampling alone never maps it).
@@ -147,20 +161,9 @@ enum SampleSlots {
   /// A slot for a block of `byteCount` bytes aligned to `alignment`, or nil (too large, no region, area full).
   static func allocate(byteCount: Int, alignment: Int, owner: Heap? = nil) -> UnsafeMutableRawPointer? {
     guard let area = areaIndex(byteCount: byteCount, alignment: alignment), let start = region() else { return nil }
-    var index = -1
-    let head = freeHead(area)
-    var word = head.pointee.load(ordering: .acquiring)
-    while word & 0xFFFF_FFFF != 0 {
-      let top = Int(word & 0xFFFF_FFFF) &- 1
-      let next = UInt(link(firstSlot(area) &+ top).pointee)
-      let (popped, original) = head.pointee.compareExchange(
-        expected: word, desired: ((word &>> 32) &+ 1) &<< 32 | next, ordering: .acquiringAndReleasing)
-      if popped {
-        index = top
-        break
-      }
-      word = original
-    }
+    // A dirty slot first (its pages are still there), then a purged one, then one never used.
+    var index = area >= firstPurgedArea ? pop(dirtyHead(area), area) : -1
+    if index < 0 { index = pop(freeHead(area), area) }
     if index < 0 {
       let count = slotCount(area)
       if unused(area).pointee.load(ordering: .relaxed) >= count { return nil }
@@ -235,19 +238,91 @@ enum SampleSlots {
     var area = 0
     while firstSlot(area &+ 1) <= number { area &+= 1 }
     let index = number &- firstSlot(area)
-    // A slot of 16 KiB or more gives its pages back: freed slots would otherwise stay resident until reused,
-    // and after a batch of large blocks the heap's pages are purged while the slots were not (sizesweep's peak
-    // RSS was 12 % higher with profiling on). Smaller slots share pages.
-    if area &+ smallestShift >= purgedShift { OSMemory.purge(pointer, byteCount: 1 &<< (area &+ smallestShift)) }
-    let head = freeHead(area)
+    // A slot of 16 KiB or more gives its pages back once it has stayed free for the purge delay (the heap's
+    // pages follow the same rule): a freed slot reused soon costs no page faults (purging at once cost the
+    // realloc workload 120 000 faults and 20 % of its time with profiling on), and one left free does not stay
+    // resident (sizesweep's peak RSS was 12 % higher with freed slots never purged). Smaller slots share pages.
+    if area < firstPurgedArea { return push(freeHead(area), area, index) }
+    let now = swalloc_now_ms()
+    entry.storeBytes(of: now, toByteOffset: 16, as: UInt64.self)
+    push(dirtyHead(area), area, index)
+    lowerPurgeCheck(now &+ PurgeDelay.milliseconds)
+  }
+
+  /// Pushes slot `index` of `area` on the stack at `head`.
+  static func push(_ head: UnsafeMutablePointer<Atomic<UInt>>, _ area: Int, _ index: Int) {
     var word = head.pointee.load(ordering: .relaxed)
     while true {
-      link(number).pointee = UInt32(truncatingIfNeeded: word & 0xFFFF_FFFF)
+      link(firstSlot(area) &+ index).pointee = UInt32(truncatingIfNeeded: word & 0xFFFF_FFFF)
       let (pushed, original) = head.pointee.compareExchange(
         expected: word, desired: ((word &>> 32) &+ 1) &<< 32 | UInt(index &+ 1), ordering: .acquiringAndReleasing)
       if pushed { return }
       word = original
     }
+  }
+
+  /// Pops a slot of `area` from the stack at `head`: its index in the area, or -1 when the stack is empty.
+  static func pop(_ head: UnsafeMutablePointer<Atomic<UInt>>, _ area: Int) -> Int {
+    var word = head.pointee.load(ordering: .acquiring)
+    while word & 0xFFFF_FFFF != 0 {
+      let top = Int(word & 0xFFFF_FFFF) &- 1
+      let next = UInt(link(firstSlot(area) &+ top).pointee)
+      let (popped, original) = head.pointee.compareExchange(
+        expected: word, desired: ((word &>> 32) &+ 1) &<< 32 | next, ordering: .acquiringAndReleasing)
+      if popped { return top }
+      word = original
+    }
+    return -1
+  }
+
+  /// Moves `nextPurgeCheck` down to `due` (never up).
+  static func lowerPurgeCheck(_ due: UInt64) {
+    var current = nextPurgeCheck.load(ordering: .relaxed)
+    while due < current {
+      let (stored, original) = nextPurgeCheck.compareExchange(expected: current, desired: due, ordering: .relaxed)
+      if stored { return }
+      current = original
+    }
+  }
+
+  /// Purges the dirty slots freed at least the purge delay ago (all of them when `force`) and moves them to
+  /// their areas' free stacks. Called from the heaps' purge checks; any thread, concurrently with frees and
+  /// allocations: each area's dirty stack is taken whole, and the slots not due yet are pushed back.
+  static func purgeIfDue(now: UInt64, force: Bool = false) {
+    if regionState.load(ordering: .acquiring) != 2 { return }
+    if !force && now < nextPurgeCheck.load(ordering: .relaxed) { return }
+    nextPurgeCheck.store(UInt64.max, ordering: .relaxed)
+    let delay = PurgeDelay.milliseconds
+    let start = regionStart.load(ordering: .relaxed)
+    var purged = false
+    for area in firstPurgedArea..<areaCount {
+      let head = dirtyHead(area)
+      var word = head.pointee.load(ordering: .acquiring)
+      while word & 0xFFFF_FFFF != 0 {
+        let (taken, original) = head.pointee.compareExchange(
+          expected: word, desired: ((word &>> 32) &+ 1) &<< 32, ordering: .acquiringAndReleasing)
+        if taken { break }
+        word = original
+      }
+      // The taken slots are this call's alone: no other thread can pop them or follow their links.
+      var next = Int(word & 0xFFFF_FFFF)
+      while next != 0 {
+        let index = next &- 1
+        next = Int(link(firstSlot(area) &+ index).pointee)
+        let freedAt = record(firstSlot(area) &+ index).load(fromByteOffset: 16, as: UInt64.self)
+        if force || freedAt &+ delay <= now {
+          let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
+          OSMemory.purge(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped,
+                         byteCount: 1 &<< (area &+ smallestShift))
+          purged = true
+          push(freeHead(area), area, index)
+        } else {
+          push(dirtyHead(area), area, index)
+          lowerPurgeCheck(freedAt &+ delay)
+        }
+      }
+    }
+    if purged { PurgeDelay.notePurge(now: now) }
   }
 
   /// The Swift API heap a live slot's block belongs to (its base address), or 0.

@@ -5,6 +5,9 @@
 //   allocations, free_sized, frees on another thread, 10 000 live sampled blocks of 16 bytes (their memory is
 //   printed as `rss-growth-kb N`), then `slots ok`.
 //   double-free, interior-free: the misuse, then `survived` (default mode reports and ignores it).
+//   reuse: 2000 rounds of malloc(20000), a write over all of it, free: the freed slot is reused without page
+//   faults (`reuse-faults N`); then the block freed last, once malloc_trim has run, holds no resident page
+//   (`trimmed-resident-pages N`).
 //   low-foreign-free: frees a pointer into memory mapped at 16 MiB (below the sample slots' 128 MiB region
 //   size), then `survived`: with the slots not mapped, no address may pass for a slot's (a bug found under
 //   valgrind, whose mappings are low: free of any block below 128 MiB crashed once sampling was on).
@@ -120,6 +123,26 @@ int main(int argc, char **argv) {
     free(low);
     free(block);
     printf("survived\n");
+  } else if (strcmp(argv[1], "reuse") == 0) {
+    struct rusage before, after;
+    unsigned char *last = NULL;
+    for (int round = 0; round < 2000; round++) {
+      if (round == 10) getrusage(RUSAGE_SELF, &before);
+      unsigned char *block = malloc(20000);
+      if (block == NULL) fixtureFail("malloc");
+      memset(block, round, 20000);
+      free(block);
+      last = block;
+    }
+    getrusage(RUSAGE_SELF, &after);
+    printf("reuse-faults %ld\n", after.ru_minflt - before.ru_minflt);
+    malloc_trim(0);
+    // The slot is 32 KiB and aligned to it: its eight pages.
+    unsigned char resident[8];
+    if (mincore(last, 32768, resident) != 0) fixtureFail("mincore");
+    int count = 0;
+    for (int page = 0; page < 8; page++) count += resident[page] & 1;
+    printf("trimmed-resident-pages %d\n", count);
   } else if (strcmp(argv[1], "interior-free") == 0) {
     char *volatile block = malloc(40);
     printf("block=%p\n", (void *)block);
