@@ -34,23 +34,33 @@ enum Profile {
   static let stackCapacity = 16384
   /// Slots of the open-addressing index over the stacks (a power of two, load factor at most one half).
   static let indexCapacity = 32768
-  /// Bytes per stack entry: its counters, then up to 64 frames.
-  static let stackStride = 576
+  /// An entry: its counters, then its frames (8 bytes each, as many as the stack has: a stack of 19 frames,
+  /// gcc's average, takes 200 bytes, not the 560 of room for 64).
   static let hashOffset = 0
   static let depthOffset = 8
   static let allocObjectsOffset = 16
   static let allocBytesOffset = 24
   static let inuseObjectsOffset = 32
   static let inuseBytesOffset = 40
-  static let framesOffset = 64
+  static let framesOffset = 48
+  static let largestEntryByteCount = framesOffset + 64 * 8
 
-  /// The index (UInt32 slots: 0 empty, else an entry number) and the entries: one mapping, at these offsets.
+  /// One mapping, touched only where used: the index (UInt32 slots: 0 empty, else an entry number); where each
+  /// entry starts (UInt32 per entry number: 0 not written yet, else its offset in the entries area in 8-byte
+  /// units, plus one); a blank entry (what `stack` gives for a number not written yet: no frames, no counts);
+  /// then the entries, one after another.
   static let indexByteCount = indexCapacity * 4
-  static let tablesByteCount = indexByteCount + stackCapacity * stackStride
+  static let startsOffset = indexByteCount
+  static let blankOffset = startsOffset + stackCapacity * 4
+  static let entriesOffset = blankOffset + framesOffset
+  static let entriesByteCount = stackCapacity * largestEntryByteCount
+  static let tablesByteCount = entriesOffset + entriesByteCount
   static let tablesAddress = Atomic<UInt>(0)
   /// Entries handed out so far; entry 0 is the overflow bucket. Entries are filled before they are published
   /// in the index, and counted only after.
   static let stackCount = Atomic<Int>(1)
+  /// Bytes of the entries area taken (entry 0, the overflow bucket, takes the first `framesOffset`).
+  static let entriesUsed = Atomic<Int>(framesOffset)
 
   /// Samples taken, and the bytes they represent (the figures SWALLOC_SHOW_STATS reports).
   static let sampleCount = Atomic<Int>(0)
@@ -79,6 +89,7 @@ enum Profile {
       return
     }
     tablesAddress.store(UInt(bitPattern: tables), ordering: .relaxed)
+    start(0).pointee.store(1, ordering: .relaxed)  // entry 0 at offset 0: no frames
     var key = UInt(swalloc_random_word())
     if key == 0 { key = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
     recordKey.store(key | 1, ordering: .relaxed)
@@ -108,10 +119,17 @@ enum Profile {
     (tables + slot &* 4).assumingMemoryBound(to: Atomic<UInt32>.self)
   }
 
-  /// The entry of stack `number` (0 ..< stackCapacity).
+  @inline(__always)
+  static func start(_ number: Int) -> UnsafeMutablePointer<Atomic<UInt32>> {
+    (tables + startsOffset + number &* 4).assumingMemoryBound(to: Atomic<UInt32>.self)
+  }
+
+  /// The entry of stack `number` (0 ..< stackCapacity); the blank entry while it is not written.
   @inline(__always)
   static func stack(_ number: Int) -> UnsafeMutableRawPointer {
-    tables + indexByteCount + number &* stackStride
+    let units = Int(start(number).pointee.load(ordering: .acquiring))
+    if units == 0 { return tables + blankOffset }
+    return tables + entriesOffset + (units &- 1) &* 8
   }
 
   @inline(__always)
@@ -143,10 +161,13 @@ enum Profile {
         if fresh == 0 {
           fresh = stackCount.wrappingAdd(1, ordering: .relaxed).oldValue
           if fresh >= stackCapacity { return 0 }
-          let entry = stack(fresh)
+          let offset = entriesUsed.wrappingAdd(framesOffset &+ count &* 8, ordering: .relaxed).oldValue
+          if offset &+ framesOffset &+ count &* 8 > entriesByteCount { return 0 }
+          let entry = tables + entriesOffset + offset
           entry.storeBytes(of: hash, toByteOffset: hashOffset, as: UInt.self)
           entry.storeBytes(of: count, toByteOffset: depthOffset, as: Int.self)
           for index in 0..<count { frameAddresses(entry)[index] = frames[index] }
+          start(fresh).pointee.store(UInt32(truncatingIfNeeded: offset / 8 &+ 1), ordering: .releasing)
         }
         let (published, original) = indexSlot(slot).pointee.compareExchange(
           expected: 0, desired: UInt32(truncatingIfNeeded: fresh), ordering: .acquiringAndReleasing)
