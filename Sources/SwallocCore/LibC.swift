@@ -74,18 +74,14 @@ enum LibC {
       release(pointer)
       return nil
     }
-    if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
-      // A sampled block in a sample slot moves out (the new block is counted like any other).
-      let old = SampleSlots.usableSize(pointer)
-      if old < 0 {
-        release(pointer)
-        swalloc_errno_set(ENOMEM)
-        return nil
-      }
-      guard let block = allocate(byteCount) else { return nil }
-      memcpy(block, pointer, Swift.min(old, byteCount))
-      SampleSlots.free(pointer)
-      return block
+    // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
+    // class's): in place where that block would stay (keeping its sample), else moved as that block would be
+    // (a block growing past 64 KiB into a huge span with room to grow). A slot that holds no live block is
+    // reported as its free would be.
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) && SampleSlots.usableSize(pointer) < 0 {
+      release(pointer)
+      swalloc_errno_set(ENOMEM)
+      return nil
     }
     // Secure mode: a page block's seal is checked, and it is resized in place within its room (guarded and
     // sample slots and huge blocks are no page blocks: nil).
@@ -96,7 +92,8 @@ enum LibC {
       release(pointer)
       return block
     }
-    let usable = usableSize(pointer)
+    var mayBeSampled = false
+    let usable = usableSize(pointer, mayBeSampled: &mayBeSampled)
     if usable < 0 {
       // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort).
       if Options.secure { Secure.fail(pointer, .foreign) }
@@ -110,7 +107,7 @@ enum LibC {
     if requested <= UInt(usable)
       && requested >= UInt(usable > SizeClass.largeMaxByteCount ? usable / 4 : usable / 2)
     {
-      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
+      if mayBeSampled && SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
       return pointer
     }
     // A huge block grows or shrinks within its span (a larger reused one, or one mapped with room to grow)
@@ -238,12 +235,24 @@ enum LibC {
 
   /// The usable size of a live block, or -1 when the pointer is not a live Swalloc block.
   static func usableSize(_ pointer: UnsafeMutableRawPointer) -> Int {
+    var mayBeSampled = false
+    return usableSize(pointer, mayBeSampled: &mayBeSampled)
+  }
+
+  /// The same; `mayBeSampled` is set when `pointer` is no page block (a sample slot's or a huge span's), the
+  /// only blocks the heap profiler samples.
+  @inline(__always)
+  static func usableSize(_ pointer: UnsafeMutableRawPointer, mayBeSampled: inout Bool) -> Int {
     // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
     if Guarded.isEnabled && Guarded.contains(pointer) { return Guarded.usableSize(pointer) }
-    if SamplePoints.isEnabled && SampleSlots.contains(pointer) { return SampleSlots.usableSize(pointer) }
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
+      mayBeSampled = true
+      return SampleSlots.usableSize(pointer)
+    }
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else { return -1 }
     if segment.pointee.kind == .huge {
+      mayBeSampled = true
       let page = segment.page(at: 0)
       // Only the block's own address: the rest of the 4 MiB unit past a short span may be someone else's.
       if page.pointee.state != .huge || pointer != page.pointee.start { return -1 }

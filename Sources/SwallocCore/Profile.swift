@@ -278,6 +278,36 @@ enum Profile {
     release(block, stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
   }
 
+  /// realloc resized `block` in place to `byteCount` bytes: when it is a sampled block, its live bytes (and
+  /// its stack's) become `byteCount` times the objects it stands for; its requested size stays (a slot's
+  /// usable size follows it).
+  static func resized(_ block: UnsafeMutableRawPointer, byteCount: Int) {
+    let record: UnsafeMutableRawPointer
+    if SampleSlots.contains(block) {
+      guard let slotRecord = SampleSlots.liveRecord(block) else { return }
+      record = slotRecord
+    } else {
+      guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else { return }
+      record = UnsafeMutableRawPointer(segment) + recordOffset
+      if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return }
+    }
+    let number = record.load(fromByteOffset: 8, as: Int.self)
+    let bytes = record.load(fromByteOffset: 16, as: Int.self)
+    let objects = record.load(fromByteOffset: 24, as: Int.self)
+    let scaled = Double(objects) / Double(1 << Sampler.objectShift) * Double(Swift.max(byteCount, 1))
+    let resized = scaled < 9.0e18 ? Int(scaled) : Int.max / 2
+    record.storeBytes(of: resized, toByteOffset: 16, as: Int.self)
+    #if hasFeature(Embedded)
+    if number >= 0 && number < stackCapacity {
+      counter(stack(number), inuseBytesOffset).pointee.wrappingAdd(resized &- bytes, ordering: .relaxed)
+    }
+    #else
+    // The Swift API's copy: its samples are counted in libswalloc.so's profile, which it reaches only to
+    // record and release them; there the stack keeps the bytes the block had when it was sampled.
+    _ = (number, bytes)
+    #endif
+  }
+
   /// Takes `block` out of the live figures when it is a sampled block; returns whether it was.
   static func forget(_ block: UnsafeMutableRawPointer) -> Bool {
     guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else {

@@ -154,12 +154,13 @@ enum SamplePoints {
     Profile.recordHere(block, byteCount: byteCount, chargedByteCount: byteCount)
   }
 
-  /// realloc kept `block` where it was with `byteCount` bytes. A sampled block (its own span) could stay
-  /// where an unsampled one would have moved, so its sample is dropped and the resized block counts as a new
-  /// allocation (growth chains stay unbiased).
+  /// realloc kept `block` where it was with `byteCount` bytes. In-place resizing is no allocation (unsampled
+  /// blocks resized in place are not counted either): a sampled block keeps its sample, and its live bytes
+  /// become its new size times the objects it stands for. (Dropping the sample and counting the resized block
+  /// afresh made a sampled growth chain of 1 MiB count 1 MiB at every 64-byte step: the realloc workload's
+  /// profile claimed 83 GB allocated, and sampling again at every step cost it 10 % of its time.)
   static func resizedInPlace(_ block: UnsafeMutableRawPointer, byteCount: Int) {
-    if !Profile.isActive || !Profile.forget(block) { return }
-    countHuge(block, byteCount: byteCount, heap: Heap.owned)
+    if Profile.isActive { Profile.resized(block, byteCount: byteCount) }
   }
 }
 

@@ -202,6 +202,14 @@ enum SampleSlots {
     entry.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
   }
 
+  /// The record of the live slot block `pointer`, or nil when `pointer` is no live slot's start.
+  static func liveRecord(_ pointer: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    let (number, isStart, _) = slot(of: pointer)
+    let entry = record(number)
+    if !isStart || state(entry).pointee.load(ordering: .acquiring) != 1 { return nil }
+    return entry
+  }
+
   /// The usable size of a live slot's block, or -1 for an address that is none: what the block would have had
   /// unsampled (its size class's block size), not the slot's power of two. Programs that size their buffers by
   /// malloc_usable_size (the Swift runtime's arrays do) then behave the same whether a block was sampled or

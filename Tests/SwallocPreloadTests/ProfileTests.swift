@@ -188,6 +188,26 @@ struct ProfileTests {
     expectNear(live["realloc_site"], 131_072_000, "realloc_site", live)
   }
 
+  /// Regression: a sampled block resized in place was counted again as a new allocation of its full size
+  /// (and sampled again), so a sampled 1 MiB buffer growing by 64 bytes counted 1 MiB a step: here 2000
+  /// steps of 64 buffers claimed about 130 GB allocated. In-place resizing is no allocation; a sampled block
+  /// keeps its sample, and its live bytes follow its size.
+  @Test("realloc in place: no new allocation counted, live bytes follow the block's size", arguments: modes)
+  func reallocInPlace(mode: [String: String]) async throws {
+    let (result, directory, program) = try await runProfileProgram(["steps"], mode: mode)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let profile = try onlyProfile(in: directory, result: result)
+    let allocated = try await Pprof.top(binary: program, profile: profile, sampleIndex: "alloc_space")
+    let live = try await Pprof.top(binary: program, profile: profile, sampleIndex: "inuse_space")
+    // Live at exit: 64 x (1 MiB + 128 000) + 4096 x 1024 (the small buffers' class: 1024-byte blocks, whose
+    // requested 1024 bytes are what the weights count).
+    expectNear(live["step_site"], 64 * 1_176_576 + 4096 * 1024, "step_site", live)
+    // Allocated: each buffer's first block, and the few blocks a 1 MiB buffer moves to (a span with room to
+    // grow in place): between 1 and 4 blocks a buffer, never one a step.
+    let total = try #require(allocated["step_site"], "\(allocated)")
+    #expect(total > 64 * 1_048_576 + 4096 * 1000 && total < 4 * (64 * 1_176_576 + 4096 * 1024), "\(allocated)")
+  }
+
   @Test("a dlopen'ed library's allocation site is named", arguments: modes)
   func dlopen(mode: [String: String]) async throws {
     let plugin = try await FixtureBuilds.shared.build("profile_plugin.c", as: .sharedLibrary)

@@ -9,6 +9,9 @@
 //   leaks    leak_site keeps 64 MiB, transient_site frees what it allocates
 //   realloc  realloc_site grows 2000 buffers from 128 B to 64 KiB by doubling (every step a new block) and
 //            keeps them: 262 016 000 bytes allocated, 131 072 000 live
+//   steps    step_site starts 64 buffers of 1 MiB and grows each by 64 bytes 2000 times (in place, but for a
+//            move or two), and 4096 buffers of 1000 bytes grown by 2 bytes 12 times (in place: 1024-byte
+//            class); keeps them: 64 x 1 176 576 + 4096 x 1024 bytes live at exit
 // Prints `profile <mode> done` (and `child pid=<pid>` for fork) on stdout.
 #include "fixture.h"
 #include <pthread.h>
@@ -25,6 +28,7 @@ void **term_site(size_t count);
 void **leak_site(size_t count);
 void transient_site(size_t count);
 void **realloc_site(size_t count);
+void **step_site(void);
 
 /// `count` blocks of 1000 bytes, kept.
 static void **keep(size_t count) {
@@ -70,6 +74,26 @@ FIXTURE_SITE void **realloc_site(size_t count) {
       grown[size - 1] = (unsigned char)size;
       if (block && grown[size / 2 - 1] != (unsigned char)(size / 2)) fixtureFail("realloc lost the contents");
       block = grown;
+    }
+    blocks[index] = block;
+  }
+  return blocks;
+}
+
+FIXTURE_SITE void **step_site(void) {
+  void **blocks = keep(64 + 4096);
+  for (size_t index = 0; index < 64 + 4096; index++) {
+    size_t size = index < 64 ? 1 << 20 : 1000;
+    size_t step = index < 64 ? 64 : 2;
+    size_t steps = index < 64 ? 2000 : 12;
+    unsigned char *block = malloc(size);
+    if (!block) fixtureFail("malloc");
+    block[size - 1] = 1;
+    for (size_t count = 0; count < steps; count++) {
+      size += step;
+      block = realloc(block, size);
+      if (!block) fixtureFail("realloc");
+      block[size - 1] = 1;
     }
     blocks[index] = block;
   }
@@ -142,6 +166,8 @@ int main(int argc, char **argv) {
     fixtureFail("SIGTERM did not end the process");
   } else if (strcmp(mode, "realloc") == 0) {
     realloc_site(2000);
+  } else if (strcmp(mode, "steps") == 0) {
+    step_site();
   } else if (strcmp(mode, "leaks") == 0) {
     leak_site(64 * 1024);
     transient_site(64 * 1024);
