@@ -50,9 +50,13 @@ static void guarded_signal_handler(int signal_number, siginfo_t *info, void *con
 #if defined(__x86_64__)
   if (context != NULL) {
     ucontext_t *ucontext = (ucontext_t *)context;
-    // The page-fault error code: bit 1 is set for a write.
-    access = (ucontext->uc_mcontext.gregs[REG_ERR] & 2) ? 2 : 1;
+    // The page-fault error code: bit 1 is set for a write, bit 4 for an instruction fetch (then the code
+    // itself is unreadable: no size).
+    greg_t error = ucontext->uc_mcontext.gregs[REG_ERR];
+    access = (error & 2) ? 2 : 1;
     pc = (uintptr_t)ucontext->uc_mcontext.gregs[REG_RIP];
+    // The access size rides above the kind: access | size << 4.
+    if (pc != 0 && !(error & 16)) access |= swalloc_access_size((const uint8_t *)pc) << 4;
   }
 #endif
   // Only a fault the kernel raised (si_code > 0) in the region is ours.

@@ -46,8 +46,13 @@ int swalloc_guarded_install_handler(void);
 /// Implemented in Swift (GuardedReport.swift): when `address` is in the guarded region, prints the report
 /// and returns 1 (the handler then restores the previous disposition and lets the access fault again, so
 /// the process dies of the original signal or the program's own handler sees it); otherwise 0.
-/// `access`: 0 unknown, 1 read, 2 write. `pc`: the faulting instruction, or 0.
+/// `access`: 0 unknown, 1 read, 2 write, plus the access size in bytes shifted left by 4 (0: unknown). `pc`:
+/// the faulting instruction, or 0.
 int swalloc_core_guarded_fault(uintptr_t address, int access, uintptr_t pc);
+
+/// How many bytes of memory the x86-64 instruction at `code` reads or writes (its memory operand's size), or 0
+/// when it is not one AccessSize.c decodes. Safe in a signal handler.
+int swalloc_access_size(const uint8_t *code);
 
 /// Symbolizes a code address without allocating: the module's file name (no directory) and load base from
 /// dladdr(3) (swalloc_symbolize, the heap profiler's), and the name and start of the function containing it,

@@ -6,8 +6,8 @@ import CShim
 import Synchronization
 
 enum GuardedReport {
-  /// A fault at `address` in the guarded region (`access`: 0 unknown, 1 read, 2 write; `pc`: the faulting
-  /// instruction). Finds the block it concerns: the slot holding the address, or for a guard page the
+  /// A fault at `address` in the guarded region (`access`: 0 unknown, 1 read, 2 write, plus the access size
+  /// shifted left by 4; `pc`: the faulting instruction). Finds the block it concerns: the slot holding the address, or for a guard page the
   /// nearer of the blocks on either side.
   static func fault(_ address: UInt, access: Int32, pc: UInt) {
     guard let records = Guarded.records else { return }
@@ -101,7 +101,14 @@ enum GuardedReport {
         writer.hexadecimal(address)
         writer.text(")")
       } else {
-        writer.text(access == 2 ? "write at " : access == 1 ? "read at " : "access at ")
+        let size = Int(access >> 4)
+        writer.text(access & 3 == 2 ? "write" : access & 3 == 1 ? "read" : "access")
+        if size > 0 {
+          writer.text(" of ")
+          writer.decimal(size)
+          writer.text(size == 1 ? " byte" : " bytes")
+        }
+        writer.text(" at ")
         writer.hexadecimal(address)
       }
       if index >= 0, let records = Guarded.records {

@@ -19,15 +19,19 @@ struct GuardedProbe: Sendable, CustomStringConvertible {
 @Suite("Guarded sampling")
 struct GuardedTests {
   static let probes: [GuardedProbe] = [
-    GuardedProbe(mode: "uaf-read", kind: "heap-use-after-free: read at 0x", signal: SIGSEGV,
+    GuardedProbe(mode: "uaf-read", kind: "heap-use-after-free: read of 1 byte at 0x", signal: SIGSEGV,
                  frames: [("at:", "read_node"), ("allocated by thread", "make_node"), ("freed by thread", "release_node")]),
-    GuardedProbe(mode: "uaf-write", kind: "heap-use-after-free: write at 0x", signal: SIGSEGV,
+    GuardedProbe(mode: "uaf-write", kind: "heap-use-after-free: write of 1 byte at 0x", signal: SIGSEGV,
                  frames: [("at:", "write_node"), ("allocated by thread", "make_node"), ("freed by thread", "release_node")]),
-    GuardedProbe(mode: "overflow", kind: "heap-buffer-overflow: write at 0x", signal: SIGSEGV,
+    GuardedProbe(mode: "uaf-write-word", kind: "heap-use-after-free: write of 8 bytes at 0x", signal: SIGSEGV,
+                 frames: [("at:", "write_word"), ("allocated by thread", "make_node"), ("freed by thread", "release_node")]),
+    GuardedProbe(mode: "uaf-read-vector", kind: "heap-use-after-free: read of 16 bytes at 0x", signal: SIGSEGV,
+                 frames: [("at:", "read_vector"), ("allocated by thread", "make_node"), ("freed by thread", "release_node")]),
+    GuardedProbe(mode: "overflow", kind: "heap-buffer-overflow: write of 1 byte at 0x", signal: SIGSEGV,
                  frames: [("at:", "write_node"), ("allocated by thread", "make_node")]),
     GuardedProbe(mode: "overflow-slack", kind: "heap-buffer-overflow: write at 0x", signal: SIGABRT,
                  frames: [("allocated by thread", "make_node"), ("freed by thread", "release_node")]),
-    GuardedProbe(mode: "underflow", kind: "heap-buffer-underflow: read at 0x", signal: SIGSEGV,
+    GuardedProbe(mode: "underflow", kind: "heap-buffer-underflow: read of 1 byte at 0x", signal: SIGSEGV,
                  frames: [("at:", "read_node"), ("allocated by thread", "make_node")]),
     GuardedProbe(mode: "double-free", kind: "double-free: free(0x", signal: SIGABRT,
                  frames: [("allocated by thread", "make_node"), ("freed by thread", "release_node"),
@@ -132,7 +136,7 @@ struct GuardedTests {
                                      environment: environment, timeout: shortChildTimeout)
     expectLine("jit faults handled: 100", in: chained)
     #expect(Self.died(chained, of: SIGSEGV), "\(chained.summary)")
-    #expect(chained.standardError.contains("swalloc: heap-use-after-free: write at 0x"), "\(chained.summary)")
+    #expect(chained.standardError.contains("swalloc: heap-use-after-free: write of 1 byte at 0x"), "\(chained.summary)")
   }
 
   @Test("a forked child inherits the slots and the handler", arguments: [0, 1])
@@ -143,7 +147,7 @@ struct GuardedTests {
     let result = try await runPreloaded(program, ["fork"], environment: environment, timeout: shortChildTimeout,
                                         proof: .fixtureProbe)
     expectLine("child signal \(SIGSEGV)", in: result)
-    #expect(result.standardError.contains("swalloc: heap-use-after-free: write at 0x"), "\(result.summary)")
+    #expect(result.standardError.contains("swalloc: heap-use-after-free: write of 1 byte at 0x"), "\(result.summary)")
     Self.expectTopFrame("freed by thread", "release_node", in: result)
   }
 
@@ -175,7 +179,7 @@ struct GuardedTests {
     let stale = try await runChild(program, ["realloc-stale"], preload: try Preload.library(),
                                    environment: environment, timeout: shortChildTimeout)
     #expect(Self.died(stale, of: SIGSEGV), "\(stale.summary)")
-    #expect(stale.standardError.contains("swalloc: heap-use-after-free: write at 0x"), "\(stale.summary)")
+    #expect(stale.standardError.contains("swalloc: heap-use-after-free: write of 1 byte at 0x"), "\(stale.summary)")
   }
 
   @Test("stock programs run clean with every eligible allocation guarded", arguments: [0, 1])

@@ -14,11 +14,11 @@ struct MisuseTests {
   static let secureFull = ["SWALLOC_SECURE": "full"]
 
   @Test("each misuse is caught in secure mode with a clear message", arguments: [
-    ("misuse.c", "zero-read", SIGSEGV, "swalloc: zero-size-access: read at 0x"),
-    ("misuse.c", "zero-write", SIGSEGV, "swalloc: zero-size-access: write at 0x"),
+    ("misuse.c", "zero-read", SIGSEGV, "swalloc: zero-size-access: read of 1 byte at 0x"),
+    ("misuse.c", "zero-write", SIGSEGV, "swalloc: zero-size-access: write of 1 byte at 0x"),
     ("misuse.c", "free-sized", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
-    ("misuse_cxx.cpp", "zero-read", SIGSEGV, "swalloc: zero-size-access: read at 0x"),
-    ("misuse_cxx.cpp", "zero-write", SIGSEGV, "swalloc: zero-size-access: write at 0x"),
+    ("misuse_cxx.cpp", "zero-read", SIGSEGV, "swalloc: zero-size-access: read of 1 byte at 0x"),
+    ("misuse_cxx.cpp", "zero-write", SIGSEGV, "swalloc: zero-size-access: write of 1 byte at 0x"),
     ("misuse_cxx.cpp", "delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "array-deleted", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "object-deleted-as-array", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),

@@ -57,6 +57,22 @@ GUARDED_NOINLINE void write_node(char *block, long offset) {
   GUARDED_KEEP_FRAME();
 }
 
+/// An 8-byte store (the report gives the access size).
+GUARDED_NOINLINE void write_word(char *block, long offset) {
+  *(volatile unsigned long long *)(block + offset) = 0x0101010101010101ull;
+  GUARDED_KEEP_FRAME();
+}
+
+typedef long long guarded_vector __attribute__((vector_size(16)));
+typedef long long guarded_unaligned_vector __attribute__((vector_size(16), aligned(1)));
+static volatile guarded_vector guarded_vector_sink;
+
+/// A 16-byte vector load (movdqu).
+GUARDED_NOINLINE void read_vector(char *block, long offset) {
+  guarded_vector_sink = *(const guarded_unaligned_vector *)(block + offset);
+  GUARDED_KEEP_FRAME();
+}
+
 /// A guarded block of `size` bytes against the end guard (`atEnd`: its 16-byte-rounded end is a page end)
 /// or against the start guard: among the first 64 allocations, at rate 1 each one guarded, the side is
 /// random (a quarter at the start).
@@ -129,6 +145,14 @@ static int runGuardedProbe(int argc, char **argv) {
     char *block = guardedBlock(1);
     release_node(block);
     write_node(block, 16);
+  } else if (strcmp(mode, "uaf-write-word") == 0) {
+    char *block = guardedBlock(1);
+    release_node(block);
+    write_word(block, 16);
+  } else if (strcmp(mode, "uaf-read-vector") == 0) {
+    char *block = guardedBlock(1);
+    release_node(block);
+    read_vector(block, 16);
   } else if (strcmp(mode, "overflow") == 0) {
     char *block = guardedBlock(1);
     write_node(block, GUARDED_SIZE);  // one byte past the end
