@@ -3,8 +3,10 @@
 #   Builds the heap-misuse probes (probes.c, probes_cxx.cpp: GrapheneOS hardened_malloc's test probes, rewritten)
 #   with gcc/g++ -O0 -g, runs every probe under every allocator configuration below, one process at a time, in a
 #   child under `timeout 10`, and prints a Markdown table (also written to TABLE.md when given).
-#   LIB: libswalloc.so to test (default /work/main/.build/release/libswalloc.so). Env: PROBES=name1,name2 to run
-#   only some probes; CONFIGS=glibc,swalloc-full to run only some configurations.
+#   LIB: libswalloc.so to test (default: this checkout's .build/release/libswalloc.so). Env: PROBES=name1,name2 to
+#   run only some probes; CONFIGS=glibc,swalloc-full to run only some configurations; PEERS=DIR where the
+#   mimalloc v3 and snmalloc builds are (default: the shared/peers folder beside the checkout; configurations
+#   whose library is missing are skipped).
 # A cell is "caught" (killed by a signal, or exit status >= 128: the allocator stopped the program; the signal is
 # given), "ran" (exit 0; for a value probe, with the exact output hardened_malloc's suite requires), "out" (exit 0
 # but another output), "n/a" (exit 77: the allocator lacks free_sized/free_aligned_sized) or "exit N" / "timeout".
@@ -12,7 +14,7 @@
 # value probe that the allocator stopped. "info" probes are shown but not counted.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-lib="${1:-/work/main/.build/release/libswalloc.so}"
+lib="${1:-$here/../../.build/release/libswalloc.so}"
 out_file="${2:-}"
 [ -f "$lib" ] || { echo "probes.sh: no $lib" >&2; exit 2; }
 
@@ -21,7 +23,7 @@ trap 'rm -rf "$build"' EXIT
 gcc -O0 -g -w -o "$build/probes" "$here/probes.c" -ldl -lpthread || exit 2
 g++ -std=c++17 -fsized-deallocation -O0 -g -w -o "$build/probes_cxx" "$here/probes_cxx.cpp" || exit 2
 
-peers=/work/shared/peers
+peers="${PEERS:-$here/../../../shared/peers}"
 sys=/usr/lib/x86_64-linux-gnu
 # name|preload|environment
 all_configs=(
