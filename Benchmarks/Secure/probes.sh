@@ -17,6 +17,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 lib="${1:-$here/../../.build/release/libswalloc.so}"
 out_file="${2:-}"
 [ -f "$lib" ] || { echo "probes.sh: no $lib" >&2; exit 2; }
+lib="$(realpath "$lib")"  # the probes run in a scratch directory
 
 build="$(mktemp -d "${TMPDIR:-/tmp}/swalloc-probes.XXXXXX")"
 trap 'rm -rf "$build"' EXIT

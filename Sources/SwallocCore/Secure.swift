@@ -402,29 +402,37 @@ enum Secure {
   // MARK: failure
 
   enum Failure {
-    case foreign, doubleFree, interior, corruptedFreeList, neverAllocated
+    case foreign, doubleFree, interior, corruptedFreeList, neverAllocated, notLive, freed
   }
 
   /// Reports a misuse of the heap and aborts (secure mode's answer; glibc aborts on what it detects too).
-  /// Out of line: its message buffer would otherwise enlarge the frames of the paths that check.
+  /// `function`: the call that was given the bad pointer. Out of line: its message buffer would otherwise
+  /// enlarge the frames of the paths that check.
   @inline(never)
-  static func fail(_ block: UnsafeMutableRawPointer, _ failure: Failure) -> Never {
+  static func fail(_ block: UnsafeMutableRawPointer, _ failure: Failure, function: StaticString = "free()") -> Never {
     ErrorWriter.withWriter { writer in
       writer.text("swalloc: ")
-      switch failure {
-      case .foreign: writer.text("free(): invalid pointer ")
-      case .doubleFree: writer.text("free(): double free of ")
-      case .interior: writer.text("free(): pointer into the middle of a block ")
-      case .corruptedFreeList: writer.text("malloc(): corrupted free list at ")
-      case .neverAllocated: writer.text("free(): invalid pointer ")
+      if failure == .corruptedFreeList {
+        writer.text("malloc(): corrupted free list at ")
+      } else {
+        writer.text(function)
+        switch failure {
+        case .foreign, .neverAllocated: writer.text(": invalid pointer ")
+        case .doubleFree: writer.text(": double free of ")
+        case .freed: writer.text(": freed block ")
+        case .interior: writer.text(": pointer into the middle of a block ")
+        case .notLive: writer.text(": no live block at ")
+        case .corruptedFreeList: break
+        }
       }
       writer.hexadecimal(UInt(bitPattern: block))
       switch failure {
       case .foreign: writer.text(" (not allocated by swalloc)")
-      case .doubleFree: writer.text(" (already free)")
+      case .doubleFree, .freed: writer.text(" (already free)")
       case .interior: writer.text(" (not the start of a block)")
       case .corruptedFreeList: writer.text(" (a freed block was overwritten: use after free or overflow)")
       case .neverAllocated: writer.text(" (a block boundary never handed out)")
+      case .notLive: writer.text(" (freed, or never handed out)")
       }
       writer.text("; aborting (SWALLOC_SECURE=1)\n")
     }

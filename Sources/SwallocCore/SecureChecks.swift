@@ -24,6 +24,83 @@ enum SecureChecks {
     LibC.release(pointer)
   }
 
+  /// C++'s aligned sized operator delete (`exact`) and C23's free_aligned_sized in secure mode: the alignment
+  /// must be a power of two that the pointer has, and the size the block's (as `new` with that alignment, or
+  /// aligned_alloc, gives it: the class `SizeClass.of(byteCount:alignment:)` chooses; free_aligned_sized only
+  /// checks that the block holds the size, as free_sized does). Then frees.
+  static func checkedAlignedSizedFree(_ pointer: UnsafeMutableRawPointer?, alignment: Int, _ size: Int, exact: Bool) {
+    guard let pointer else { return }
+    let a = UInt(bitPattern: alignment)
+    if a == 0 || a & (a &- 1) != 0 || UInt(bitPattern: pointer) & (a &- 1) != 0 {
+      alignmentMismatch(pointer, alignment: alignment)
+    }
+    if !(Guarded.isEnabled && Guarded.contains(pointer)) {
+      let usable = LibC.usableSize(pointer)
+      if usable >= 0 && !(exact ? fitsAligned(size, alignment: alignment, usable: usable) : size <= usable)
+        && !Profile.isSampledSpanBlock(pointer, holding: size) && !(Options.secureFull && Secure.looksFreed(pointer))
+      {
+        sizeMismatch(pointer, size: size, usable: usable)
+      }
+    }
+    LibC.release(pointer)
+  }
+
+  /// Whether a block of `usable` bytes is what aligned `new` gives for `size` bytes aligned to `alignment`.
+  static func fitsAligned(_ size: Int, alignment: Int, usable: Int) -> Bool {
+    let sizeClass = SizeClass.of(byteCount: Options.secureFull ? Secure.withTrailer(size) : size, alignment: alignment)
+    // A huge block (its own span): it holds the size.
+    if sizeClass == 0 { return size <= usable }
+    // At full a page block's usable size is the size it was allocated with (its trailer records it).
+    return Options.secureFull ? size == usable : SizeClass.blockByteCount(sizeClass) == usable
+  }
+
+  /// malloc_usable_size in secure mode: the usable size of a live block; anything else (a pointer inside a
+  /// block or past it, a freed block, memory Swalloc never handed out) aborts with free's messages, as
+  /// hardened_malloc does (the default mode answers 0). NULL: 0.
+  static func checkedUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
+    guard let pointer else { return 0 }
+    if Guarded.isEnabled && Guarded.contains(pointer) {
+      if Guarded.isZeroSize(UInt(bitPattern: pointer)) { return 0 }
+      let usable = Guarded.usableSize(pointer)
+      if usable < 0 { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
+      return usable
+    }
+    if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
+      let usable = SampleSlots.usableSize(pointer)
+      if usable < 0 { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
+      return usable
+    }
+    let address = UInt(bitPattern: pointer)
+    guard let segment = SegmentMap.segment(of: address) else {
+      Secure.fail(pointer, .foreign, function: "malloc_usable_size()")
+    }
+    if segment.pointee.kind == .huge {
+      let page = segment.page(at: 0)
+      if page.pointee.state != .huge { Secure.fail(pointer, .freed, function: "malloc_usable_size()") }
+      if pointer != page.pointee.start { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
+      return page.pointee.blockByteCount
+    }
+    let page = segment.page(containing: address)
+    if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
+    if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
+    if pointer.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(pointer) {
+      Secure.fail(pointer, .freed, function: "malloc_usable_size()")
+    }
+    return Swift.max(0, LibC.usableSize(pointer))
+  }
+
+  @inline(never)
+  static func alignmentMismatch(_ block: UnsafeMutableRawPointer, alignment: Int) -> Never {
+    ErrorWriter.withWriter { writer in
+      writer.text("swalloc: aligned sized free: alignment ")
+      writer.decimal(alignment)
+      writer.text(" does not fit ")
+      writer.hexadecimal(UInt(bitPattern: block))
+      writer.text(" (not a power of two, or not the pointer's); aborting (SWALLOC_SECURE=1)\n")
+    }
+    swalloc_abort()
+  }
+
   /// Whether a block of `usable` bytes is what `new` gives for `size` bytes (C++ passes the size it
   /// allocated: the same class, or a huge block that holds it).
   static func fits(_ size: Int, usable: Int) -> Bool {

@@ -14,6 +14,8 @@ void *swalloc_aligned_alloc(std::size_t alignment, std::size_t size);
 void abort(void);
 // The sized deletes' entry (CheckedDelete.c): free's, or secure mode's size check.
 extern void (*swalloc_sized_delete_entry)(void *, std::size_t) __attribute__((visibility("hidden")));
+// The aligned sized deletes (SecureChecks.swift): in secure mode the size and alignment are checked.
+void swalloc_impl_aligned_sized_delete(void *pointer, std::size_t size, std::size_t alignment);
 }
 
 namespace std {
@@ -92,9 +94,11 @@ SWALLOC_EXPORT void operator delete(void *pointer, const std::nothrow_t &) noexc
 SWALLOC_EXPORT void operator delete[](void *pointer, const std::nothrow_t &) noexcept { swalloc_free(pointer); }
 SWALLOC_EXPORT void operator delete(void *pointer, std::align_val_t) noexcept { swalloc_free(pointer); }
 SWALLOC_EXPORT void operator delete[](void *pointer, std::align_val_t) noexcept { swalloc_free(pointer); }
-SWALLOC_EXPORT void operator delete(void *pointer, std::size_t, std::align_val_t) noexcept { swalloc_free(pointer); }
-SWALLOC_EXPORT void operator delete[](void *pointer, std::size_t, std::align_val_t) noexcept {
-  swalloc_free(pointer);
+SWALLOC_EXPORT void operator delete(void *pointer, std::size_t size, std::align_val_t alignment) noexcept {
+  swalloc_impl_aligned_sized_delete(pointer, size, static_cast<std::size_t>(alignment));
+}
+SWALLOC_EXPORT void operator delete[](void *pointer, std::size_t size, std::align_val_t alignment) noexcept {
+  swalloc_impl_aligned_sized_delete(pointer, size, static_cast<std::size_t>(alignment));
 }
 SWALLOC_EXPORT void operator delete(void *pointer, std::align_val_t, const std::nothrow_t &) noexcept {
   swalloc_free(pointer);

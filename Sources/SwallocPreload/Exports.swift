@@ -30,6 +30,13 @@ func exportedCheckedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int) 
   SecureChecks.checkedSizedFree(pointer, size)
 }
 
+/// C++'s aligned sized operator delete (Operators.cpp): in secure mode the size and alignment are checked.
+@c(swalloc_impl_aligned_sized_delete)
+func exportedAlignedSizedDelete(_ pointer: UnsafeMutableRawPointer?, _ size: Int, _ alignment: Int) {
+  if Options.secure { return SecureChecks.checkedAlignedSizedFree(pointer, alignment: alignment, size, exact: true) }
+  LibC.release(pointer)
+}
+
 @c(swalloc_impl_calloc)
 func exportedCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? { LibC.calloc(count, size) }
 
@@ -70,7 +77,8 @@ func exportedPvalloc(_ size: Int) -> UnsafeMutableRawPointer? { LibC.pvalloc(siz
 
 @c(swalloc_impl_malloc_usable_size)
 func exportedMallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
-  LibC.mallocUsableSize(pointer)
+  if Options.secure { return SecureChecks.checkedUsableSize(pointer) }
+  return LibC.mallocUsableSize(pointer)
 }
 
 @c(swalloc_impl_free_sized)
@@ -81,6 +89,7 @@ func exportedFreeSized(_ pointer: UnsafeMutableRawPointer?, _ size: Int) {
 
 @c(swalloc_impl_free_aligned_sized)
 func exportedFreeAlignedSized(_ pointer: UnsafeMutableRawPointer?, _ alignment: Int, _ size: Int) {
+  if Options.secure { return SecureChecks.checkedAlignedSizedFree(pointer, alignment: alignment, size, exact: false) }
   LibC.release(pointer)
 }
 

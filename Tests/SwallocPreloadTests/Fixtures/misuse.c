@@ -99,6 +99,24 @@ int main(int argc, char **argv) {
     FIXTURE_CHECK(freeSized != NULL, "no free_sized");
     char *p = malloc(8);
     freeSized(p, 64);
+  } else if (strcmp(mode, "usable-size-interior") == 0) {
+    char *p = malloc(64);
+    fixtureAddress(p);
+    printf("usable %zu\n", malloc_usable_size(p + 16));
+  } else if (strcmp(mode, "usable-size-freed") == 0) {
+    char *keep = malloc(64), *p = malloc(64);
+    escape(keep);
+    free(p);
+    printf("usable %zu\n", malloc_usable_size(p));
+  } else if (strcmp(mode, "usable-size-foreign") == 0) {
+    static char notHeap[64];
+    printf("usable %zu\n", malloc_usable_size(notHeap + 16));
+  } else if (strcmp(mode, "free-aligned-sized") == 0) {
+    void (*freeAlignedSized)(void *, size_t, size_t) =
+        (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+    FIXTURE_CHECK(freeAlignedSized != NULL, "no free_aligned_sized");
+    char *p = aligned_alloc(64, 128);
+    freeAlignedSized(p, 3, 128);
   } else if (strcmp(mode, "overflow-1-small") == 0) {
     overflow(24, 1);
   } else if (strcmp(mode, "overflow-32-small") == 0) {
@@ -139,6 +157,17 @@ int main(int argc, char **argv) {
     free(calloc(0, 8));
     free(realloc(NULL, 0));
     void (*freeSized)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+    void (*freeAlignedSized)(void *, size_t, size_t) =
+        (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT, "free_aligned_sized");
+    // aligned_alloc blocks freed by free_aligned_sized with their alignment and size (secure mode checks both).
+    for (size_t alignment = 1; alignment <= (1u << 22); alignment *= 4) {
+      for (size_t size = alignment; size < 3000000; size = size * 3 + 1) {
+        char *p = aligned_alloc(alignment, size);
+        FIXTURE_CHECK(p != NULL, "aligned_alloc(%zu, %zu)", alignment, size);
+        FIXTURE_CHECK(malloc_usable_size(p) >= size, "aligned block's usable size");
+        if (freeAlignedSized != NULL) freeAlignedSized(p, alignment, size); else free(p);
+      }
+    }
     for (size_t size = 1; size < 3000000; size = size * 3 + 1) {
       char *p = malloc(size);
       memset(p, 2, size);

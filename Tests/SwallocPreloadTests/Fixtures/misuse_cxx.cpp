@@ -111,6 +111,13 @@ int main(int argc, char **argv) {
     void *p = new char;
     fixtureAddress(p);
     delete static_cast<Wide *>(p);
+  } else if (strcmp(mode, "aligned-delete-size") == 0) {
+    struct alignas(64) Line {
+      char bytes[64];
+    };
+    Line *line = new Line;
+    fixtureAddress(line);
+    ::operator delete(line, sizeof(Line) * 4, std::align_val_t(alignof(Line)));
   } else if (strcmp(mode, "array-deleted") == 0) {
     Counted *volatile array = new Counted[4];
     delete array;
@@ -153,6 +160,16 @@ int main(int argc, char **argv) {
       char bytes[200];
     };
     for (int i = 0; i < 100; i++) delete new Aligned;
+    // Aligned sized deletes (secure mode checks the size and alignment) at several alignments and sizes.
+    struct alignas(4096) Page {
+      char bytes[9000];
+    };
+    struct alignas(128) Line {
+      char bytes[40];
+    };
+    for (int i = 0; i < 20; i++) delete new Page;
+    for (size_t count = 1; count < 5000; count = count * 3 + 1) delete[] new Line[count];
+    for (size_t count = 1; count < 100; count = count * 3 + 1) delete[] new Page[count];
     for (size_t size = 1; size < 3000000; size = size * 3 + 1) delete[] new char[size];
     printf("valid ok\n");
     return 0;
