@@ -72,10 +72,11 @@ enum SpanCache {
   /// When no cached span fits a mapping of `byteCount` bytes: takes the largest cached span of at least half
   /// that size and moves it, grown, to a fresh `alignment`-aligned place (mremap). Its pages come along
   /// resident, and only the growth faults in: a program that replaces large blocks with larger ones reuses
-  /// what it freed instead of mapping afresh. Normal pages only, and not in secure mode (guard pages split a
-  /// span into several mappings, which mremap cannot move as one). Nil when there is no such span.
+  /// what it freed instead of mapping afresh. Normal pages only. In secure mode the span's guard pages split
+  /// it into several mappings, which mremap cannot move as one: they are lifted first (the span is nobody's
+  /// while cached), and the span's next use puts them back (`Segment.format` the header's, `HugeSpan.allocate`
+  /// the trailing one). Nil when there is no such span.
   static func takeGrown(byteCount: Int, alignment: Int) -> UnsafeMutablePointer<Segment>? {
-    if Options.secure { return nil }
     while true {
       var bestIndex = -1
       var bestWord: UInt = 0
@@ -100,6 +101,7 @@ enum SpanCache {
       // of its own there and set the entry, which a later clear would wipe out (its blocks would then look
       // foreign: the stress program saw malloc_usable_size of a live huge block drop to 0).
       while Statistics.segmentWalkers.load(ordering: .sequentiallyConsistent) != 0 { sched_yield() }
+      if Options.secure { liftGuards(span) }
       forget(UInt(bitPattern: span), byteCount: bestByteCount)
       guard let moved = OSMemory.move(span.address, byteCount: bestByteCount, growingTo: byteCount, alignment: alignment)
       else {
@@ -113,6 +115,19 @@ enum SpanCache {
       let grown = moved.assumingMemoryBound(to: Segment.self)
       grown.pointee.mappingByteCount = byteCount
       return grown
+    }
+  }
+
+  /// Makes a cached secure-mode span's guard pages accessible again, so that it is one mapping (the span
+  /// records that it has none: its next use sets them).
+  static func liftGuards(_ span: UnsafeMutablePointer<Segment>) {
+    if span.pointee.trailingGuardOffset != 0 {
+      Secure.guardRange(span.address + span.pointee.trailingGuardOffset, byteCount: Secure.guardByteCount, on: false)
+      span.pointee.trailingGuardOffset = 0
+    }
+    if span.pointee.isHeaderGuarded {
+      Secure.guardRange(span.address + Secure.headerGuardOffset, byteCount: Secure.guardByteCount, on: false)
+      span.pointee.isHeaderGuarded = false
     }
   }
 

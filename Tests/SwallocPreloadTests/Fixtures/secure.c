@@ -133,6 +133,21 @@ int main(int argc, char **argv) {
     FIXTURE_CHECK(end >= 1 << 20, "usable size %zu", (size_t)end);
     huge[end - 1] = 1;
     huge[end] = 1;
+  } else if (strcmp(mode, "grown-overflow") == 0 || strcmp(mode, "grown-underflow") == 0) {
+    // A huge block in a cached span that grows (mremap) to hold a larger one: its guard pages are lifted
+    // for the move and must be back, after the block and before it.
+    char *first = malloc(8 << 20);
+    memset(first, 1, 8 << 20);
+    free(first);
+    volatile char *huge = malloc(12 << 20);
+    volatile size_t end = malloc_usable_size((void *)huge);
+    FIXTURE_CHECK(end >= 12 << 20, "usable size %zu", (size_t)end);
+    memset((void *)huge, 2, end);
+    if (strcmp(mode, "grown-overflow") == 0) {
+      huge[end] = 1;
+    } else {
+      huge[-1] = 1;
+    }
   } else {
     fixtureFail("unknown mode %s", mode);
   }
