@@ -12,66 +12,37 @@
 /// prefix, 8 with REX.W, else 4.
 static int operand_size(int rex_w, int opsize16) { return rex_w ? 8 : opsize16 ? 2 : 4; }
 
-/// Legacy SSE moves and arithmetic in the 0F map: the size by the mandatory prefix (none, 66, F3, F2).
-static int sse_size(uint8_t opcode, int prefix66, int prefixF3, int prefixF2, int rex_w) {
-  switch (opcode) {
-  case 0x10: case 0x11:  // movups/movupd, movss (F3), movsd (F2)
-    return prefixF3 ? 4 : prefixF2 ? 8 : 16;
-  case 0x12: case 0x13: case 0x16: case 0x17:  // movlps/movlpd/movhps/movhpd; movddup (F2 12) reads 8
-    return prefixF3 ? 16 : 8;
-  case 0x28: case 0x29: case 0x2B:  // movaps/movapd, movntps/movntpd
-    return 16;
-  case 0x2E: case 0x2F:  // ucomiss/comiss, ucomisd/comisd (66)
-    return prefix66 ? 8 : 4;
-  case 0x6E:  // movd/movq to a register
-    return rex_w ? 8 : 4;
-  case 0x7E:  // movq xmm, m64 (F3); movd/movq from a register
-    return prefixF3 ? 8 : rex_w ? 8 : 4;
-  case 0x6F: case 0x7F:  // movq (mm), movdqa (66), movdqu (F3)
-    return prefix66 || prefixF3 ? 16 : 8;
-  case 0xD6:  // movq m64, xmm
-    return 8;
-  case 0xE7:  // movntq, movntdq (66)
-    return prefix66 ? 16 : 8;
-  case 0xC3:  // movnti
-    return rex_w ? 8 : 4;
-  default:
-    break;
-  }
-  if (opcode >= 0x51 && opcode <= 0x5F) return prefixF3 ? 4 : prefixF2 ? 8 : 16;  // sqrt, add, mul, ...
-  if ((opcode >= 0x60 && opcode <= 0x6D) || (opcode >= 0x74 && opcode <= 0x76) ||
-      (opcode >= 0xD1 && opcode <= 0xFE)) {
-    return prefix66 ? 16 : 8;  // packed integer operations: xmm with 66, mm without
-  }
-  return 0;
-}
-
-/// VEX- and EVEX-encoded instructions: `map` 1 (0F), 2 (0F38) or 3 (0F3A); `vector` the vector length in
-/// bytes (16, 32, 64); `pp` the implied prefix (0 none, 1 66, 2 F3, 3 F2).
-static int vector_size(int map, uint8_t opcode, int vector, int pp, int w) {
+/// SSE, AVX and AVX-512 instructions of the 0F, 0F38 and 0F3A maps: `map` 1 (0F), 2 (0F38) or 3 (0F3A);
+/// `vector` the vector length in bytes (16 for the legacy SSE encoding; 16, 32 or 64 by VEX.L or EVEX.L'L);
+/// `pp` the mandatory or implied prefix (0 none, 1 66, 2 F3, 3 F2); `mmx`: the legacy encoding, where an
+/// integer operation without 66 or F3 works on an 8-byte MMX register.
+static int vector_size(int map, uint8_t opcode, int vector, int pp, int w, int mmx) {
+  int packed = mmx ? (pp == 1 ? 16 : 8) : vector;  // packed integer operations: xmm (66) or mm; ymm, zmm
   if (map == 1) {
     switch (opcode) {
-    case 0x10: case 0x11:  // vmovups/vmovupd; vmovss (F3), vmovsd (F2) from or to memory
+    case 0x10: case 0x11:  // movups/movupd; movss (F3), movsd (F2) from or to memory
       return pp == 2 ? 4 : pp == 3 ? 8 : vector;
-    case 0x12: case 0x13: case 0x16: case 0x17:
-      return 8;
-    case 0x28: case 0x29: case 0x2B: case 0x6F: case 0x7F: case 0xE7:  // aligned, unaligned, streaming moves
+    case 0x12: case 0x13: case 0x16: case 0x17:  // movlps/movlpd/movhps/movhpd; movsldup/movshdup (F3)
+      return pp == 2 ? vector : 8;
+    case 0x28: case 0x29: case 0x2B:  // movaps/movapd, movntps/movntpd
       return vector;
-    case 0x2E: case 0x2F:
+    case 0x6F: case 0x7F: case 0xE7:  // movq (mm), movdqa (66), movdqu (F3); movntq, movntdq (66)
+      return mmx && pp == 2 ? 16 : packed;
+    case 0x2E: case 0x2F:  // ucomiss/comiss, ucomisd/comisd (66)
       return pp == 1 ? 8 : 4;
-    case 0x6E: case 0xC3:
+    case 0x6E: case 0xC3:  // movd/movq to a register; movnti
       return w ? 8 : 4;
-    case 0x7E:
+    case 0x7E:  // movq xmm, m64 (F3); movd/movq from a register
       return pp == 2 ? 8 : w ? 8 : 4;
-    case 0xD6:
+    case 0xD6:  // movq m64, xmm
       return 8;
     default:
       break;
     }
-    if (opcode >= 0x51 && opcode <= 0x5F) return pp == 2 ? 4 : pp == 3 ? 8 : vector;
+    if (opcode >= 0x51 && opcode <= 0x5F) return pp == 2 ? 4 : pp == 3 ? 8 : vector;  // sqrt, add, mul, ...
     if ((opcode >= 0x60 && opcode <= 0x6D) || (opcode >= 0x74 && opcode <= 0x76) ||
         (opcode >= 0xD1 && opcode <= 0xFE)) {
-      return vector;
+      return packed;
     }
     return 0;
   }
@@ -121,17 +92,17 @@ int swalloc_access_size(const uint8_t *code) {
   // always prefixes (LDS, LES and BOUND do not exist there).
   if (byte == 0xC5) {
     uint8_t p = code[length + 1];
-    return vector_size(1, code[length + 2], (p & 4) ? 32 : 16, p & 3, 0);
+    return vector_size(1, code[length + 2], (p & 4) ? 32 : 16, p & 3, 0, 0);
   }
   if (byte == 0xC4) {
     uint8_t p0 = code[length + 1], p1 = code[length + 2];
-    return vector_size(p0 & 0x1F, code[length + 3], (p1 & 4) ? 32 : 16, p1 & 3, (p1 >> 7) & 1);
+    return vector_size(p0 & 0x1F, code[length + 3], (p1 & 4) ? 32 : 16, p1 & 3, (p1 >> 7) & 1, 0);
   }
   if (byte == 0x62) {
     uint8_t p0 = code[length + 1], p1 = code[length + 2], p2 = code[length + 3];
     int vectorLength = (p2 >> 5) & 3;
     return vector_size(p0 & 7, code[length + 4], 16 << (vectorLength > 2 ? 2 : vectorLength), p1 & 3,
-                       (p1 >> 7) & 1);
+                       (p1 >> 7) & 1, 0);
   }
   int rex_w = 0;
   if ((byte & 0xF0) == 0x40) {
@@ -157,7 +128,9 @@ int swalloc_access_size(const uint8_t *code) {
     }
     if (opcode >= 0x40 && opcode <= 0x4F) return full;  // cmovcc
     if (opcode >= 0x90 && opcode <= 0x9F) return 1;     // setcc
-    return sse_size(opcode, prefix66, prefixF3, prefixF2, rex_w);
+    // The legacy SSE encoding: its last F2 or F3 prefix, else 66, is the mandatory prefix.
+    int pp = prefixF3 ? 2 : prefixF2 ? 3 : prefix66 ? 1 : 0;
+    return vector_size(1, opcode, 16, pp, rex_w, 1);
   }
   // Arithmetic with a ModRM operand (add, or, adc, sbb, and, sub, xor, cmp): even opcodes on bytes.
   if (byte < 0x40 && (byte & 7) < 4) return (byte & 1) ? full : 1;
