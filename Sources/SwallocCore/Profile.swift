@@ -264,12 +264,21 @@ enum Profile {
   /// ones. Any thread; not on any fast path (HugeSpan.free calls it while profiling is on).
   @discardableResult
   static func noteFree(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer) -> Bool {
-    let record = UnsafeMutableRawPointer(segment) + recordOffset
-    if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return false }
+    guard let record = spanRecord(segment, block) else { return false }
     record.storeBytes(of: 0, as: UInt.self)
     release(block, stack: record.load(fromByteOffset: 8, as: Int.self), bytes: record.load(fromByteOffset: 16, as: Int.self),
             objects: record.load(fromByteOffset: 24, as: Int.self), byteCount: record.load(fromByteOffset: 32, as: Int.self))
     return true
+  }
+
+  /// The record of `block`, the block of huge span `segment`, when it was sampled (its key matches); nil
+  /// otherwise.
+  static func spanRecord(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  {
+    let record = UnsafeMutableRawPointer(segment) + recordOffset
+    if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return nil }
+    return record
   }
 
   /// The free of a sampled block in a sample slot (SampleSlots.free read its record): its figures leave the
@@ -287,9 +296,10 @@ enum Profile {
       guard let slotRecord = SampleSlots.liveRecord(block) else { return }
       record = slotRecord
     } else {
-      guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge else { return }
-      record = UnsafeMutableRawPointer(segment) + recordOffset
-      if record.load(as: UInt.self) != UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed) { return }
+      guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge,
+        let spanRecord = spanRecord(segment, block)
+      else { return }
+      record = spanRecord
     }
     let number = record.load(fromByteOffset: 8, as: Int.self)
     let bytes = record.load(fromByteOffset: 16, as: Int.self)

@@ -173,8 +173,14 @@ enum SampleSlots {
     let entry = record(firstSlot(area) &+ index)
     entry.storeBytes(of: owner.map { UInt(bitPattern: $0.base) } ?? 0, toByteOffset: 40, as: UInt.self)
     state(entry).pointee.store(1, ordering: .releasing)
-    let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
-    return UnsafeMutableRawPointer(bitPattern: address)
+    return slotAddress(start, area, index)
+  }
+
+  /// Where slot `index` of `area` starts, in the region at `start`.
+  @inline(__always)
+  static func slotAddress(_ start: UInt, _ area: Int, _ index: Int) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift)))
+      .unsafelyUnwrapped
   }
 
   /// The slot of `pointer` (in the region): its global number, and whether `pointer` is the slot's start.
@@ -319,9 +325,7 @@ enum SampleSlots {
         next = Int(link(firstSlot(area) &+ index).pointee)
         let freedAt = record(firstSlot(area) &+ index).load(fromByteOffset: 16, as: UInt64.self)
         if force || freedAt &+ delay <= now {
-          let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
-          OSMemory.purge(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped,
-                         byteCount: 1 &<< (area &+ smallestShift))
+          OSMemory.purge(slotAddress(start, area, index), byteCount: 1 &<< (area &+ smallestShift))
           purged = true
           push(freeHead(area), area, index)
         } else {
@@ -350,8 +354,7 @@ enum SampleSlots {
       for index in 0..<used {
         let entry = record(firstSlot(area) &+ index)
         if state(entry).pointee.load(ordering: .acquiring) == 1 && entry.load(fromByteOffset: 40, as: UInt.self) == heap {
-          let address = start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift))
-          free(UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped)
+          free(slotAddress(start, area, index))
         }
       }
     }
