@@ -11,17 +11,23 @@ enum SecureChecks {
   /// size larger than the block is a certain misuse there (issue 12: a correct program is never stopped).
   static func checkedSizedFree(_ pointer: UnsafeMutableRawPointer?, _ size: Int, exact: Bool = true) {
     guard let pointer else { return }
-    if !(Guarded.isEnabled && Guarded.contains(pointer)) {
-      let usable = LibC.usableSize(pointer)
-      // Not a live block: free() reports what it is. A block start's usable size is its class's size (or,
-      // for a huge block, its span's room).
-      if usable >= 0 && !(exact ? fits(size, usable: usable) : size <= usable)
-        && !Profile.isSampledSpanBlock(pointer, holding: size) && !(Options.secureFull && Secure.looksFreed(pointer))
-      {
-        sizeMismatch(pointer, size: size, usable: usable)
-      }
-    }
+    checkSize(pointer, size) { usable in exact ? fits(size, usable: usable) : size <= usable }
     LibC.release(pointer)
+  }
+
+  /// Aborts when `pointer`, a live block, does not hold what the program says it freed: `matches` judges its
+  /// usable size. Not a live block: nothing here (free() then reports what it is). A block start's usable
+  /// size is its class's size (or, for a huge block, its span's room); guarded blocks and the profiler's
+  /// sampled blocks, whose room differs, are let through when they hold the size.
+  @inline(__always)
+  static func checkSize(_ pointer: UnsafeMutableRawPointer, _ size: Int, matches: (Int) -> Bool) {
+    if Guarded.isEnabled && Guarded.contains(pointer) { return }
+    let usable = LibC.usableSize(pointer)
+    if usable >= 0 && !matches(usable)
+      && !Profile.isSampledSpanBlock(pointer, holding: size) && !(Options.secureFull && Secure.looksFreed(pointer))
+    {
+      sizeMismatch(pointer, size: size, usable: usable)
+    }
   }
 
   /// C++'s aligned sized operator delete (`exact`) and C23's free_aligned_sized in secure mode: the alignment
@@ -34,14 +40,7 @@ enum SecureChecks {
     if a == 0 || a & (a &- 1) != 0 || UInt(bitPattern: pointer) & (a &- 1) != 0 {
       alignmentMismatch(pointer, alignment: alignment)
     }
-    if !(Guarded.isEnabled && Guarded.contains(pointer)) {
-      let usable = LibC.usableSize(pointer)
-      if usable >= 0 && !(exact ? fitsAligned(size, alignment: alignment, usable: usable) : size <= usable)
-        && !Profile.isSampledSpanBlock(pointer, holding: size) && !(Options.secureFull && Secure.looksFreed(pointer))
-      {
-        sizeMismatch(pointer, size: size, usable: usable)
-      }
-    }
+    checkSize(pointer, size) { usable in exact ? fitsAligned(size, alignment: alignment, usable: usable) : size <= usable }
     LibC.release(pointer)
   }
 
