@@ -2,67 +2,17 @@
 // reads and writes through malloc(0)'s pointer, free_sized with the wrong size, overflows and underflows of
 // 1 and 32 bytes (canaries and trailers), writes after free (the fill of freed blocks). Each mode must stop the
 // process; "not stopped" means it did not. `valid` does everything right (no false positive).
-#include "fixture.h"
-
-#include <malloc.h>
-
 #pragma GCC diagnostic ignored "-Wpragmas"
 #pragma GCC diagnostic ignored "-Warray-bounds"
 
+#define MISUSE_ALLOCATE(size) ((char *)malloc(size))
+#define MISUSE_RELEASE(p) free(p)
+#define MISUSE_OVERFLOW_BYTE 0
+#include "misuse.h"
+
+#include <malloc.h>
+
 static volatile char sink;
-static char source[64] = "0123456789abcdefghijklmnopqrstuvwxyz";
-
-/// Keeps the compiler from seeing through the misuse.
-static void escape(void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
-
-/// The same pointer, out of the compiler's sight: it may not drop the writes past the block as undefined.
-static char *launder(char *p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-
-/// Writes `count` bytes just past the `size` bytes asked for (a string's zero, or a memcpy), then frees.
-/// The sizes leave at least `count` bytes of slack in default mode's size class: harmless there.
-static void overflow(size_t size, size_t count) {
-  char *volatile p = malloc(size);
-  FIXTURE_CHECK(p != NULL, "malloc failed");
-  if (count == 1) *(volatile char *)launder(p + size) = 0; else memcpy(launder(p + size), source, count);
-  free(p);
-}
-
-/// Writes `count` bytes just before a block (the end of the block before it), then frees the block. The block
-/// is a live one whose address neighbour below is live too: never the first block of its page, which
-/// has no block before it to check (secure mode hands blocks out in a random order: a block taken at random
-/// was its page's first in about 1 run in 150).
-static char *blockAfterLive(size_t size) {
-  // Blocks are handed out in a random order: allocate until two are neighbours. At SWALLOC_SECURE=full a
-  // block of `size` bytes sits in the class of size + 8 (its trailer): blocks that far apart (16-byte
-  // classes: sizes up to 1 KiB).
-  size_t stride = (size + 8 + 15) / 16 * 16;
-  static char *blocks[1024];
-  for (int i = 0; i < 1024; i++) {
-    blocks[i] = malloc(size);
-    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
-    for (int j = 0; j < i; j++) {
-      if (blocks[j] + stride == blocks[i]) return blocks[i];
-      if (blocks[i] + stride == blocks[j]) return blocks[j];
-    }
-  }
-  return blocks[1023];
-}
-
-static void underflow(size_t size, size_t count) {
-  char *volatile p = blockAfterLive(size);
-  // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
-  // run in 256, and is then no change to catch).
-  if (count == 1) {
-    volatile char *q = (volatile char *)launder(p - 1);
-    *q = (char)(*q + 1);
-  } else {
-    memcpy(launder(p - count), source, count);
-  }
-  free(p);
-}
 
 /// Writes `value` at `p`, or, should the byte there already be `value` (secure mode's fill byte is random:
 /// 1 run in 255), `value + 1`: a write after free that changes nothing is none to catch.

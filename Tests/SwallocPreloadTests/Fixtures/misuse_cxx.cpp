@@ -3,15 +3,18 @@
 // an array from new[] and delete[] of an object from new, overflows and underflows of 1 and 32 bytes,
 // writes after delete. Each mode must stop the process; "not stopped"
 // means it did not. `valid` does everything right (no false positive).
-#include "fixture.h"
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+
+#define MISUSE_ALLOCATE(size) (new char[size])
+#define MISUSE_RELEASE(p) delete[] (p)
+#define MISUSE_OVERFLOW_BYTE 'x'
+#include "misuse.h"
 
 #include <memory>
 #include <string>
 #include <vector>
-
-#pragma GCC diagnostic ignored "-Wpragmas"
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#pragma GCC diagnostic ignored "-Warray-bounds"
 
 struct Wide {
   uint64_t a, b, c, d;
@@ -32,55 +35,6 @@ struct Rare {
 };
 
 static volatile char sinkByte;
-static char source[64] = "0123456789abcdefghijklmnopqrstuvwxyz";
-
-static void escape(void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
-
-/// The same pointer, out of the compiler's sight: it may not drop the writes past the block as undefined.
-static char *launder(char *p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-
-/// Writes `count` bytes past an array from new[] of `size` bytes, then deletes it (sizes with slack in
-/// default mode's class: harmless there).
-static void overflow(size_t size, size_t count) {
-  char *volatile p = new char[size];
-  if (count == 1) *(volatile char *)launder(p + size) = 'x'; else memcpy(launder(p + size), source, count);
-  delete[] p;
-}
-
-/// A live array whose address neighbour below is live too: never the first block of its page (which
-/// has no block before it to check; secure mode hands blocks out in a random order), as misuse.c's.
-static char *blockAfterLive(size_t size) {
-  // Blocks are handed out in a random order: allocate until two are neighbours. At SWALLOC_SECURE=full a
-  // block of `size` bytes sits in the class of size + 8 (its trailer): blocks that far apart (16-byte
-  // classes: sizes up to 1 KiB).
-  size_t stride = (size + 8 + 15) / 16 * 16;
-  static char *blocks[1024];
-  for (int i = 0; i < 1024; i++) {
-    blocks[i] = new char[size];
-    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
-    for (int j = 0; j < i; j++) {
-      if (blocks[j] + stride == blocks[i]) return blocks[i];
-      if (blocks[i] + stride == blocks[j]) return blocks[j];
-    }
-  }
-  return blocks[1023];
-}
-
-static void underflow(size_t size, size_t count) {
-  char *volatile p = blockAfterLive(size);
-  // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
-  // run in 256, and is then no change to catch).
-  if (count == 1) {
-    volatile char *q = (volatile char *)launder(p - 1);
-    *q = (char)(*q + 1);
-  } else {
-    memcpy(launder(p - count), source, count);
-  }
-  delete[] p;
-}
 
 struct Node {
   Node *next;
