@@ -32,6 +32,18 @@ struct MisuseTests {
     try await expectCaught(source: source, mode: mode, signal: signal, message: message, environment: Self.secure)
   }
 
+  /// The default mode answers these as glibc's malloc does not stop them (malloc_usable_size answers 0 or a
+  /// size, the frees free): the checks are secure mode's.
+  @Test("secure mode's pointer, size and alignment checks leave the default mode alone", arguments: [
+    ("misuse.c", "usable-size-interior"), ("misuse.c", "usable-size-freed"), ("misuse.c", "usable-size-foreign"),
+    ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"),
+  ])
+  func defaultModeRunsOn(source: String, mode: String) async throws {
+    let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
+    let result = try await runPreloaded(program, [mode], mode: .standard, timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+  }
+
   @Test("each overflow, underflow and write after free is caught at SWALLOC_SECURE=full with a clear message",
         arguments: Self.canaryCases)
   func caughtAtFull(source: String, mode: String, message: String) async throws {
