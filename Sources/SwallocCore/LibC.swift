@@ -74,15 +74,6 @@ enum LibC {
       release(pointer)
       return nil
     }
-    // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
-    // class's): in place where that block would stay (keeping its sample), else moved as that block would be
-    // (a block growing past 64 KiB into a huge span with room to grow). A slot that holds no live block is
-    // reported as its free would be.
-    if SamplePoints.isEnabled && SampleSlots.contains(pointer) && SampleSlots.usableSize(pointer) < 0 {
-      release(pointer)
-      swalloc_errno_set(ENOMEM)
-      return nil
-    }
     // Secure mode: a page block's seal is checked, and it is resized in place within its room (guarded and
     // sample slots and huge blocks are no page blocks: nil).
     if Options.secureFull, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
@@ -92,9 +83,18 @@ enum LibC {
       release(pointer)
       return block
     }
+    // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
+    // class's): in place where that block would stay (keeping its sample), else moved as that block would be
+    // (a block growing past 64 KiB into a huge span with room to grow).
     var mayBeSampled = false
     let usable = usableSize(pointer, mayBeSampled: &mayBeSampled)
     if usable < 0 {
+      // A slot that holds no live block is reported as its free would be.
+      if mayBeSampled && SamplePoints.isEnabled && SampleSlots.contains(pointer) {
+        release(pointer)
+        swalloc_errno_set(ENOMEM)
+        return nil
+      }
       // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort).
       if Options.secure { Secure.fail(pointer, .foreign) }
       Diagnostics.invalidFree(pointer, reason: .foreign)

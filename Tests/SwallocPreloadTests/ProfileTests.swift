@@ -358,8 +358,10 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 2000, "\(result.summary)")
   }
 
-  @Test("a sampled block freed twice: reported and ignored by default, an abort in secure mode", arguments: modes)
-  func sampleSlotDoubleFree(mode: [String: String]) async throws {
+  /// realloc-freed: realloc of a freed sampled block (its slot's usable size was asked twice; once now).
+  @Test("a sampled block freed twice, or resized after its free: reported and ignored by default, an abort in secure mode",
+        arguments: modes, ["double-free", "realloc-freed"])
+  func sampleSlotDoubleFree(mode: [String: String], misuse: String) async throws {
     let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
     let directory = try makeTemporaryDirectory("profile-slots-double")
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -367,15 +369,16 @@ struct ProfileTests {
     environment["SWALLOC_PROFILE_SAMPLE"] = "1"
     // Every allocation is sampled, so the heap's statistics count none: the fixture's probe proves the preload.
     let result = mode.isEmpty
-      ? try await runPreloaded(program, ["double-free"], environment: environment, timeout: shortChildTimeout,
+      ? try await runPreloaded(program, [misuse], environment: environment, timeout: shortChildTimeout,
                                proof: .fixtureProbe)
-      : try await runChild(program, ["double-free"], preload: try Preload.library(), environment: environment,
+      : try await runChild(program, [misuse], preload: try Preload.library(), environment: environment,
                            timeout: shortChildTimeout)
     expectLine("swalloc active", in: result)
     let blocks = result.outputLines.compactMap { line in line.wholeMatch(of: #/block=(0x[0-9a-f]+)/#).map { String($0.1) } }
     let block = try #require(blocks.first, "\(result.summary)")
     if mode.isEmpty {
       expectLine("survived", in: result)
+      if misuse == "realloc-freed" { expectLine("realloc-null errno-enomem", in: result) }
       #expect(result.errorLines.contains("swalloc: free(\(block)): double free detected; ignored"), "\(result.summary)")
     } else {
       #expect(result.signaled && result.status == SIGABRT, "\(result.summary)")

@@ -1,10 +1,12 @@
 // profile_slots.c: the heap profiler's sampled blocks under the C library's rules, run with every allocation
 // sampled (SWALLOC_PROFILE_SAMPLE=1): small samples live in sample slots, larger ones in huge spans.
-// Usage: profile_slots semantics | double-free | interior-free
+// Usage: profile_slots semantics | double-free | realloc-freed | interior-free
 //   semantics: usable sizes, writes up to them, realloc both ways (contents kept), calloc zeroed, aligned
 //   allocations, free_sized, frees on another thread, 10 000 live sampled blocks of 16 bytes (their memory is
 //   printed as `rss-growth-kb N`), then `slots ok`.
 //   double-free, interior-free: the misuse, then `survived` (default mode reports and ignores it).
+//   realloc-freed: realloc of a freed sampled block: reported as its second free would be, NULL with ENOMEM
+//   (`realloc-null errno-enomem`), then `survived`.
 //   reuse: 2000 rounds of malloc(20000), a write over all of it, free: the freed slot is reused without page
 //   faults (`reuse-faults N`); then the block freed last, once malloc_trim has run, holds no resident page
 //   (`trimmed-resident-pages N`).
@@ -12,6 +14,7 @@
 //   size), then `survived`: with the slots not mapped, no address may pass for a slot's (a bug found under
 //   valgrind, whose mappings are low: free of any block below 128 MiB crashed once sampling was on).
 #include "fixture.h"
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <string.h>
@@ -114,6 +117,15 @@ int main(int argc, char **argv) {
     fflush(stdout);
     free(block);
     free(block);
+    printf("survived\n");
+  } else if (strcmp(argv[1], "realloc-freed") == 0) {
+    char *volatile block = malloc(40);
+    printf("block=%p\n", (void *)block);
+    fflush(stdout);
+    free(block);
+    errno = 0;
+    void *moved = realloc(block, 100);
+    printf("realloc-%s errno-%s\n", moved == NULL ? "null" : "block", errno == ENOMEM ? "enomem" : "other");
     printf("survived\n");
   } else if (strcmp(argv[1], "low-foreign-free") == 0) {
     char *low = mmap((void *)(16ul << 20), 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
