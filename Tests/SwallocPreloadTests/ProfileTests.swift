@@ -358,6 +358,23 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 2000, "\(result.summary)")
   }
 
+  /// Regression: freed slots kept their pages for the heaps' adaptive purge delay, which the heaps' own
+  /// refaults raise (to its 1 s ceiling under thread churn): threadchurn-2 peaked 5.8 MB higher with profiling
+  /// on, its slots never purged during the run. They now keep them for the delay's floor.
+  @Test("a freed sample slot is purged after the purge delay's floor, whatever the heaps' delay", arguments: modes)
+  func sampleSlotFloor(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-floor")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    // 64 KiB blocks sampled (all but e^-16 of them), a fifth of the 1000-byte ones: the heaps keep the rest.
+    environment["SWALLOC_PROFILE_SAMPLE"] = "4K"
+    let result = try await runPreloaded(program, ["slot-floor"], environment: environment, timeout: shortChildTimeout)
+    // 40 ms after their free, past the 10 ms floor, well within the heaps' grown delay: 64 pages before.
+    expectLine("floor-resident-pages 0", in: result)
+    #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 4, "\(result.summary)")
+  }
+
   @Test("a sampled block freed twice: reported and ignored by default, an abort in secure mode", arguments: modes)
   func sampleSlotDoubleFree(mode: [String: String]) async throws {
     let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
