@@ -148,9 +148,12 @@ struct ProfileScratch {
     let stringsOffset = part(stringCapacity * 16)
     let mappingsOffset = part(mappingCapacity * 40)
     let textOffset = part(mappingCapacity * Self.buildIDTextByteCount)
-    // Each table's room: its sizes from `initialSlotCount` to `slots`, one after another.
+    // Each table's room: its sizes from `initialSlotCount` to `slots`, one after another, from a page
+    // boundary (each table then fills whole pages, which are purged when it is outgrown).
+    offset = Self.pageRounded(offset)
     let slotsOffset = part(2 * slots * 16)
     let locationsOffset = part(frames * 8)
+    offset = Self.pageRounded(offset)
     let functionSlotsOffset = part(2 * slots * 16)
     let functionNamesOffset = part(frames * 8)
     let crcOffset = part(1024)
