@@ -375,6 +375,28 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 4, "\(result.summary)")
   }
 
+  /// Regression: the unwinder read libc's .eh_frame_hdr and .eh_frame through libc's mapping, and each page it
+  /// touched mapped up to 16 around it (the kernel's fault-around): 33 of the 46 pages from libc's
+  /// .eh_frame_hdr to its segment's end were resident in a profiled process, 1 without profiling. It reads them
+  /// from the file with pread now.
+  @Test("the unwinder maps no page of libc's unwind tables", arguments: modes)
+  func unwindTablesNotMapped(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_tables.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-tables")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    func mappedPages(_ environment: [String: String]) async throws -> Int {
+      let result = try await runPreloaded(program, [], environment: environment, timeout: shortChildTimeout,
+                                          proof: .fixtureProbe)
+      let line = result.outputLines.first { $0.hasPrefix("unwind-table-pages ") }
+      return try #require(line.flatMap { Int($0.split(separator: " ")[1]) }, "\(result.summary)")
+    }
+    var profiled = profileEnvironment(mode, directory)
+    profiled["SWALLOC_PROFILE_SAMPLE"] = "1"  // every allocation: stacks through libc's thread start and main
+    let withProfiling = try await mappedPages(profiled)
+    let without = try await mappedPages(mode)
+    #expect(withProfiling <= without, "\(withProfiling) pages mapped with profiling, \(without) without")
+  }
+
   @Test("a sampled block freed twice: reported and ignored by default, an abort in secure mode", arguments: modes)
   func sampleSlotDoubleFree(mode: [String: String]) async throws {
     let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
