@@ -58,9 +58,12 @@ enum SampleSlots {
       : smallByteCount &+ (area &- smallAreaCount) &<< largeAreaShift
   }
 
-  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, and
-  /// the Swift API heap it belongs to (its base address; 0: malloc's).
-  static let recordStride = 48
+  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, the
+  /// Swift API heap it belongs to (its base address; 0: malloc's), and the link of the free or dirty stack it
+  /// is on (at `linkOffset`). The link shares the record's page: in an array of its own it took a page of its
+  /// own for each area sampled (up to 16 pages).
+  static let recordStride = 56
+  static let linkOffset = 48
 
   static let regionStart = Atomic<UInt>(0)
   /// The region's length once it is mapped, 0 before: `contains` is false for every address until then.
@@ -71,9 +74,8 @@ enum SampleSlots {
 
   /// Per area, at the start of the records mapping: the next never-used slot, and the free stack's head (slot
   /// index + 1 in the low 32 bits, a tag against ABA in the high bits); then, per area, the head of its stack
-  /// of dirty slots (freed, not purged yet). The stacks' links follow the records (one UInt32 per slot).
+  /// of dirty slots (freed, not purged yet). The stacks' links are in the records.
   static let countersByteCount = 512
-  static let linksStart = Atomic<UInt>(0)
 
   @inline(__always)
   static func unused(_ area: Int) -> UnsafeMutablePointer<Atomic<Int>> {
@@ -119,7 +121,7 @@ enum SampleSlots {
     // the fuzzer found a 32 KiB-aligned request in a slot 24 KiB off.)
     let largestSlot = 1 << largestShift
     guard let reserved = OSMemory.reserve(byteCount: regionByteCount + largestSlot),
-      let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride + slotCount * 4)
+      let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride)
     else {
       regionState.store(3, ordering: .releasing)
       return nil
@@ -127,7 +129,6 @@ enum SampleSlots {
     let area = (UInt(bitPattern: reserved) &+ UInt(largestSlot &- 1)) & ~UInt(largestSlot &- 1)
     let records = UInt(bitPattern: counters) &+ UInt(countersByteCount)
     recordsStart.store(records, ordering: .relaxed)
-    linksStart.store(records &+ UInt(slotCount * recordStride), ordering: .relaxed)
     regionStart.store(area, ordering: .relaxed)
     regionLength.store(UInt(regionByteCount), ordering: .releasing)
     regionState.store(2, ordering: .releasing)
@@ -155,7 +156,7 @@ enum SampleSlots {
 
   @inline(__always)
   static func link(_ slot: Int) -> UnsafeMutablePointer<UInt32> {
-    UnsafeMutablePointer<UInt32>(bitPattern: linksStart.load(ordering: .relaxed) &+ UInt(slot &* 4)).unsafelyUnwrapped
+    (record(slot) + linkOffset).assumingMemoryBound(to: UInt32.self)
   }
 
   /// A slot for a block of `byteCount` bytes aligned to `alignment`, or nil (too large, no region, area full).
