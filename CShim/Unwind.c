@@ -19,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <stdint.h>
@@ -369,9 +370,12 @@ enum { entry_capacity = 1024 };
 static uint64_t compute_rule_from(uintptr_t pc, tables *view);
 
 static uint64_t compute_rule(uintptr_t pc) {
+  // open, pread and close may set errno: a sampled malloc must leave it as the program had it.
+  int saved_errno = errno;
   tables view = {-1, 0, 0, 0};
   uint64_t rule = compute_rule_from(pc, &view);
   close_tables(&view);
+  errno = saved_errno;
   return rule;
 }
 
