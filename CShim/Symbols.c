@@ -64,15 +64,17 @@ const char *swalloc_program_path(void) { return (const char *)getauxval(AT_EXECF
 typedef struct symbol_table {
   const void *map;       // the object's link_map (the key)
   uintptr_t base;        // l_addr
-  uintptr_t *entries;    // (start, end, name) triples sorted by start
+  uint32_t *entries;     // (start, length, name) triples sorted by start: offsets from `base`, from `strings`
+  const char *strings;   // the object's dynamic string table
   size_t count;
   size_t mapped;         // bytes mapped for `entries`
   const char *name;      // the object's file name
   int small;             // few symbols: dladdr answers (no index, no memory)
 } symbol_table;
 
-/// Below this many dynamic symbols dladdr's scan is cheap and the index's memory (24 bytes a symbol, counted in
-/// the process's peak RSS at exit) is not worth it: libc has about 3 000, gcc's cc1 about 30 000.
+/// Below this many dynamic symbols dladdr's scan is cheap and the index's memory (12 bytes a symbol, counted in
+/// the process's peak RSS at exit: 24 with absolute addresses and name pointers, 0.7 MB for cc1) is not worth
+/// it: libc has about 3 000, gcc's cc1 about 30 000.
 enum { indexed_symbol_minimum = 8192 };
 
 enum { symbol_table_capacity = 64 };
@@ -96,14 +98,14 @@ static size_t dynamic_symbol_count(const uint32_t *hash, const uint32_t *gnu_has
   return (size_t)last + 1;
 }
 
-static void sift_down(uintptr_t *entries, size_t root, size_t count) {
+static void sift_down(uint32_t *entries, size_t root, size_t count) {
   for (;;) {
     size_t child = 2 * root + 1;
     if (child >= count) return;
     if (child + 1 < count && entries[3 * (child + 1)] > entries[3 * child]) child++;
     if (entries[3 * root] >= entries[3 * child]) return;
     for (int field = 0; field < 3; field++) {
-      uintptr_t swap = entries[3 * root + field];
+      uint32_t swap = entries[3 * root + field];
       entries[3 * root + field] = entries[3 * child + field];
       entries[3 * child + field] = swap;
     }
@@ -117,6 +119,7 @@ static void build_symbol_table(symbol_table *table, const struct link_map *map) 
   table->base = map->l_addr;
   table->name = map->l_name;
   table->entries = NULL;
+  table->strings = NULL;
   table->count = 0;
   table->mapped = 0;
   table->small = 0;
@@ -140,30 +143,37 @@ static void build_symbol_table(symbol_table *table, const struct link_map *map) 
     table->small = 1;
     return;
   }
-  size_t bytes = (total * 3 * sizeof(uintptr_t) + 4095) & ~(size_t)4095;
-  uintptr_t *entries = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  size_t bytes = (total * 3 * sizeof(uint32_t) + 4095) & ~(size_t)4095;
+  uint32_t *entries = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (entries == MAP_FAILED) return;
   size_t count = 0;
   for (size_t index = 0; index < total; index++) {
     const ElfW(Sym) *symbol = &symbols[index];
     int type = ELF64_ST_TYPE(symbol->st_info);
     if ((type != STT_FUNC && type != STT_GNU_IFUNC) || symbol->st_shndx == SHN_UNDEF || symbol->st_value == 0) continue;
-    uintptr_t start = map->l_addr + symbol->st_value;
-    entries[3 * count] = start;
-    entries[3 * count + 1] = start + (symbol->st_size ? symbol->st_size : 1);
-    entries[3 * count + 2] = (uintptr_t)(strings + symbol->st_name);
+    uint64_t length = symbol->st_size ? symbol->st_size : 1;
+    if (symbol->st_value > UINT32_MAX || length > UINT32_MAX || symbol->st_name > UINT32_MAX) {
+      // An object of 4 GiB or more: dladdr answers.
+      munmap(entries, bytes);
+      table->small = 1;
+      return;
+    }
+    entries[3 * count] = (uint32_t)symbol->st_value;
+    entries[3 * count + 1] = (uint32_t)length;
+    entries[3 * count + 2] = symbol->st_name;
     count++;
   }
   for (size_t root = count / 2; root-- > 0;) sift_down(entries, root, count);
   for (size_t end = count; end > 1; end--) {
     for (int field = 0; field < 3; field++) {
-      uintptr_t swap = entries[field];
+      uint32_t swap = entries[field];
       entries[field] = entries[3 * (end - 1) + field];
       entries[3 * (end - 1) + field] = swap;
     }
     sift_down(entries, 0, end - 1);
   }
   table->entries = entries;
+  table->strings = strings;
   table->count = count;
   table->mapped = bytes;
 }
@@ -191,14 +201,15 @@ int swalloc_symbolize_indexed(uintptr_t address, swalloc_symbol *symbol) {
     symbol->symbol_address = 0;
     result = 1;
     // The last entry whose start is <= address; a hit when the address is inside it.
+    uintptr_t offset = address - table->base;
     size_t low = 0, high = table->count;
     while (low < high) {
       size_t middle = (low + high) / 2;
-      if (table->entries[3 * middle] <= address) low = middle + 1; else high = middle;
+      if (table->entries[3 * middle] <= offset) low = middle + 1; else high = middle;
     }
-    if (low > 0 && address < table->entries[3 * (low - 1) + 1]) {
-      symbol->symbol_address = table->entries[3 * (low - 1)];
-      symbol->symbol_name = (const char *)table->entries[3 * (low - 1) + 2];
+    if (low > 0 && address >= table->base && offset - table->entries[3 * (low - 1)] < table->entries[3 * (low - 1) + 1]) {
+      symbol->symbol_address = table->base + table->entries[3 * (low - 1)];
+      symbol->symbol_name = table->strings + table->entries[3 * (low - 1) + 2];
     }
   }
   int small = table != NULL && table->small;

@@ -10,13 +10,21 @@
 // expression, a signal frame, a frame with no FDE) hands the rest of the walk to libgcc, from that frame, through
 // the trampoline in Backtrace.c. The FDE is found as libgcc finds it: glibc's _dl_find_object (lock-free,
 // async-signal-safe, no allocation) gives the object's .eh_frame_hdr, whose table is searched by address.
-// Nothing here allocates or locks.
+// The tables are read from the object's file with pread where it can be opened (and its ELF header matches
+// the mapped one), not through the mapping: each file page touched there maps 64 KiB around it (the kernel's
+// fault-around), which counted in the resident set of every profiled process (churn: 64 KB of libc's
+// .eh_frame_hdr for one lookup; gcc's compile: 1.8 MB of cc1's tables). Nothing here allocates or locks.
 #define _GNU_SOURCE
 #include "CShim.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 // ---- frame rules ------------------------------------------------------------------------------------------
 // A rule packed in one word: bit 63 set (a rule is never 0); bit 0: the CFA is rbp-based (else rsp); bits 1-2:
@@ -36,10 +44,13 @@ static int64_t sign_extend24(uint64_t value) {
 }
 
 // ---- reading DWARF ----------------------------------------------------------------------------------------
+/// `shift`: what to add to `at` for the address the bytes have in the object's mapping (nonzero when they were
+/// copied out of the file: pc-relative pointers are relative to the mapped address).
 typedef struct reader {
   const uint8_t *at;
   const uint8_t *end;
   int failed;
+  uintptr_t shift;
 } reader;
 
 static uint64_t read_uleb(reader *r) {
@@ -102,7 +113,7 @@ static uintptr_t read_encoded(reader *r, uint8_t encoding, uintptr_t data) {
   }
   switch (encoding & 0x70) {
     case 0x00: break;                                  // absolute
-    case 0x10: value += (uintptr_t)field; break;       // pcrel
+    case 0x10: value += (uintptr_t)field + r->shift; break;  // pcrel
     case 0x30: value += data; break;                   // datarel
     default: r->failed = 1; return 0;
   }
@@ -110,31 +121,106 @@ static uintptr_t read_encoded(reader *r, uint8_t encoding, uintptr_t data) {
   return (uintptr_t)value;
 }
 
-// ---- finding and interpreting a frame's FDE ---------------------------------------------------------------
-/// The FDE that covers `pc` (an address inside a call instruction), from its object's .eh_frame_hdr; 0 when
-/// there is none or the table is in a form not handled here.
-static const uint8_t *find_fde(uintptr_t pc) {
-  struct dl_find_object object;
-  if (_dl_find_object((void *)pc, &object) != 0 || object.dlfo_eh_frame == NULL) return NULL;
-  const uint8_t *header = object.dlfo_eh_frame;
-  if (header[0] != 1) return NULL;
-  uint8_t frame_encoding = header[1], count_encoding = header[2], table_encoding = header[3];
-  // The table of (initial location, FDE address) pairs, both hdr-relative 32-bit: what ld writes.
-  if (table_encoding != 0x3B) return NULL;
-  reader r = {header + 4, header + 64, 0};
-  (void)read_encoded(&r, frame_encoding, (uintptr_t)header);
-  uintptr_t count = read_encoded(&r, count_encoding, (uintptr_t)header);
-  if (r.failed || count == 0) return NULL;
-  const int32_t *table = (const int32_t *)r.at;
-  intptr_t target = (intptr_t)(pc - (uintptr_t)header);
-  size_t low = 0, high = count;
-  // The last entry whose initial location is <= pc.
-  while (high - low > 1) {
-    size_t middle = (low + high) / 2;
-    if ((intptr_t)table[2 * middle] <= target) low = middle; else high = middle;
+// ---- reading an object's unwind tables ------------------------------------------------------------------
+/// Where an object's tables are read: from its file (`fd` >= 0) for addresses in [start, end) of the mapping,
+/// file offset = address - start + offset; through the mapping otherwise.
+typedef struct tables {
+  int fd;
+  uintptr_t start, end;
+  uint64_t offset;
+} tables;
+
+/// Opens the file of the object `object` (whose .eh_frame_hdr is mapped at `header`) for reading its tables:
+/// only when its ELF header and program headers are the ones mapped (not a file replaced since it was
+/// loaded) and one PT_LOAD segment holds the .eh_frame_hdr. Otherwise `fd` is -1 (read through the mapping).
+static tables open_tables(const struct dl_find_object *object, uintptr_t header) {
+  tables view = {-1, 0, 0, 0};
+  const struct link_map *map = object->dlfo_link_map;
+  if (map == NULL || map->l_name == NULL) return view;
+  // The main program's name is empty; the vDSO's is no file (its open fails).
+  const char *path = map->l_name[0] != 0 ? map->l_name : "/proc/self/exe";
+  const ElfW(Ehdr) *mapped = (const ElfW(Ehdr) *)object->dlfo_map_start;
+  if (memcmp(mapped->e_ident, ELFMAG, SELFMAG) != 0 || mapped->e_phentsize != sizeof(ElfW(Phdr))
+      || mapped->e_phnum == 0 || mapped->e_phnum > 32 || mapped->e_phoff > 4096 - 32 * sizeof(ElfW(Phdr))) {
+    return view;
   }
-  if ((intptr_t)table[2 * low] > target) return NULL;
-  return header + table[2 * low + 1];
+  size_t length = (size_t)mapped->e_phoff + (size_t)mapped->e_phnum * sizeof(ElfW(Phdr));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return view;
+  uint8_t file[4096];
+  if (length > sizeof file || pread(fd, file, length, 0) != (ssize_t)length || memcmp(file, mapped, length) != 0) {
+    close(fd);
+    return view;
+  }
+  const ElfW(Phdr) *headers = (const ElfW(Phdr) *)(file + mapped->e_phoff);
+  uintptr_t vaddr = header - map->l_addr;
+  for (int index = 0; index < mapped->e_phnum; index++) {
+    const ElfW(Phdr) *segment = &headers[index];
+    if (segment->p_type != PT_LOAD || vaddr < segment->p_vaddr || vaddr - segment->p_vaddr >= segment->p_filesz) {
+      continue;
+    }
+    view.fd = fd;
+    view.start = map->l_addr + segment->p_vaddr;
+    view.end = view.start + segment->p_filesz;
+    view.offset = segment->p_offset;
+    return view;
+  }
+  close(fd);
+  return view;
+}
+
+static void close_tables(tables *view) {
+  if (view->fd >= 0) close(view->fd);
+  view->fd = -1;
+}
+
+/// Copies `length` bytes of the object at `address` into `buffer`, from the file where they lie in its
+/// segment, else from the mapping. Returns 0 when the file read falls short.
+static int read_tables(const tables *view, uintptr_t address, void *buffer, size_t length) {
+  if (view->fd >= 0 && address >= view->start && address < view->end && length <= view->end - address) {
+    return pread(view->fd, buffer, length, (off_t)(address - view->start + view->offset)) == (ssize_t)length;
+  }
+  memcpy(buffer, (const void *)address, length);
+  return 1;
+}
+
+// ---- finding and interpreting a frame's FDE ---------------------------------------------------------------
+/// The address of the FDE that covers `pc` (an address inside a call instruction), from its object's
+/// .eh_frame_hdr; 0 when there is none or the table is in a form not handled here. `view` is opened for the
+/// object (the caller closes it).
+static uintptr_t find_fde(uintptr_t pc, tables *view) {
+  struct dl_find_object object;
+  if (_dl_find_object((void *)pc, &object) != 0 || object.dlfo_eh_frame == NULL) return 0;
+  uintptr_t header = (uintptr_t)object.dlfo_eh_frame;
+  *view = open_tables(&object, header);
+  // The version, three encodings, and the encoded .eh_frame pointer and count (at most 8 bytes each).
+  uint8_t start[20];
+  if (!read_tables(view, header, start, sizeof start)) return 0;
+  if (start[0] != 1) return 0;
+  uint8_t frame_encoding = start[1], count_encoding = start[2], table_encoding = start[3];
+  // The table of (initial location, FDE address) pairs, both hdr-relative 32-bit: what ld writes.
+  if (table_encoding != 0x3B) return 0;
+  reader r = {start + 4, start + sizeof start, 0, header - (uintptr_t)start};
+  (void)read_encoded(&r, frame_encoding, header);
+  uintptr_t count = read_encoded(&r, count_encoding, header);
+  if (r.failed || count == 0) return 0;
+  uintptr_t table = header + (uintptr_t)(r.at - start);
+  intptr_t target = (intptr_t)(pc - header);
+  size_t low = 0, high = count;
+  // The last entry whose initial location is <= pc: halving with one 4-byte read a step down to 64 entries,
+  // then those in one read.
+  while (high - low > 64) {
+    size_t middle = (low + high) / 2;
+    int32_t location;
+    if (!read_tables(view, table + 8 * middle, &location, 4)) return 0;
+    if ((intptr_t)location <= target) low = middle; else high = middle;
+  }
+  int32_t entries[128];
+  if (!read_tables(view, table + 8 * low, entries, 8 * (high - low))) return 0;
+  size_t found = 0;
+  for (size_t index = 1; index < high - low && (intptr_t)entries[2 * index] <= target; index++) found = index;
+  if ((intptr_t)entries[2 * found] > target) return 0;
+  return header + (uintptr_t)(intptr_t)entries[2 * found + 1];
 }
 
 typedef struct row {
@@ -278,19 +364,43 @@ static int run_instructions(reader *r, row *current, const row *initial, uintptr
 
 /// The rule of the frame whose code address (inside its call instruction) is `pc`; 0 when it cannot be had
 /// here (libgcc takes over), `make_rule(0, rule_end, ...)` where the stack ends.
+/// An FDE or CIE longer than this is handed to libgcc.
+enum { entry_capacity = 1024 };
+
+static uint64_t compute_rule_from(uintptr_t pc, tables *view);
+
 static uint64_t compute_rule(uintptr_t pc) {
-  const uint8_t *fde = find_fde(pc);
-  if (fde == NULL) return 0;
-  uint32_t fde_length;
-  memcpy(&fde_length, fde, 4);
-  if (fde_length == 0 || fde_length == 0xFFFFFFFF) return 0;
+  // open, pread and close may set errno: a sampled malloc must leave it as the program had it.
+  int saved_errno = errno;
+  tables view = {-1, 0, 0, 0};
+  uint64_t rule = compute_rule_from(pc, &view);
+  close_tables(&view);
+  errno = saved_errno;
+  return rule;
+}
+
+/// Copies the CIE or FDE at `address` (its length word included) into `buffer`; its length without the
+/// length word, or 0 when it cannot be had here.
+static uint32_t read_entry(const tables *view, uintptr_t address, uint8_t *buffer) {
+  uint32_t length;
+  if (!read_tables(view, address, &length, 4)) return 0;
+  if (length == 0 || length == 0xFFFFFFFF || length > entry_capacity - 4) return 0;
+  if (!read_tables(view, address, buffer, 4 + (size_t)length)) return 0;
+  return length;
+}
+
+static uint64_t compute_rule_from(uintptr_t pc, tables *view) {
+  uintptr_t fde_address = find_fde(pc, view);
+  if (fde_address == 0) return 0;
+  uint8_t fde[entry_capacity], cie[entry_capacity];
+  uint32_t fde_length = read_entry(view, fde_address, fde);
+  if (fde_length < 8) return 0;
   int32_t cie_pointer;
   memcpy(&cie_pointer, fde + 4, 4);
-  const uint8_t *cie = fde + 4 - cie_pointer;
-  uint32_t cie_length;
-  memcpy(&cie_length, cie, 4);
-  if (cie_length == 0 || cie_length == 0xFFFFFFFF) return 0;
-  reader c = {cie + 8, cie + 4 + cie_length, 0};
+  uintptr_t cie_address = fde_address + 4 - (uintptr_t)(intptr_t)cie_pointer;
+  uint32_t cie_length = read_entry(view, cie_address, cie);
+  if (cie_length < 4) return 0;
+  reader c = {cie + 8, cie + 4 + cie_length, 0, cie_address - (uintptr_t)cie};
   uint8_t version = (uint8_t)read_fixed(&c, 1);
   const char *augmentation = (const char *)c.at;
   size_t augmentation_length = strnlen(augmentation, (size_t)(c.end - c.at));
@@ -327,7 +437,7 @@ static uint64_t compute_rule(uintptr_t pc) {
   }
   if (c.failed) return 0;
 
-  reader f = {fde + 8, fde + 4 + fde_length, 0};
+  reader f = {fde + 8, fde + 4 + fde_length, 0, fde_address - (uintptr_t)fde};
   uintptr_t start = read_encoded(&f, fde_encoding, 0);
   uintptr_t range = read_encoded(&f, fde_encoding & 0x0F, 0);
   if (f.failed || pc < start || pc >= start + range) return 0;

@@ -36,7 +36,7 @@ extension Profile {
       }
       text[length] = 46  // '.'
       length += 1
-      length += decimal(Int(getpid()), into: text + length)
+      length += decimal(Int(swalloc_process_id()), into: text + length)
       if sequence > 0 {
         text[length] = 46
         length += 1
@@ -140,7 +140,7 @@ extension Profile {
     }
     ErrorWriter.withWriter { w in
       w.text("swalloc: heap profile leaks (pid ")
-      w.decimal(Int(getpid()))
+      w.decimal(Int(swalloc_process_id()))
       w.text("): ")
       w.decimal(totalBytes)
       w.text(" bytes in ")

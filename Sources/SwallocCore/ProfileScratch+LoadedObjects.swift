@@ -106,9 +106,9 @@ extension ProfileScratch {
   /// of the parent may have held at the fork.
   static let startingProcessID = Atomic<Int32>(0)
 
-  static func noteStartingProcess() { startingProcessID.store(getpid(), ordering: .relaxed) }
+  static func noteStartingProcess() { startingProcessID.store(swalloc_process_id(), ordering: .relaxed) }
 
-  static var isForkedChild: Bool { getpid() != startingProcessID.load(ordering: .relaxed) }
+  static var isForkedChild: Bool { swalloc_process_id() != startingProcessID.load(ordering: .relaxed) }
 
   /// Page size for the mappings' bounds: the kernel maps whole pages.
   static let mappingPageSize: UInt = 4096

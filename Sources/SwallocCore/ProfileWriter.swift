@@ -105,15 +105,22 @@ struct ProfileScratch {
   let mapsCapacity: Int
   /// Open addressing over code addresses: (address, location id); `locationSlotCount` a power of two.
   var locationSlots: UnsafeMutablePointer<UInt>
-  var locationSlotCount: Int
+  var locationSlotCount = Self.initialSlotCount
   /// Location id i + 1 is `locations[i]`.
   var locations: UnsafeMutablePointer<UInt>
   var locationCount = 0
   /// Functions named by dladdr: open addressing over symbol addresses, (symbol address, function id), with
-  /// `locationSlotCount` slots; function id i + 1 has the name string `functionNames[i]`.
+  /// `functionSlotCount` slots; function id i + 1 has the name string `functionNames[i]`.
   var functionSlots: UnsafeMutablePointer<UInt>
+  var functionSlotCount = Self.initialSlotCount
   var functionNames: UnsafeMutablePointer<UInt>
   var functionCount = 0
+  /// Both tables start with this many slots (one page) and double when half full, each new table after the
+  /// last in room for every size up to the largest (`frameCount * 2` slots: every frame a new address), the
+  /// old one purged: a hash spreads its entries over every page of its table, so a table sized for every frame
+  /// touched all of it (gcc's compile: 3.8 MB of page faults at exit for 2 MB tables of a few thousand
+  /// addresses each).
+  static let initialSlotCount = 256
   var crcTable: UnsafeMutablePointer<UInt32>
   var output: ByteSink
 
@@ -121,8 +128,8 @@ struct ProfileScratch {
   /// `mappingCapacity` mappings whose names take up to `nameCapacity` bytes, and room for /proc/self/maps
   /// when `readsMaps`.
   init?(frameCount: Int, sampleCount: Int, mappingCapacity: Int, nameCapacity: Int, readsMaps: Bool) {
-    var slots = 16
-    while slots < frameCount * 2 { slots &<<= 1 }
+    var slots = Self.initialSlotCount
+    while slots < frameCount * 2 + 2 { slots &<<= 1 }
     let frames = Swift.max(frameCount, 1)
     self.mappingCapacity = mappingCapacity
     self.nameCapacity = nameCapacity
@@ -141,9 +148,13 @@ struct ProfileScratch {
     let stringsOffset = part(stringCapacity * 16)
     let mappingsOffset = part(mappingCapacity * 40)
     let textOffset = part(mappingCapacity * Self.buildIDTextByteCount)
-    let slotsOffset = part(slots * 16)
+    // Each table's room: its sizes from `initialSlotCount` to `slots`, one after another, from a page
+    // boundary (each table then fills whole pages, which are purged when it is outgrown).
+    offset = Self.pageRounded(offset)
+    let slotsOffset = part(2 * slots * 16)
     let locationsOffset = part(frames * 8)
-    let functionSlotsOffset = part(slots * 16)
+    offset = Self.pageRounded(offset)
+    let functionSlotsOffset = part(2 * slots * 16)
     let functionNamesOffset = part(frames * 8)
     let crcOffset = part(1024)
     let namesOffset = part(nameCapacity)  // last: mostly room left for objects loaded meanwhile
@@ -160,7 +171,6 @@ struct ProfileScratch {
     names = (memory + namesOffset).assumingMemoryBound(to: UInt8.self)
     maps = (memory + mapsOffset).assumingMemoryBound(to: UInt8.self)
     locationSlots = (memory + slotsOffset).assumingMemoryBound(to: UInt.self)
-    locationSlotCount = slots
     locations = (memory + locationsOffset).assumingMemoryBound(to: UInt.self)
     functionSlots = (memory + functionSlotsOffset).assumingMemoryBound(to: UInt.self)
     functionNames = (memory + functionNamesOffset).assumingMemoryBound(to: UInt.self)
@@ -185,8 +195,32 @@ struct ProfileScratch {
     addString(string.utf8Start, string.utf8CodeUnitCount)
   }
 
+  /// Moves the (key, id) pairs of the table at `slots` (`count` slots) to a table of twice as many right
+  /// after it, purges the old one's pages, and returns the new table.
+  static func grown(_ slots: UnsafeMutablePointer<UInt>, count: Int) -> UnsafeMutablePointer<UInt> {
+    let larger = slots + count &* 2
+    let mask = count &* 2 &- 1
+    for index in 0..<count where slots[index &* 2 &+ 1] != 0 {
+      var slot = Int(bitPattern: Secure.mix(slots[index &* 2])) & mask
+      while larger[slot &* 2 &+ 1] != 0 { slot = (slot &+ 1) & mask }
+      larger[slot &* 2] = slots[index &* 2]
+      larger[slot &* 2 &+ 1] = slots[index &* 2 &+ 1]
+    }
+    // The whole pages of the old table (its ends may share pages with the neighbours).
+    let start = (UInt(bitPattern: slots) &+ 4095) & ~4095
+    let end = UInt(bitPattern: larger) & ~4095
+    if end > start {
+      OSMemory.purge(UnsafeMutableRawPointer(bitPattern: start).unsafelyUnwrapped, byteCount: Int(end &- start))
+    }
+    return larger
+  }
+
   /// The location id of code address `address`, given the next one when it is new.
   mutating func locationID(_ address: UInt) -> UInt {
+    if (locationCount &+ 1) &* 2 > locationSlotCount {
+      locationSlots = Self.grown(locationSlots, count: locationSlotCount)
+      locationSlotCount &*= 2
+    }
     let mask = locationSlotCount &- 1
     var slot = Int(bitPattern: Secure.mix(address)) & mask
     while true {
@@ -211,7 +245,11 @@ struct ProfileScratch {
     guard swalloc_symbolize_indexed(address, &symbol) != 0, let name = symbol.symbol_name, symbol.symbol_address != 0 else {
       return 0
     }
-    let mask = locationSlotCount &- 1
+    if (functionCount &+ 1) &* 2 > functionSlotCount {
+      functionSlots = Self.grown(functionSlots, count: functionSlotCount)
+      functionSlotCount &*= 2
+    }
+    let mask = functionSlotCount &- 1
     var slot = Int(bitPattern: Secure.mix(symbol.symbol_address)) & mask
     while true {
       if functionSlots[slot &* 2 &+ 1] == 0 {

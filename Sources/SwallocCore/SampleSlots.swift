@@ -58,9 +58,12 @@ enum SampleSlots {
       : smallByteCount &+ (area &- smallAreaCount) &<< largeAreaShift
   }
 
-  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, and
-  /// the Swift API heap it belongs to (its base address; 0: malloc's).
-  static let recordStride = 48
+  /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, the
+  /// Swift API heap it belongs to (its base address; 0: malloc's), and the link of the free or dirty stack it
+  /// is on (at `linkOffset`). The link shares the record's page: in an array of its own it took a page of its
+  /// own for each area sampled (up to 16 pages).
+  static let recordStride = 56
+  static let linkOffset = 48
 
   static let regionStart = Atomic<UInt>(0)
   /// The region's length once it is mapped, 0 before: `contains` is false for every address until then.
@@ -71,9 +74,8 @@ enum SampleSlots {
 
   /// Per area, at the start of the records mapping: the next never-used slot, and the free stack's head (slot
   /// index + 1 in the low 32 bits, a tag against ABA in the high bits); then, per area, the head of its stack
-  /// of dirty slots (freed, not purged yet). The stacks' links follow the records (one UInt32 per slot).
+  /// of dirty slots (freed, not purged yet). The stacks' links are in the records.
   static let countersByteCount = 512
-  static let linksStart = Atomic<UInt>(0)
 
   @inline(__always)
   static func unused(_ area: Int) -> UnsafeMutablePointer<Atomic<Int>> {
@@ -119,7 +121,7 @@ enum SampleSlots {
     // the fuzzer found a 32 KiB-aligned request in a slot 24 KiB off.)
     let largestSlot = 1 << largestShift
     guard let reserved = OSMemory.reserve(byteCount: regionByteCount + largestSlot),
-      let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride + slotCount * 4)
+      let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride)
     else {
       regionState.store(3, ordering: .releasing)
       return nil
@@ -127,7 +129,6 @@ enum SampleSlots {
     let area = (UInt(bitPattern: reserved) &+ UInt(largestSlot &- 1)) & ~UInt(largestSlot &- 1)
     let records = UInt(bitPattern: counters) &+ UInt(countersByteCount)
     recordsStart.store(records, ordering: .relaxed)
-    linksStart.store(records &+ UInt(slotCount * recordStride), ordering: .relaxed)
     regionStart.store(area, ordering: .relaxed)
     regionLength.store(UInt(regionByteCount), ordering: .releasing)
     regionState.store(2, ordering: .releasing)
@@ -155,7 +156,7 @@ enum SampleSlots {
 
   @inline(__always)
   static func link(_ slot: Int) -> UnsafeMutablePointer<UInt32> {
-    UnsafeMutablePointer<UInt32>(bitPattern: linksStart.load(ordering: .relaxed) &+ UInt(slot &* 4)).unsafelyUnwrapped
+    (record(slot) + linkOffset).assumingMemoryBound(to: UInt32.self)
   }
 
   /// A slot for a block of `byteCount` bytes aligned to `alignment`, or nil (too large, no region, area full).
@@ -260,8 +261,16 @@ enum SampleSlots {
     let now = swalloc_now_ms()
     entry.storeBytes(of: now, toByteOffset: 16, as: UInt64.self)
     push(dirtyHead(area), area, index)
-    lowerPurgeCheck(now &+ PurgeDelay.milliseconds)
+    lowerPurgeCheck(now &+ purgeDelay)
   }
+
+  /// How long a freed slot keeps its pages: the purge delay's floor (SWALLOC_PURGE_DELAY_MS), not the heaps'
+  /// adaptive delay. That one grows on the heaps' refaults (fresh spans, purged pages), which say nothing of
+  /// the slots: under thread churn it sits at its 1 s ceiling, and every freed 16-512 KiB slot stayed resident
+  /// for the whole run beside the heaps' own free pages (threadchurn-2: +5.8 MB peak RSS with profiling, where
+  /// the floor leaves +0.8 MB). A slot reused within the floor still costs no page fault.
+  @inline(__always)
+  static var purgeDelay: UInt64 { UInt64(Options.purgeDelayMs) }
 
   /// Pushes slot `index` of `area` on the stack at `head`.
   static func push(_ head: UnsafeMutablePointer<Atomic<UInt>>, _ area: Int, _ index: Int) {
@@ -306,9 +315,8 @@ enum SampleSlots {
     if regionState.load(ordering: .acquiring) != 2 { return }
     if !force && now < nextPurgeCheck.load(ordering: .relaxed) { return }
     nextPurgeCheck.store(UInt64.max, ordering: .relaxed)
-    let delay = PurgeDelay.milliseconds
+    let delay = purgeDelay
     let start = regionStart.load(ordering: .relaxed)
-    var purged = false
     for area in firstPurgedArea..<areaCount {
       let head = dirtyHead(area)
       var word = head.pointee.load(ordering: .acquiring)
@@ -326,7 +334,6 @@ enum SampleSlots {
         let freedAt = record(firstSlot(area) &+ index).load(fromByteOffset: 16, as: UInt64.self)
         if force || freedAt &+ delay <= now {
           OSMemory.purge(slotAddress(start, area, index), byteCount: 1 &<< (area &+ smallestShift))
-          purged = true
           push(freeHead(area), area, index)
         } else {
           push(dirtyHead(area), area, index)
@@ -334,7 +341,8 @@ enum SampleSlots {
         }
       }
     }
-    if purged { PurgeDelay.notePurge(now: now) }
+    // No PurgeDelay.notePurge: a slot purge would make the heaps' next refault raise their delay, though
+    // nothing the heaps purged was wanted back (and reusing a purged slot notes no refault either).
   }
 
   /// The Swift API heap a live slot's block belongs to (its base address), or 0.

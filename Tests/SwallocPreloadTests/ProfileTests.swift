@@ -358,6 +358,45 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 2000, "\(result.summary)")
   }
 
+  /// Regression: freed slots kept their pages for the heaps' adaptive purge delay, which the heaps' own
+  /// refaults raise (to its 1 s ceiling under thread churn): threadchurn-2 peaked 5.8 MB higher with profiling
+  /// on, its slots never purged during the run. They now keep them for the delay's floor.
+  @Test("a freed sample slot is purged after the purge delay's floor, whatever the heaps' delay", arguments: modes)
+  func sampleSlotFloor(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-floor")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    // 64 KiB blocks sampled (all but e^-16 of them), a fifth of the 1000-byte ones: the heaps keep the rest.
+    environment["SWALLOC_PROFILE_SAMPLE"] = "4K"
+    let result = try await runPreloaded(program, ["slot-floor"], environment: environment, timeout: shortChildTimeout)
+    // 40 ms after their free, past the 10 ms floor, well within the heaps' grown delay: 64 pages before.
+    expectLine("floor-resident-pages 0", in: result)
+    #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 4, "\(result.summary)")
+  }
+
+  /// Regression: the unwinder read libc's .eh_frame_hdr and .eh_frame through libc's mapping, and each page it
+  /// touched mapped up to 16 around it (the kernel's fault-around): 33 of the 46 pages from libc's
+  /// .eh_frame_hdr to its segment's end were resident in a profiled process, 1 without profiling. It reads them
+  /// from the file with pread now.
+  @Test("the unwinder maps no page of libc's unwind tables", arguments: modes)
+  func unwindTablesNotMapped(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_tables.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-tables")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    func mappedPages(_ environment: [String: String]) async throws -> Int {
+      let result = try await runPreloaded(program, [], environment: environment, timeout: shortChildTimeout,
+                                          proof: .fixtureProbe)
+      let line = result.outputLines.first { $0.hasPrefix("unwind-table-pages ") }
+      return try #require(line.flatMap { Int($0.split(separator: " ")[1]) }, "\(result.summary)")
+    }
+    var profiled = profileEnvironment(mode, directory)
+    profiled["SWALLOC_PROFILE_SAMPLE"] = "1"  // every allocation: stacks through libc's thread start and main
+    let withProfiling = try await mappedPages(profiled)
+    let without = try await mappedPages(mode)
+    #expect(withProfiling <= without, "\(withProfiling) pages mapped with profiling, \(without) without")
+  }
+
   /// realloc-freed: realloc of a freed sampled block (its slot's usable size was asked twice; once now).
   @Test("a sampled block freed twice, or resized after its free: reported and ignored by default, an abort in secure mode",
         arguments: modes, ["double-free", "realloc-freed"])

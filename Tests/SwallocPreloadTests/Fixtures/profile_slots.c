@@ -10,6 +10,10 @@
 //   reuse: 2000 rounds of malloc(20000), a write over all of it, free: the freed slot is reused without page
 //   faults (`reuse-faults N`); then the block freed last, once malloc_trim has run, holds no resident page
 //   (`trimmed-resident-pages N`).
+//   slot-floor: run with a sample every few KiB; 16 MB of 1000-byte blocks cycled 8 times, 100 ms apart (the
+//   heaps' adaptive purge delay grows past the pause, to 160 ms or more), then four sampled 64 KiB blocks
+//   written and freed, 40 ms asleep, a few allocations (slow paths that run the purge checks): the freed slots'
+//   resident pages (`floor-resident-pages N`). Freed slots keep their pages for the delay's floor only.
 //   low-foreign-free: frees a pointer into memory mapped at 16 MiB (below the sample slots' 128 MiB region
 //   size), then `survived`: with the slots not mapped, no address may pass for a slot's (a bug found under
 //   valgrind, whose mappings are low: free of any block below 128 MiB crashed once sampling was on).
@@ -20,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 
 /// C23's free_sized, from libswalloc.so (glibc 2.36 has none).
 static void (*freeSized)(void *pointer, size_t size);
@@ -40,6 +45,45 @@ static void check(const unsigned char *block, size_t count, unsigned seed, const
   for (size_t index = 0; index < count; index++) {
     if (block[index] != (unsigned char)(seed + index * 7)) fixtureFail("%s: byte %zu lost", what, index);
   }
+}
+
+enum { cycleBlockCount = 16000 };
+static void *cycleBlocks[cycleBlockCount];
+
+static void sleepMilliseconds(long milliseconds) {
+  struct timespec pause = {milliseconds / 1000, (milliseconds % 1000) * 1000000};
+  while (nanosleep(&pause, &pause) != 0) {}
+}
+
+static void slotFloor(void) {
+  for (int round = 0; round < 8; round++) {
+    for (int i = 0; i < cycleBlockCount; i++) {
+      cycleBlocks[i] = malloc(1000);
+      if (cycleBlocks[i] == NULL) fixtureFail("malloc(1000)");
+      memset(cycleBlocks[i], round, 1000);
+    }
+    for (int i = 0; i < cycleBlockCount; i++) free(cycleBlocks[i]);
+    sleepMilliseconds(100);
+  }
+  unsigned char *blocks[4];
+  for (int i = 0; i < 4; i++) {
+    blocks[i] = malloc(65536);
+    if (blocks[i] == NULL) fixtureFail("malloc(65536)");
+    memset(blocks[i], i + 1, 65536);
+  }
+  for (int i = 0; i < 4; i++) free(blocks[i]);
+  sleepMilliseconds(40);
+  static const size_t sizes[] = {24, 200, 3000, 6000, 24, 200};
+  void *others[6];
+  for (int i = 0; i < 6; i++) others[i] = malloc(sizes[i]);
+  for (int i = 0; i < 6; i++) free(others[i]);
+  int count = 0;
+  for (int i = 0; i < 4; i++) {
+    unsigned char resident[16];
+    if (mincore(blocks[i], 65536, resident) != 0) fixtureFail("mincore");
+    for (int page = 0; page < 16; page++) count += resident[page] & 1;
+  }
+  printf("floor-resident-pages %d\n", count);
 }
 
 static void *freeAll(void *argument) {
@@ -155,6 +199,8 @@ int main(int argc, char **argv) {
     int count = 0;
     for (int page = 0; page < 8; page++) count += resident[page] & 1;
     printf("trimmed-resident-pages %d\n", count);
+  } else if (strcmp(argv[1], "slot-floor") == 0) {
+    slotFloor();
   } else if (strcmp(argv[1], "interior-free") == 0) {
     char *volatile block = malloc(40);
     printf("block=%p\n", (void *)block);
