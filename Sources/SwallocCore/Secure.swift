@@ -150,21 +150,20 @@ enum Secure {
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
     // SWALLOC_SECURE=full: word 8 gets the fresh marker: not the freed one (the memory may hold an earlier
-    // page's freed blocks). The fill words too, so malloc's check of them passes without a second look; the
-    // last word gets zero, which the next block's free checks (an underflow of it); in 16-byte blocks the
-    // last word is word 8 (SecureCanary.swift).
+    // page's freed blocks), which tells malloc there is no fill to check; the last word gets zero, which the
+    // next block's free checks (an underflow of it); in 16-byte blocks the last word is word 8
+    // (SecureCanary.swift).
     let fresh = full ? markerKey ^ 2 : 0
-    let fill = full ? fillWord : 0
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
-      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
+      if full { markFresh(block, size: size, fresh: fresh) }
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
-      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
+      if full { markFresh(block, size: size, fresh: fresh) }
       block &+= size
     }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
@@ -173,12 +172,8 @@ enum Secure {
   }
 
   @inline(__always)
-  static func markFresh(_ block: UInt, size: UInt, fresh: UInt, fill: UInt) {
+  static func markFresh(_ block: UInt, size: UInt, fresh: UInt) {
     let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-    if size > 16 {
-      pointer.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
-      pointer.storeBytes(of: fill, toByteOffset: middleOffset(Int(bitPattern: size)), as: UInt.self)
-    }
     pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
     pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
   }
@@ -227,9 +222,8 @@ enum Secure {
         let next = next(block)
         if full {
           let blockByteCount = page.pointee.blockByteCount
-          // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
-          // takes it).
-          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
+          // A marker or fill that differs: the slow path pops the block again and reports the write.
+          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount, mayBeLarge: false) {
             page.pointee.free = next
             if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
             seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
