@@ -222,8 +222,13 @@ enum Secure {
         let next = next(block)
         if full {
           let blockByteCount = page.pointee.blockByteCount
+          // Blocks above 256 bytes: their own path (memcmp), entered by a jump, so that this one saves no
+          // registers for a call.
+          if blockByteCount > inlineFillMaxByteCount {
+            return mallocFilled(heap, page, block, next: next, byteCount: byteCount)
+          }
           // A marker or fill that differs: the slow path pops the block again and reports the write.
-          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount, mayBeLarge: false) {
+          if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
             page.pointee.free = next
             if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
             seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
@@ -246,6 +251,24 @@ enum Secure {
     }
     // One call site: the fast path then needs no stack frame.
     return mallocSlow(heap, byteCount, corrupted: corrupted)
+  }
+
+  /// SWALLOC_SECURE=full's malloc fast path for blocks above `inlineFillMaxByteCount` (up to 1 KiB
+  /// requests): as the inline one, with the fill checked by memcmp.
+  @inline(never)
+  static func mallocFilled(_ heap: Heap, _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer,
+                           next: UnsafeMutableRawPointer?, byteCount: Int) -> UnsafeMutableRawPointer? {
+    let blockByteCount = page.pointee.blockByteCount
+    let valid = isValidLink(next, page)
+    if valid && fillIntact(block, blockByteCount: blockByteCount) {
+      page.pointee.free = next
+      block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+      seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
+      page.pointee.used &+= 1
+      heap.state.pointee.mallocCount &+= 1
+      return block
+    }
+    return mallocSlow(heap, byteCount, corrupted: valid ? nil : block)
   }
 
   /// Everything secure malloc's fast path does not finish; `corrupted` is a block whose link failed its check.
@@ -275,6 +298,11 @@ enum Secure {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
         let blockByteCount = full ? page.pointee.blockByteCount : 0
+        // Full: blocks above 256 bytes take their own path (memset), entered by a jump, so that this one
+        // saves no registers for a call.
+        if full && blockByteCount > inlineFillMaxByteCount && block.load(fromByteOffset: 8, as: UInt.self) != marker {
+          return freeFilled(block, slot: slot)
+        }
         // Full: the previous block's end; when it looks wrong, the slow path checks again and reports.
         if block.load(fromByteOffset: 8, as: UInt.self) != marker
           && (!full || address == UInt(bitPattern: page.pointee.start)
@@ -296,6 +324,27 @@ enum Secure {
     }
     freeSlow(block, slot)
     swalloc_after_slow_call()
+  }
+
+  /// SWALLOC_SECURE=full's free fast path for blocks above `inlineFillMaxByteCount` (`free`'s checks of the
+  /// owner, the boundary and the marker passed): as the inline one, with the fill written by memset (or,
+  /// large blocks, `fillLarge`).
+  @inline(never)
+  static func freeFilled(_ block: UnsafeMutableRawPointer, slot: UInt) {
+    let page = Heap.pageAt(slot)
+    let blockByteCount = page.pointee.blockByteCount
+    var slot = slot
+    if block == page.pointee.start || previousLooksIntact(block, blockByteCount: blockByteCount) {
+      checkSeal(block, blockByteCount: blockByteCount)
+      fill(block, blockByteCount: blockByteCount)
+      block.storeBytes(of: freedMarker(block), toByteOffset: 8, as: UInt.self)
+      setNext(block, page.pointee.localFree)
+      page.pointee.localFree = block
+      page.pointee.used &-= 1
+      if page.pointee.used != 0 { return }
+      slot |= 1
+    }
+    freeSlow(block, slot)
   }
 
   /// Whether `address`, an address in the slices of `page` (a page in use, not huge), is the start of one of

@@ -23,8 +23,9 @@
 // small or medium block (up to 64 KiB) gets a keyed non-zero fill byte over the rest, except its last word,
 // which gets zero. malloc checks all of it when it hands the block out again: a write after free anywhere in
 // the block, a zero included, aborts with its offset (hardened_malloc checks its zeroed freed blocks the
-// same way). Fill and check are word loops that the compiler vectorizes. Large blocks (80 KiB to 512 KiB)
-// get the fill word at bytes 16 and at their middle only. The zero last word also serves C++: it reads the
+// same way). Fill and check are inline word loops up to 256 bytes, libc's memset and memcmp beyond. Large blocks (80 KiB to 512 KiB)
+// get the fill in their first and last 4 KiB; their middle is inaccessible while they are free
+// (SecureLargeBlocks.swift). The zero last word also serves C++: it reads the
 // element count of an array deleted with delete[] from the 8 bytes before it, so a delete[] of an object
 // from new finds a count of zero when the block before it is free (and reaches the sized delete's check)
 // instead of running destructors over a count read from a fill. Blocks carved but never handed out carry a
@@ -131,37 +132,37 @@ extension Secure {
   // MARK: fill
 
   /// Blocks up to this size (the small and medium classes) get the fill over all of their bytes after the
-  /// link and the marker; larger ones (the large classes, 80 KiB to 512 KiB) only the fill word at bytes 16
-  /// and at their middle (filling and checking half a megabyte at each free and malloc would cost more than
-  /// the block's use).
+  /// link and the marker; larger ones (the large classes, 80 KiB to 512 KiB) over their first and last
+  /// 4 KiB, the rest being made inaccessible while they are free (SecureLargeBlocks.swift).
   static let wholeFillMaxByteCount = SizeClass.mediumMaxByteCount
 
-  /// The offset of the fill word at the middle of a block of `blockByteCount` (at least 32) bytes (large
-  /// blocks only).
-  @inline(__always)
-  static func middleOffset(_ blockByteCount: Int) -> Int { (blockByteCount &>> 1) & ~7 }
+  /// Blocks up to this size are filled and checked by inline word loops; larger ones by libc's memset and
+  /// memcmp, whose vector loops cost fewer instructions per byte than the call costs here (churn-lifo at
+  /// SWALLOC_SECURE=full: 3.4x the default mode's instructions with inline loops only).
+  static let inlineFillMaxByteCount = 256
 
-  /// Fills a block being freed: the fill word over bytes 16 to `blockByteCount - 8` (large blocks: at bytes
-  /// 16 and at the middle), zero in its last word.
+  /// Fills a block being freed: the fill word over bytes 16 to `blockByteCount - 8`, zero in its last word
+  /// (large blocks: `fillLarge`).
   @inline(__always)
   static func fill(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     if blockByteCount <= 16 { return }
+    if blockByteCount > wholeFillMaxByteCount { return fillLarge(block, blockByteCount: blockByteCount) }
     let fill = fillWord
-    if blockByteCount > wholeFillMaxByteCount {
-      block.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
-      block.storeBytes(of: fill, toByteOffset: middleOffset(blockByteCount), as: UInt.self)
-    } else {
-      // 16 bytes a step up to the last 16 (blocks are multiples of 16 bytes), which the compiler vectorizes,
-      // then the word before the last.
-      let end = blockByteCount &- 16
-      var offset = 16
-      while offset < end {
-        block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
-        block.storeBytes(of: fill, toByteOffset: offset &+ 8, as: UInt.self)
-        offset &+= 16
-      }
-      block.storeBytes(of: fill, toByteOffset: end, as: UInt.self)
+    if blockByteCount > inlineFillMaxByteCount {
+      // The fill word is one byte repeated: libc's memset (32 or 64 bytes a step where the CPU has them).
+      memset(block + 16, Int32(truncatingIfNeeded: fill & 0xFF), blockByteCount &- 24)
+      block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
+      return
     }
+    // 16 bytes a step up to the last 16 (blocks are multiples of 16 bytes), then the word before the last.
+    let end = blockByteCount &- 16
+    var offset = 16
+    while offset < end {
+      block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
+      block.storeBytes(of: fill, toByteOffset: offset &+ 8, as: UInt.self)
+      offset &+= 16
+    }
+    block.storeBytes(of: fill, toByteOffset: end, as: UInt.self)
     block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
   }
 
@@ -170,33 +171,36 @@ extension Secure {
   @inline(__always)
   static func takeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     if blockByteCount <= 16 { return }
+    if blockByteCount > wholeFillMaxByteCount { return takeLargeFromList(block, blockByteCount: blockByteCount) }
     if !fillIntact(block, blockByteCount: blockByteCount) { fillBroken(block, blockByteCount: blockByteCount) }
     block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
   }
 
   /// Whether a block on a free list is as `free` or `extend` left it: the freed marker and the fill, or the
   /// fresh marker (a block carved and never handed out has no fill: nothing was written into it). 16-byte
-  /// blocks have neither fill nor room to check.
-  /// `mayBeLarge`: false where the block is known to be at most `wholeFillMaxByteCount` (malloc's fast path).
+  /// blocks have neither fill nor room to check. Blocks up to `wholeFillMaxByteCount` only.
   @inline(__always)
-  static func fillIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int, mayBeLarge: Bool = true) -> Bool {
+  static func fillIntact(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
     if blockByteCount <= 16 { return true }
     let marked = block.load(fromByteOffset: 8, as: UInt.self) ^ freedMarker(block)
     if marked != 0 { return marked == 2 }  // the fresh marker, or a write over the freed one
-    return fillDifference(block, blockByteCount: blockByteCount, mayBeLarge: mayBeLarge) == 0
+    return fillDifference(block, blockByteCount: blockByteCount) == 0
   }
 
   /// The fill of a freed block xored with what it holds (zero: intact), its last word included.
   @inline(__always)
-  static func fillDifference(_ block: UnsafeMutableRawPointer, blockByteCount: Int, mayBeLarge: Bool) -> UInt {
+  static func fillDifference(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> UInt {
     let fill = fillWord
     var difference = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
-    if mayBeLarge && blockByteCount > wholeFillMaxByteCount {
-      return difference | (block.load(fromByteOffset: 16, as: UInt.self) ^ fill)
-        | (block.load(fromByteOffset: middleOffset(blockByteCount), as: UInt.self) ^ fill)
+    if blockByteCount > inlineFillMaxByteCount {
+      // Bytes 16 to `blockByteCount - 8` all hold the fill when the first word does and every byte equals
+      // the byte 8 after it: one memcmp of the range against itself shifted by a word.
+      difference |= block.load(fromByteOffset: 16, as: UInt.self) ^ fill
+      if memcmp(block + 16, block + 24, blockByteCount &- 32) != 0 { difference |= 1 }
+      return difference
     }
     // An or-reduction without an early exit, 16 bytes a step up to the last 16 (blocks are multiples of 16
-    // bytes), which the compiler vectorizes, then the word before the last.
+    // bytes), then the word before the last.
     let end = blockByteCount &- 16
     difference |= block.load(fromByteOffset: end, as: UInt.self) ^ fill
     var offset = 16
@@ -238,25 +242,27 @@ extension Secure {
   /// written after the free.
   @inline(never)
   static func fillBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Never {
-    let fill = UInt8(truncatingIfNeeded: fillWord)
     let marker = freedMarker(block)
-    let whole = blockByteCount <= wholeFillMaxByteCount
-    let middle = middleOffset(blockByteCount)
+    let large = blockByteCount > wholeFillMaxByteCount
+    let edge = largeEdgeByteCount
+    // Large blocks: the flag word at 16 may be the fill's complement (SecureLargeBlocks.swift).
+    let flag = block.load(fromByteOffset: 16, as: UInt.self)
+    let flagWord = large && flag == ~fillWord ? flag : fillWord
     // The first byte that differs from what free left: the marker (bytes 8 to 15), the fill, the zero last
-    // word. Large blocks: only the fill words at 16 and at the middle are known.
+    // word. Large blocks: their middle is not looked at (inaccessible, or not filled).
     var offset = -1
     var index = 8
     while offset < 0 && index < blockByteCount {
+      if large && index == edge { index = blockByteCount &- edge }
       let expected: UInt8
       if index < 16 {
         expected = UInt8(truncatingIfNeeded: marker &>> UInt((index &- 8) &* 8))
+      } else if index < 24 {
+        expected = UInt8(truncatingIfNeeded: flagWord &>> UInt((index &- 16) &* 8))
       } else if index >= blockByteCount &- 8 {
         expected = 0
-      } else if whole || index < 24 || (index >= middle && index < middle &+ 8) {
-        expected = fill
       } else {
-        index &+= 1
-        continue
+        expected = UInt8(truncatingIfNeeded: fillWord)
       }
       if block.load(fromByteOffset: index, as: UInt8.self) != expected { offset = index }
       index &+= 1

@@ -82,6 +82,27 @@ struct MisuseTests {
     return cases
   }()
 
+  /// Reads and writes after free of large blocks (SecureLargeBlocks.swift): they fault at full.
+  static let largeAfterFreeCases: [(String, String)] = [
+    ("large-after-free", "swalloc: heap-use-after-free: write of 1 byte at 0x"),
+    ("large-after-free-reuse", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+  ]
+
+  @Test("a read or write after free in a large block faults at SWALLOC_SECURE=full with a clear message",
+        arguments: Self.largeAfterFreeCases)
+  func largeAfterFreeCaughtAtFull(mode: String, message: String) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode, signal: SIGSEGV, message: message,
+                           environment: Self.secureFull)
+  }
+
+  @Test("a read or write after free in a large block runs on by default and at SWALLOC_SECURE=1",
+        arguments: Self.largeAfterFreeCases.map(\.0), [Mode.standard, .secure])
+  func largeAfterFreeHarmlessBelowFull(mode: String, level: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build("misuse.c", as: .c)
+    let result = try await runPreloaded(program, [mode], mode: level, timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+  }
+
   @Test("""
     overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort:     the checks are full's)
     """, arguments: Self.canaryCases.flatMap { probe in [Mode.standard, .secure].map { (probe.0, probe.1, $0) } })

@@ -93,6 +93,23 @@ int main(int argc, char **argv) {
     writeAfterFree(128, 65, 'x');
   } else if (strcmp(mode, "write-after-free-medium") == 0) {
     writeAfterFree(20000, 12345, 'x');
+  } else if (strcmp(mode, "large-after-free") == 0) {
+    // hardened_malloc's write_after_free_large: a write into a freed large block (64 KiB to 512 KiB), which
+    // SWALLOC_SECURE=full makes inaccessible but for its first and last 4 KiB: it faults at once.
+    char *volatile p = malloc(300000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 300000);
+    free(p);
+    *(volatile char *)launder(p + 100000) = 'x';
+  } else if (strcmp(mode, "large-after-free-reuse") == 0) {
+    // The same after another block of the class was allocated (the freed one is not handed out again first),
+    // and a read.
+    char *volatile p = malloc(200000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 200000);
+    free(p);
+    escape(malloc(200000));
+    sink = p[150000];
   } else if (strcmp(mode, "stale-after-realloc") == 0) {
     // realloc moves the block; a write through the old pointer is a write after free.
     char *volatile old = malloc(100);
