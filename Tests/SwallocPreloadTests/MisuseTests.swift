@@ -82,20 +82,23 @@ struct MisuseTests {
     return cases
   }()
 
-  /// Reads and writes after free of large blocks (SecureLargeBlocks.swift): they fault at full.
+  /// Reads and writes after free of large and huge blocks, and past a huge block shrunk in place
+  /// (SecureLargeBlocks.swift): they fault at full.
   static let largeAfterFreeCases: [(String, String)] = [
     ("large-after-free", "swalloc: heap-use-after-free: write of 1 byte at 0x"),
     ("large-after-free-reuse", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    ("huge-after-free", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    ("huge-after-shrink", "swalloc: heap-buffer-overflow: read of 1 byte at 0x"),
   ]
 
-  @Test("a read or write after free in a large block faults at SWALLOC_SECURE=full with a clear message",
+  @Test("a read or write after free in a large or huge block faults at SWALLOC_SECURE=full with a clear message",
         arguments: Self.largeAfterFreeCases)
   func largeAfterFreeCaughtAtFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGSEGV, message: message,
                            environment: Self.secureFull)
   }
 
-  @Test("a read or write after free in a large block runs on by default and at SWALLOC_SECURE=1",
+  @Test("a read or write after free in a large or huge block runs on by default and at SWALLOC_SECURE=1",
         arguments: Self.largeAfterFreeCases.map(\.0), [Mode.standard, .secure])
   func largeAfterFreeHarmlessBelowFull(mode: String, level: Mode) async throws {
     let program = try await FixtureBuilds.shared.build("misuse.c", as: .c)

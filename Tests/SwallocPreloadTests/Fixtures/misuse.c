@@ -101,6 +101,22 @@ int main(int argc, char **argv) {
     memset(p, 'a', 300000);
     free(p);
     *(volatile char *)launder(p + 100000) = 'x';
+  } else if (strcmp(mode, "huge-after-free") == 0) {
+    // A read of a freed huge block (above 512 KiB), which waits in the span cache.
+    char *volatile p = malloc(3000000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 3000000);
+    free(p);
+    sink = p[1000000];
+  } else if (strcmp(mode, "huge-after-shrink") == 0) {
+    // hardened_malloc's read_after_realloc_shrink_large: a read past a huge block that realloc shrank in
+    // place (the block stays where it was).
+    char *volatile p = malloc(4 << 20);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 4 << 20);
+    char *q = realloc(p, 1 << 20);
+    FIXTURE_CHECK(q == p, "realloc moved the block");
+    sink = p[2 << 20];
   } else if (strcmp(mode, "large-after-free-reuse") == 0) {
     // The same after another block of the class was allocated (the freed one is not handed out again first),
     // and a read.
