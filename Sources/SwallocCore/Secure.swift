@@ -116,11 +116,17 @@ enum Secure {
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = checkedNext(block, page: page)
     if Options.secureFull {
-      takeFromList(block, blockByteCount: page.pointee.blockByteCount)
+      takeFromListOutOfLine(block, blockByteCount: page.pointee.blockByteCount)
     } else {
       block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
     }
     return block
+  }
+
+  /// `takeFromList` for `pop`, out of line: its fill check would otherwise enlarge level 1's refills.
+  @inline(never)
+  static func takeFromListOutOfLine(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    takeFromList(block, blockByteCount: blockByteCount)
   }
 
   /// Carves up to `Page.extendByteCount` more blocks onto `page.free` (which must be empty), linked in a
