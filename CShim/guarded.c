@@ -11,6 +11,7 @@
 
 __attribute__((visibility("hidden"))) uintptr_t swalloc_guarded_region_start = 0;
 __attribute__((visibility("hidden"))) uintptr_t swalloc_guarded_region_length = 0;
+__attribute__((visibility("hidden"))) int swalloc_freed_large_faults = 0;
 
 static struct sigaction previous_segv;
 static struct sigaction previous_bus;
@@ -59,9 +60,12 @@ static void guarded_signal_handler(int signal_number, siginfo_t *info, void *con
     if (pc != 0 && !(error & 16)) access |= swalloc_access_size((const uint8_t *)pc) << 4;
   }
 #endif
-  // Only a fault the kernel raised (si_code > 0) in the region is ours.
-  if (info->si_code > 0 && address - swalloc_guarded_region_start < swalloc_guarded_region_length &&
-      swalloc_core_guarded_fault(address, access, pc)) {
+  // Only a fault the kernel raised (si_code > 0) in the region, or in a freed large block, is ours.
+  if (info->si_code > 0 &&
+      ((address - swalloc_guarded_region_start < swalloc_guarded_region_length &&
+        swalloc_core_guarded_fault(address, access, pc)) ||
+       (__atomic_load_n(&swalloc_freed_large_faults, __ATOMIC_ACQUIRE) &&
+        swalloc_core_freed_large_fault(address, access, pc)))) {
     // Reported. Put back what the program had and let the access fault again: the process dies of the
     // original signal (core dumps and crash reporters see it), or the program's own handler takes it.
     sigaction(signal_number, previous_for(signal_number), NULL);

@@ -29,6 +29,18 @@ static inline __attribute__((always_inline)) void swalloc_guarded_set_region(uin
   __atomic_store_n(&swalloc_guarded_region_length, length, __ATOMIC_RELEASE);
 }
 
+/// SWALLOC_SECURE=full: non-zero once a freed large block's middle was made inaccessible
+/// (SecureLargeBlocks.swift). From then on the handler offers faults outside the guarded region to
+/// swalloc_core_freed_large_fault as well.
+extern int swalloc_freed_large_faults;
+
+static inline __attribute__((always_inline)) int swalloc_freed_large_faults_enabled(void) {
+  return __atomic_load_n(&swalloc_freed_large_faults, __ATOMIC_ACQUIRE);
+}
+static inline __attribute__((always_inline)) void swalloc_freed_large_faults_enable(void) {
+  __atomic_store_n(&swalloc_freed_large_faults, 1, __ATOMIC_RELEASE);
+}
+
 /// The kernel's id of the calling thread (gettid; syscall(2) is variadic, which Swift cannot call).
 static inline __attribute__((always_inline)) int32_t swalloc_thread_id(void) {
   return (int32_t)syscall(SYS_gettid);
@@ -49,6 +61,10 @@ int swalloc_guarded_install_handler(void);
 /// `access`: 0 unknown, 1 read, 2 write, plus the access size in bytes shifted left by 4 (0: unknown). `pc`:
 /// the faulting instruction, or 0.
 int swalloc_core_guarded_fault(uintptr_t address, int access, uintptr_t pc);
+
+/// Implemented in Swift (SecureLargeBlocks.swift): when `address` is in the inaccessible middle of a freed
+/// large block, prints the report and returns 1 (then as swalloc_core_guarded_fault); otherwise 0.
+int swalloc_core_freed_large_fault(uintptr_t address, int access, uintptr_t pc);
 
 /// How many bytes of memory the x86-64 instruction at `code` reads or writes (its memory operand's size), or 0
 /// when it is not one AccessSize.c decodes. Safe in a signal handler.

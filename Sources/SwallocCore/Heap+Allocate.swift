@@ -95,7 +95,10 @@ extension Heap {
         // twice in a row. One load: a refill hands out as few as 20 blocks (pair.c's mixed sizes), so a
         // 16-link walk here cost 11 instructions per malloc there.
         if !Options.secure, let head = page.pointee.localFree, nextBlock(head) == head { setAside(page, lastFreed: head) }
-        page.collect()
+        // SWALLOC_SECURE=full: a large page carves all of its blocks before it hands a freed one out again
+        // (SecureLargeBlocks.swift); it collects after. (Tested after `secure`: the default mode's refill
+        // runs the instructions it ran before.)
+        if !Options.secure || !Secure.defersReuse(page) { page.collect() }
       }
       if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
       if page.pointee.free != nil {

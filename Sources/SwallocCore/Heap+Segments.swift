@@ -24,6 +24,8 @@ extension Heap {
 
   /// Gives an entirely free segment back: to the span cache, or to the kernel when the cache is full.
   func releaseSegment(_ segment: UnsafeMutablePointer<Segment>) {
+    // SWALLOC_SECURE=full: the freed large blocks' middles are made accessible before any reuse.
+    if Options.secureFull && segment.pointee.kind == .large { Secure.unprotectSegment(segment) }
     if segment.pointee.isAvailable { removeAvailable(segment) }
     let next = segment.pointee.nextInHeap
     let previous = segment.pointee.previousInHeap

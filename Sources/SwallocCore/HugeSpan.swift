@@ -93,6 +93,8 @@ enum HugeSpan {
     if Profile.isActive { Profile.noteFree(segment, block) }
     if let owner = segment.pointee.heap { Heap(owner).unlinkHugeSpan(segment) }
     if block - segment.address >= Segment.byteCount { SegmentMap.set(UInt(bitPattern: block), 0) }
+    // SWALLOC_SECURE=full: inaccessible while cached (SecureLargeBlocks.swift).
+    if Options.secureFull { Secure.protectFreedSpan(segment, block, byteCount: page.pointee.blockByteCount) }
     SpanCache.putOrRelease(segment)
   }
 
@@ -103,8 +105,13 @@ enum HugeSpan {
                      reuseFactor: Int) -> Bool {
     let segment = page.segment
     let capacity = segment.pointee.mappingByteCount - (block - segment.address)
-    // Secure mode: the block already fills its room, up to the guard page.
-    if Options.secure { return byteCount <= page.pointee.blockByteCount && byteCount &* reuseFactor >= capacity }
+    // Secure mode: the block already fills its room, up to the guard page. SWALLOC_SECURE=full: a shrink
+    // makes the tail cut off inaccessible (SecureLargeBlocks.swift).
+    if Options.secure {
+      if byteCount > page.pointee.blockByteCount || byteCount &* reuseFactor < capacity { return false }
+      if Options.secureFull { Secure.shrinkHugeBlock(page, block, byteCount: byteCount) }
+      return true
+    }
     if byteCount > capacity || byteCount &* reuseFactor < capacity { return false }
     let usable = Swift.min(capacity, (byteCount + granularity - 1) & ~(granularity - 1))
     let delta = usable - page.pointee.blockByteCount

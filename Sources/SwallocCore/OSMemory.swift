@@ -1,4 +1,4 @@
-// OSMemory: the only file that calls mmap, munmap, madvise. Every call preserves the caller's errno
+// OSMemory: the only file that calls mmap, munmap, madvise (and, for blocks, mprotect). Every call preserves the caller's errno
 // (free must not change errno; a failed purge is not the program's business).
 import CShim
 
@@ -100,6 +100,15 @@ enum OSMemory {
     let saved = swalloc_errno_get()
     _ = madvise(address, byteCount, MADV_DONTNEED)
     swalloc_errno_set(saved)
+  }
+
+  /// Makes a range inaccessible, or readable and writable again; false when the kernel refuses (with
+  /// `ENOMEM` when the split would exceed `vm.max_map_count`). The corresponding call is `mprotect`.
+  static func protect(_ address: UnsafeMutableRawPointer, byteCount: Int, accessible: Bool) -> Bool {
+    let saved = swalloc_errno_get()
+    let result = mprotect(address, byteCount, accessible ? PROT_READ | PROT_WRITE : PROT_NONE)
+    swalloc_errno_set(saved)
+    return result == 0
   }
 
   /// Where diagnostics go: standard error, or a duplicate of it taken at start-up when statistics are to be

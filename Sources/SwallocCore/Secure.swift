@@ -116,11 +116,17 @@ enum Secure {
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = checkedNext(block, page: page)
     if Options.secureFull {
-      takeFromList(block, blockByteCount: page.pointee.blockByteCount)
+      takeFromListOutOfLine(block, blockByteCount: page.pointee.blockByteCount)
     } else {
       block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
     }
     return block
+  }
+
+  /// `takeFromList` for `pop`, out of line: its fill check would otherwise enlarge level 1's refills.
+  @inline(never)
+  static func takeFromListOutOfLine(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    takeFromList(block, blockByteCount: blockByteCount)
   }
 
   /// Carves up to `Page.extendByteCount` more blocks onto `page.free` (which must be empty), linked in a
@@ -150,21 +156,20 @@ enum Secure {
     // Two runs without a wrap test: blocks whose successor lies `step` above, then those whose successor
     // wrapped around to the start. The last block's link is rewritten after.
     // SWALLOC_SECURE=full: word 8 gets the fresh marker: not the freed one (the memory may hold an earlier
-    // page's freed blocks). The fill words too, so malloc's check of them passes without a second look; the
-    // last word gets zero, which the next block's free checks (an underflow of it); in 16-byte blocks the
-    // last word is word 8 (SecureCanary.swift).
+    // page's freed blocks), which tells malloc there is no fill to check; the last word gets zero, which the
+    // next block's free checks (an underflow of it); in 16-byte blocks the last word is word 8
+    // (SecureCanary.swift).
     let fresh = full ? markerKey ^ 2 : 0
-    let fill = full ? fillWord : 0
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
-      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
+      if full { markFresh(block, size: size, fresh: fresh) }
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
-      if full { markFresh(block, size: size, fresh: fresh, fill: fill) }
+      if full { markFresh(block, size: size, fresh: fresh) }
       block &+= size
     }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
@@ -173,12 +178,8 @@ enum Secure {
   }
 
   @inline(__always)
-  static func markFresh(_ block: UInt, size: UInt, fresh: UInt, fill: UInt) {
+  static func markFresh(_ block: UInt, size: UInt, fresh: UInt) {
     let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-    if size > 16 {
-      pointer.storeBytes(of: fill, toByteOffset: 16, as: UInt.self)
-      pointer.storeBytes(of: fill, toByteOffset: middleOffset(Int(bitPattern: size)), as: UInt.self)
-    }
     pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
     pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
   }
@@ -227,8 +228,12 @@ enum Secure {
         let next = next(block)
         if full {
           let blockByteCount = page.pointee.blockByteCount
-          // A fill that differs: the slow path pops the block again and reports (or, a block never freed,
-          // takes it).
+          // Blocks above 256 bytes: their own path (memcmp), entered by a jump, so that this one saves no
+          // registers for a call.
+          if blockByteCount > inlineFillMaxByteCount {
+            return mallocFilled(heap, page, block, next: next, byteCount: byteCount)
+          }
+          // A marker or fill that differs: the slow path pops the block again and reports the write.
           if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
             page.pointee.free = next
             if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
@@ -252,6 +257,24 @@ enum Secure {
     }
     // One call site: the fast path then needs no stack frame.
     return mallocSlow(heap, byteCount, corrupted: corrupted)
+  }
+
+  /// SWALLOC_SECURE=full's malloc fast path for blocks above `inlineFillMaxByteCount` (up to 1 KiB
+  /// requests): as the inline one, with the fill checked by memcmp.
+  @inline(never)
+  static func mallocFilled(_ heap: Heap, _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer,
+                           next: UnsafeMutableRawPointer?, byteCount: Int) -> UnsafeMutableRawPointer? {
+    let blockByteCount = page.pointee.blockByteCount
+    let valid = isValidLink(next, page)
+    if valid && fillIntact(block, blockByteCount: blockByteCount) {
+      page.pointee.free = next
+      block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+      seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
+      page.pointee.used &+= 1
+      heap.state.pointee.mallocCount &+= 1
+      return block
+    }
+    return mallocSlow(heap, byteCount, corrupted: valid ? nil : block)
   }
 
   /// Everything secure malloc's fast path does not finish; `corrupted` is a block whose link failed its check.
@@ -281,6 +304,11 @@ enum Secure {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
         let blockByteCount = full ? page.pointee.blockByteCount : 0
+        // Full: blocks above 256 bytes take their own path (memset), entered by a jump, so that this one
+        // saves no registers for a call.
+        if full && blockByteCount > inlineFillMaxByteCount && block.load(fromByteOffset: 8, as: UInt.self) != marker {
+          return freeFilled(block, slot: slot)
+        }
         // Full: the previous block's end; when it looks wrong, the slow path checks again and reports.
         if block.load(fromByteOffset: 8, as: UInt.self) != marker
           && (!full || address == UInt(bitPattern: page.pointee.start)
@@ -302,6 +330,27 @@ enum Secure {
     }
     freeSlow(block, slot)
     swalloc_after_slow_call()
+  }
+
+  /// SWALLOC_SECURE=full's free fast path for blocks above `inlineFillMaxByteCount` (`free`'s checks of the
+  /// owner, the boundary and the marker passed): as the inline one, with the fill written by memset (or,
+  /// large blocks, `fillLarge`).
+  @inline(never)
+  static func freeFilled(_ block: UnsafeMutableRawPointer, slot: UInt) {
+    let page = Heap.pageAt(slot)
+    let blockByteCount = page.pointee.blockByteCount
+    var slot = slot
+    if block == page.pointee.start || previousLooksIntact(block, blockByteCount: blockByteCount) {
+      checkSeal(block, blockByteCount: blockByteCount)
+      fill(block, blockByteCount: blockByteCount)
+      block.storeBytes(of: freedMarker(block), toByteOffset: 8, as: UInt.self)
+      setNext(block, page.pointee.localFree)
+      page.pointee.localFree = block
+      page.pointee.used &-= 1
+      if page.pointee.used != 0 { return }
+      slot |= 1
+    }
+    freeSlow(block, slot)
   }
 
   /// Whether `address`, an address in the slices of `page` (a page in use, not huge), is the start of one of

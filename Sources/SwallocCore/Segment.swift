@@ -48,6 +48,10 @@ struct Segment: ~Copyable {
   /// Secure mode: the offset of the span's trailing guard page (0: none). A segment's is on its last 4 KiB,
   /// a huge span's on the last 4 KiB of its mapping. Kept across `format` and in the span cache.
   var trailingGuardOffset: Int
+  /// SWALLOC_SECURE=full, large segments: how many freed blocks of the page have their middle inaccessible
+  /// (SecureLargeBlocks.swift); 0 elsewhere. Any thread that frees a block adds one; the owner's malloc
+  /// takes one away; releasing the segment makes all of them accessible again and sets it to 0.
+  let protectedBlockCount: Atomic<Int>
 
   static let shift = Int(SWALLOC_SEGMENT_SHIFT)
   static let byteCount = 1 << shift
@@ -160,6 +164,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.nextAvailable = nil
     pointee.previousAvailable = nil
     pointee.isAvailable = false
+    pointee.protectedBlockCount.store(0, ordering: .relaxed)  // 0 at every release already (SecureLargeBlocks)
     if Options.secure && !pointee.isHeaderGuarded {
       // Between the descriptors and the first block: an underflow of page 0 or an overflow from the mapping
       // below cannot reach the metadata. Every use of the span keeps it (no block starts before 16 KiB).

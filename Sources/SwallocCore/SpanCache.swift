@@ -48,6 +48,11 @@ enum SpanCache {
       }
       if bestIndex < 0 { return nil }
       guard let span = claim(bestIndex, bestWord) else { continue }  // another thread took it: look again
+      // SWALLOC_SECURE=full: a freed huge block was made inaccessible; should it stay so, the span goes.
+      if !Secure.restoreCachedSpan(span) {
+        release(span)
+        continue
+      }
       Statistics.reusedSpanCount.wrappingAdd(1, ordering: .relaxed)
       span.pointee.mappingByteCount = bestKept
       if bestKept < bestByteCount {
@@ -58,6 +63,7 @@ enum SpanCache {
         // 4 KiB, or a segment's) is in the tail when it lies past the head.
         tail.pointee.isHeaderGuarded = false
         tail.pointee.trailingGuardOffset = 0
+        tail.pointee.protectedBlockCount.store(0, ordering: .relaxed)  // its header area held data
         if span.pointee.trailingGuardOffset >= bestKept {
           tail.pointee.trailingGuardOffset = span.pointee.trailingGuardOffset - bestKept
           span.pointee.trailingGuardOffset = 0
@@ -92,6 +98,11 @@ enum SpanCache {
       }
       if bestIndex < 0 { return nil }
       guard let span = claim(bestIndex, bestWord) else { continue }  // another thread took it: look again
+      // SWALLOC_SECURE=full: a freed huge block was made inaccessible (mremap moves one mapping only).
+      if !Secure.restoreCachedSpan(span) {
+        release(span)
+        return nil
+      }
       guard span.pointee.backing == .normal else {
         putOrRelease(span)
         return nil

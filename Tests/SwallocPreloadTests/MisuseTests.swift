@@ -2,9 +2,9 @@
 // misuse in C (Fixtures/misuse.c) and C++ (Fixtures/misuse_cxx.cpp). SWALLOC_SECURE=1: reads and writes
 // through malloc(0)'s pointer fault, a sized free or delete that names the wrong size aborts.
 // SWALLOC_SECURE=full (SecureCanary.swift): overflows and underflows of 1 and 32 bytes abort at free
-// (canaries, trailers), writes after free abort when the block is handed out again (the fill); by default
-// and at level 1 the same overflows and writes run on (harmless there: they stay in the slack or miss the
-// words level 1 checks). The same programs' `valid` mode runs clean at every level (no false positive).
+// (canaries, trailers), writes after free anywhere in a block up to 64 KiB abort when the block is handed
+// out again (the fill); by default and at level 1 the same overflows and writes run on (harmless there: they
+// stay in the slack or in freed memory level 1 does not check). The same programs' `valid` mode runs clean at every level (no false positive).
 import Foundation
 import Testing
 
@@ -74,11 +74,37 @@ struct MisuseTests {
       if source == "misuse.c" { overflows += ["overflow-32-medium", "overflow-1-large"] }
       cases += overflows.map { (source, $0, overflow) }
       cases += [(source, "underflow-1", underflow), (source, "underflow-32", underflow),
-                (source, "write-after-free", afterFree), (source, "zero-after-free", afterFree)]
+                (source, "write-after-free", afterFree), (source, "zero-after-free", afterFree),
+                (source, "write-after-free-anywhere", afterFree)]
     }
     cases.append(("misuse.c", "stale-after-realloc", afterFree))
+    cases.append(("misuse.c", "write-after-free-medium", afterFree))
     return cases
   }()
+
+  /// Reads and writes after free of large and huge blocks, and past a huge block shrunk in place
+  /// (SecureLargeBlocks.swift): they fault at full.
+  static let largeAfterFreeCases: [(String, String)] = [
+    ("large-after-free", "swalloc: heap-use-after-free: write of 1 byte at 0x"),
+    ("large-after-free-reuse", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    ("huge-after-free", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    ("huge-after-shrink", "swalloc: heap-buffer-overflow: read of 1 byte at 0x"),
+  ]
+
+  @Test("a read or write after free in a large or huge block faults at SWALLOC_SECURE=full with a clear message",
+        arguments: Self.largeAfterFreeCases)
+  func largeAfterFreeCaughtAtFull(mode: String, message: String) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode, signal: SIGSEGV, message: message,
+                           environment: Self.secureFull)
+  }
+
+  @Test("a read or write after free in a large or huge block runs on by default and at SWALLOC_SECURE=1",
+        arguments: Self.largeAfterFreeCases.map(\.0), [Mode.standard, .secure])
+  func largeAfterFreeHarmlessBelowFull(mode: String, level: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build("misuse.c", as: .c)
+    let result = try await runPreloaded(program, [mode], mode: level, timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+  }
 
   @Test("""
     overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort:     the checks are full's)

@@ -21,15 +21,15 @@ static void writeChanging(char *p, char value) {
   *q = *q == value ? (char)(value + 1) : value;
 }
 
-/// Frees a block, writes one byte into it (beyond the 16 bytes free lists use: byte 20, in the first word
-/// secure mode fills; it fills and checks bytes 16 to 23, the middle word and the last word, not every byte),
-/// then allocates blocks of its size until it is handed out again.
-static void writeAfterFree(size_t size, char value) {
+/// Frees a block, writes one byte into it at `offset` (beyond the 16 bytes free lists use; SWALLOC_SECURE=full
+/// fills and checks every byte after them in blocks up to 64 KiB), then allocates blocks of its size until
+/// it is handed out again.
+static void writeAfterFree(size_t size, size_t offset, char value) {
   char *volatile p = malloc(size);
   FIXTURE_CHECK(p != NULL, "malloc failed");
   memset(p, 'a', size);
   free(p);
-  writeChanging(p + 20, value);
+  writeChanging(p + offset, value);
   for (int i = 0; i < 2000; i++) escape(malloc(size));
 }
 
@@ -84,9 +84,48 @@ int main(int argc, char **argv) {
   } else if (strcmp(mode, "underflow-32") == 0) {
     underflow(40, 32);
   } else if (strcmp(mode, "write-after-free") == 0) {
-    writeAfterFree(100, 'x');
+    writeAfterFree(100, 20, 'x');
   } else if (strcmp(mode, "zero-after-free") == 0) {
-    writeAfterFree(100, 0);
+    writeAfterFree(100, 20, 0);
+  } else if (strcmp(mode, "write-after-free-anywhere") == 0) {
+    // hardened_malloc's write_after_free_small: byte 65 of a 128-byte block (no word the fill had before
+    // checking every byte).
+    writeAfterFree(128, 65, 'x');
+  } else if (strcmp(mode, "write-after-free-medium") == 0) {
+    writeAfterFree(20000, 12345, 'x');
+  } else if (strcmp(mode, "large-after-free") == 0) {
+    // hardened_malloc's write_after_free_large: a write into a freed large block (64 KiB to 512 KiB), which
+    // SWALLOC_SECURE=full makes inaccessible but for its first and last 4 KiB: it faults at once.
+    char *volatile p = malloc(300000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 300000);
+    free(p);
+    *(volatile char *)launder(p + 100000) = 'x';
+  } else if (strcmp(mode, "huge-after-free") == 0) {
+    // A read of a freed huge block (above 512 KiB), which waits in the span cache.
+    char *volatile p = malloc(3000000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 3000000);
+    free(p);
+    sink = p[1000000];
+  } else if (strcmp(mode, "huge-after-shrink") == 0) {
+    // hardened_malloc's read_after_realloc_shrink_large: a read past a huge block that realloc shrank in
+    // place (the block stays where it was).
+    char *volatile p = malloc(4 << 20);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 4 << 20);
+    char *q = realloc(p, 1 << 20);
+    FIXTURE_CHECK(q == p, "realloc moved the block");
+    sink = p[2 << 20];
+  } else if (strcmp(mode, "large-after-free-reuse") == 0) {
+    // The same after another block of the class was allocated (the freed one is not handed out again first),
+    // and a read.
+    char *volatile p = malloc(200000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 200000);
+    free(p);
+    escape(malloc(200000));
+    sink = p[150000];
   } else if (strcmp(mode, "stale-after-realloc") == 0) {
     // realloc moves the block; a write through the old pointer is a write after free.
     char *volatile old = malloc(100);

@@ -41,13 +41,13 @@ struct Node {
   long payload[10];
 };
 
-/// Deletes an object, writes into it through the dangling pointer (payload[5]: bytes 48 to 55 of its 96-byte
-/// secure block, the middle word that secure mode fills and checks), then makes objects of its type until
-/// its memory is handed out again.
-static void writeAfterDelete(long value) {
+/// Deletes an object, writes into it through the dangling pointer (payload[index]: bytes 8 + 8 * index on of
+/// its 96-byte secure block, every one of which SWALLOC_SECURE=full fills and checks), then makes objects of
+/// its type until its memory is handed out again.
+static void writeAfterDelete(int index, long value) {
   Node *volatile node = new Node();
   delete node;
-  *(volatile long *)launder((char *)&node->payload[5]) = value;
+  *(volatile long *)launder((char *)&node->payload[index]) = value;
   for (int i = 0; i < 2000; i++) escape(new Node());
 }
 
@@ -95,9 +95,12 @@ int main(int argc, char **argv) {
   } else if (strcmp(mode, "underflow-32") == 0) {
     underflow(40, 32);
   } else if (strcmp(mode, "write-after-free") == 0) {
-    writeAfterDelete(0x4141);
+    writeAfterDelete(5, 0x4141);
   } else if (strcmp(mode, "zero-after-free") == 0) {
-    writeAfterDelete(0);
+    writeAfterDelete(5, 0);
+  } else if (strcmp(mode, "write-after-free-anywhere") == 0) {
+    // payload[2]: bytes 24 to 31, none of the three words the fill had before checking every byte.
+    writeAfterDelete(2, 0x4141);
   } else if (strcmp(mode, "valid") == 0) {
     std::vector<std::unique_ptr<Wide>> wides;
     for (int i = 0; i < 1000; i++) wides.push_back(std::make_unique<Wide>());

@@ -1,0 +1,294 @@
+// SecureLargeBlocks: SWALLOC_SECURE=full's freed large blocks (80 KiB to 512 KiB, the blocks of large pages).
+// While such a block is free, all of it but its first and last 4 KiB is inaccessible, so a read or a write
+// after free there faults at once (hardened_malloc unmaps its freed large allocations). The memory stays
+// backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of
+// 60 KB to 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault
+// for each page touched again). The first 4 KiB keep the free-list link, the freed marker and a flag word, the
+// last 4 KiB the zero last word (the next block's underflow check reads it); both edges are filled and
+// checked at malloc as small blocks are. An access to the middle is reported by the SIGSEGV handler of
+// guarded sampling (CShim/guarded.c), which it installs. A large page hands out all of its blocks before a freed one again
+// (`Heap.findPage`), so a stale pointer does not reach the next block of its class at once. Freed huge
+// blocks (above 512 KiB) are inaccessible while their span waits in the span cache.
+import CShim
+import Synchronization
+
+extension Secure {
+  /// Bytes at each end of a freed large block that stay accessible. Large blocks are multiples of 16 KiB
+  /// from a 64 KiB-aligned page start: both edges and the middle are whole OS pages.
+  static let largeEdgeByteCount = OSMemory.pageByteCount
+
+  /// Freed large blocks with an inaccessible middle, all segments together. Each splits its segment's
+  /// mapping in up to three (two more VMAs in the process); beyond this count freed blocks stay accessible
+  /// (the kernel's default vm.max_map_count is 65 530, and the program needs mappings of its own).
+  static let protectedBlockLimit = 8192
+  static let protectedBlockTotal = Atomic<Int>(0)
+
+  /// The large segment that holds `block` (large segments are one 4 MiB unit).
+  @inline(__always)
+  static func largeSegment(_ block: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Segment> {
+    UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: block) & ~Segment.mask).unsafelyUnwrapped
+  }
+
+  /// Stores `fill` in every word of `block` in `[start, end)` (multiples of 8).
+  @inline(__always)
+  static func fillWords(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int, _ fill: UInt) {
+    var offset = start
+    while offset < end {
+      block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
+      offset &+= 8
+    }
+  }
+
+  /// The words of `block` in `[start, end)` xored with `fill`, or-ed together (zero: all equal to it).
+  @inline(__always)
+  static func wordsDiffer(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int, _ fill: UInt) -> UInt {
+    var difference: UInt = 0
+    var offset = start
+    while offset < end {
+      difference |= block.load(fromByteOffset: offset, as: UInt.self) ^ fill
+      offset &+= 8
+    }
+    return difference
+  }
+
+  /// `fill` for a large block being freed: fills its edges (from byte 24), zeroes its last word, makes its
+  /// middle inaccessible when it can, and records which in the flag word at byte 16: the fill word when the
+  /// middle stays accessible, its complement when it does not.
+  @inline(never)
+  static func fillLarge(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let fill = fillWord
+    let edge = largeEdgeByteCount
+    fillWords(block, from: 24, to: edge, fill)
+    fillWords(block, from: blockByteCount &- edge, to: blockByteCount &- 8, fill)
+    block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
+    let hidden = protectMiddle(block, blockByteCount: blockByteCount)
+    block.storeBytes(of: hidden ? ~fill : fill, toByteOffset: 16, as: UInt.self)
+  }
+
+  /// Makes the middle of a freed large block inaccessible; false when the limit is reached,
+  /// the block is not page-aligned, or the kernel refuses (out of mappings, or huge-page backing).
+  static func protectMiddle(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
+    let edge = largeEdgeByteCount
+    if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
+    if UInt(bitPattern: block) & UInt(edge &- 1) != 0 || blockByteCount <= 2 &* edge { return false }
+    let middle = block + edge
+    let byteCount = blockByteCount &- 2 &* edge
+    if !enableFaultReports() { return false }
+    if !OSMemory.protect(middle, byteCount: byteCount, accessible: false) {
+      // A refusal changes nothing; made accessible again all the same, should part of it have changed.
+      _ = OSMemory.protect(middle, byteCount: byteCount, accessible: true)
+      return false
+    }
+    protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
+    largeSegment(block).pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
+    return true
+  }
+
+  /// `takeFromList` for a large block: a block carved and never handed out passes; a freed one must have
+  /// its marker, its flag word, its filled edges and its zero last word, and gets its middle back.
+  @inline(never)
+  static func takeLargeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let marked = block.load(fromByteOffset: 8, as: UInt.self) ^ freedMarker(block)
+    if marked != 2 {
+      let fill = fillWord
+      let edge = largeEdgeByteCount
+      let flag = block.load(fromByteOffset: 16, as: UInt.self)
+      let differs = wordsDiffer(block, from: 24, to: edge, fill)
+        | wordsDiffer(block, from: blockByteCount &- edge, to: blockByteCount &- 8, fill)
+        | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+      if marked != 0 || (flag != fill && flag != ~fill) || differs != 0 {
+        fillBroken(block, blockByteCount: blockByteCount)
+      }
+      if flag == ~fill { unprotectMiddle(block, blockByteCount: blockByteCount) }
+    }
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+  }
+
+  /// Makes the middle of a freed large block accessible again.
+  static func unprotectMiddle(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    let edge = largeEdgeByteCount
+    // Joins three mappings into one: the kernel needs no new mapping for it.
+    if !OSMemory.protect(block + edge, byteCount: blockByteCount &- 2 &* edge, accessible: true) {
+      ErrorWriter.withWriter { writer in
+        writer.text("swalloc: malloc(): the kernel refused to make freed block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" accessible again (mprotect); aborting (SWALLOC_SECURE=full)\n")
+      }
+      swalloc_abort()
+    }
+    protectedBlockTotal.wrappingAdd(-1, ordering: .relaxed)
+    largeSegment(block).pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
+  }
+
+  /// A large segment leaves its heap (every block free, or its user heap destroyed): the middles of its
+  /// freed blocks become accessible again, with one call over its whole page, before any other use of the
+  /// memory.
+  static func unprotectSegment(_ segment: UnsafeMutablePointer<Segment>) {
+    let count = segment.pointee.protectedBlockCount.exchange(0, ordering: .relaxed)
+    if count == 0 { return }
+    let area = segment.pageArea(at: 0)
+    _ = OSMemory.protect(area.start, byteCount: area.byteCount, accessible: true)
+    protectedBlockTotal.wrappingAdd(-count, ordering: .relaxed)
+  }
+
+  /// Installs the fault handler that reports accesses to freed blocks made inaccessible (once; the flag
+  /// tells it to look). False when it cannot be installed.
+  static func enableFaultReports() -> Bool {
+    if swalloc_freed_large_faults_enabled() != 0 { return true }
+    if swalloc_guarded_install_handler() != 0 { return false }
+    swalloc_freed_large_faults_enable()
+    return true
+  }
+
+  // MARK: huge blocks in the span cache
+
+  /// `HugeSpan.free` at SWALLOC_SECURE=full: the freed huge block (its room, up to the trailing guard) is
+  /// inaccessible while its span waits in the span cache, until `restoreCachedSpan` (a read after a
+  /// `realloc` that moved the block faults too). The span's mappings do not grow in number: the block joins
+  /// its trailing guard. Spans of explicit huge pages are left alone (mprotect works on whole huge pages).
+  static func protectFreedSpan(_ span: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer,
+                               byteCount: Int) {
+    let backing = span.pointee.backing
+    if backing != .normal && backing != .locked { return }
+    let pageMask = OSMemory.pageByteCount &- 1
+    if UInt(bitPattern: block) & UInt(pageMask) != 0 || byteCount & pageMask != 0 || byteCount <= 0 { return }
+    if !enableFaultReports() { return }
+    if OSMemory.protect(block, byteCount: byteCount, accessible: false) {
+      span.pointee.protectedBlockCount.store(1, ordering: .relaxed)
+    } else {
+      _ = OSMemory.protect(block, byteCount: byteCount, accessible: true)
+    }
+  }
+
+  /// A span leaves the span cache for a new use: its freed huge block, and a tail that a shrink cut off,
+  /// become accessible again, up to the trailing guard on the mapping's last 4 KiB. False when the kernel
+  /// refuses (splitting the block from its guard takes one more mapping): the caller releases the span
+  /// instead of using it.
+  static func restoreCachedSpan(_ span: UnsafeMutablePointer<Segment>) -> Bool {
+    if span.pointee.protectedBlockCount.load(ordering: .relaxed) == 0 { return true }
+    guard let start = span.page(at: 0).pointee.start else { return false }
+    let guardOffset = span.pointee.mappingByteCount &- guardByteCount
+    guard OSMemory.protect(start, byteCount: span.address + guardOffset - start, accessible: true) else {
+      return false
+    }
+    span.pointee.trailingGuardOffset = guardOffset
+    span.pointee.protectedBlockCount.store(0, ordering: .relaxed)
+    return true
+  }
+
+  /// `realloc` shrinking a huge block in place at SWALLOC_SECURE=full: the room beyond the new size (in
+  /// whole OS pages) becomes inaccessible, the start of a longer trailing guard, and the block's usable size
+  /// ends there (hardened_malloc's read_after_realloc_shrink_large: a read past the new end faults). The
+  /// mappings do not grow in number: the tail joins the guard. `restoreCachedSpan` lifts it with the block.
+  static func shrinkHugeBlock(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, byteCount: Int) {
+    let span = page.segment
+    let backing = span.pointee.backing
+    if backing != .normal && backing != .locked { return }
+    let pageMask = OSMemory.pageByteCount &- 1
+    let room = page.pointee.blockByteCount
+    let kept = (byteCount &+ pageMask) & ~pageMask
+    if kept >= room || UInt(bitPattern: block) & UInt(pageMask) != 0 || !enableFaultReports() { return }
+    if !OSMemory.protect(block + kept, byteCount: room &- kept, accessible: false) {
+      _ = OSMemory.protect(block + kept, byteCount: room &- kept, accessible: true)
+      return
+    }
+    span.pointee.trailingGuardOffset = block + kept - span.address
+    // Nonzero: the span has memory to make accessible again before its next use.
+    span.pointee.protectedBlockCount.store(2, ordering: .relaxed)
+    page.pointee.blockByteCount = kept
+    Statistics.hugeLiveByteCount.wrappingAdd(kept &- room, ordering: .relaxed)
+    Statistics.pageBytesInUse(adding: kept &- room)
+  }
+
+  /// Whether `page` (whose free list is empty) should carve a block rather than take its freed ones: at
+  /// SWALLOC_SECURE=full, a large page with blocks left to carve.
+  @inline(__always)
+  static func defersReuse(_ page: UnsafeMutablePointer<Page>) -> Bool {
+    Options.secureFull && page.pointee.blockByteCount > wholeFillMaxByteCount
+      && page.pointee.capacity < page.pointee.reserved
+  }
+}
+
+/// The SIGSEGV/SIGBUS handler's second question (CShim/guarded.c): is `address` in the inaccessible middle of
+/// a freed large block, or in a freed huge block in the span cache? If so, the report (the access then faults again and the process dies of it).
+@_cdecl("swalloc_core_freed_large_fault")
+func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) -> Int32 {
+  guard let segment = SegmentMap.segment(of: address) else { return 0 }
+  let page = segment.page(at: 0)
+  guard let start = page.pointee.start else { return 0 }
+  let blockByteCount = page.pointee.blockByteCount
+  let offset = address &- UInt(bitPattern: start)
+  let block: UnsafeMutableRawPointer
+  if segment.pointee.kind == .huge {
+    guard segment.pointee.protectedBlockCount.load(ordering: .relaxed) != 0 else { return 0 }
+    if page.pointee.state == .huge && offset >= UInt(bitPattern: blockByteCount)
+      && address < UInt(bitPattern: segment.address) &+ UInt(bitPattern: segment.pointee.mappingByteCount)
+    {
+      // Past a live huge block that a realloc shrank: in the tail it cut off.
+      ErrorWriter.withWriter { writer in
+        writer.text("swalloc: heap-buffer-overflow: ")
+        writeAccess(&writer, address, access)
+        writer.text(", ")
+        writer.decimal(Int(bitPattern: offset) &- blockByteCount)
+        writer.text(" bytes after the end of the ")
+        writer.decimal(blockByteCount)
+        writer.text("-byte block at ")
+        writer.hexadecimal(UInt(bitPattern: start))
+        writer.text(" (SWALLOC_SECURE=full makes the tail a realloc cut off inaccessible)\n")
+        writeFrame(&writer, pc)
+      }
+      return 1
+    }
+    // A freed huge block in the span cache.
+    guard page.pointee.state == .free, offset < UInt(bitPattern: blockByteCount) else { return 0 }
+    block = start
+  } else {
+    guard segment.pointee.kind == .large, page.pointee.state == .inUse else { return 0 }
+    let index = offset / UInt(bitPattern: blockByteCount)
+    if index >= UInt(truncatingIfNeeded: page.pointee.capacity) { return 0 }
+    block = start + Int(bitPattern: index) &* blockByteCount
+    let inside = Int(bitPattern: address &- UInt(bitPattern: block))
+    let edge = Secure.largeEdgeByteCount
+    // Freed, its middle inaccessible, the address in the middle: the first page of the block is readable.
+    guard inside >= edge && inside < blockByteCount &- edge,
+      block.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(block),
+      block.load(fromByteOffset: 16, as: UInt.self) == ~Secure.fillWord
+    else { return 0 }
+  }
+  let inside = Int(bitPattern: address &- UInt(bitPattern: block))
+  ErrorWriter.withWriter { writer in
+    writer.text("swalloc: heap-use-after-free: ")
+    writeAccess(&writer, address, access)
+    writer.text(", ")
+    writer.decimal(inside)
+    writer.text(" bytes inside the freed ")
+    writer.decimal(blockByteCount)
+    writer.text("-byte block at ")
+    writer.hexadecimal(UInt(bitPattern: block))
+    writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible, but for a large block's")
+    writer.text(" first and last 4 KiB)\n")
+    writeFrame(&writer, pc)
+  }
+  return 1
+}
+
+/// "read of 1 byte at 0x...", as guarded sampling's reports say it.
+private func writeAccess(_ writer: inout ErrorWriter, _ address: UInt, _ access: Int32) {
+  let size = Int(access >> 4)
+  writer.text(access & 3 == 2 ? "write" : access & 3 == 1 ? "read" : "access")
+  if size > 0 {
+    writer.text(" of ")
+    writer.decimal(size)
+    writer.text(size == 1 ? " byte" : " bytes")
+  }
+  writer.text(" at ")
+  writer.hexadecimal(address)
+}
+
+/// The faulting instruction's line of a report, symbolized.
+private func writeFrame(_ writer: inout ErrorWriter, _ pc: UInt) {
+  if pc == 0 { return }
+  writer.text("  at:                     ")
+  GuardedReport.frame(&writer, 0, pc)
+  writer.text("\n")
+}
