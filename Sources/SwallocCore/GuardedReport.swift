@@ -80,6 +80,20 @@ enum GuardedReport {
     return slot.pointee.block &+ UInt(slot.pointee.byteCount)
   }
 
+  /// "write of 8 bytes at 0x...": the access the fault handler decoded (CShim/AccessSize.c: access | size << 4;
+  /// no size when the instruction was not decoded). SWALLOC_SECURE=full's freed large blocks report it too.
+  static func writeAccess(_ writer: inout ErrorWriter, _ address: UInt, _ access: Int32) {
+    let size = Int(access >> 4)
+    writer.text(access & 3 == 2 ? "write" : access & 3 == 1 ? "read" : "access")
+    if size > 0 {
+      writer.text(" of ")
+      writer.decimal(size)
+      writer.text(size == 1 ? " byte" : " bytes")
+    }
+    writer.text(" at ")
+    writer.hexadecimal(address)
+  }
+
   /// The report:
   ///
   ///     swalloc: heap-use-after-free: write at 0x7f12a4c03ff0, 16 bytes inside a 40-byte block at 0x7f12a4c03fe0
@@ -101,15 +115,7 @@ enum GuardedReport {
         writer.hexadecimal(address)
         writer.text(")")
       } else {
-        let size = Int(access >> 4)
-        writer.text(access & 3 == 2 ? "write" : access & 3 == 1 ? "read" : "access")
-        if size > 0 {
-          writer.text(" of ")
-          writer.decimal(size)
-          writer.text(size == 1 ? " byte" : " bytes")
-        }
-        writer.text(" at ")
-        writer.hexadecimal(address)
+        writeAccess(&writer, address, access)
       }
       if index >= 0, let records = Guarded.records {
         let slot = Guarded.record(records, index)

@@ -227,7 +227,7 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
       // Past a live huge block that a realloc shrank: in the tail it cut off.
       ErrorWriter.withWriter { writer in
         writer.text("swalloc: heap-buffer-overflow: ")
-        writeAccess(&writer, address, access)
+        GuardedReport.writeAccess(&writer, address, access)
         writer.text(", ")
         writer.decimal(Int(bitPattern: offset) &- blockByteCount)
         writer.text(" bytes after the end of the ")
@@ -258,7 +258,7 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
   let inside = Int(bitPattern: address &- UInt(bitPattern: block))
   ErrorWriter.withWriter { writer in
     writer.text("swalloc: heap-use-after-free: ")
-    writeAccess(&writer, address, access)
+    GuardedReport.writeAccess(&writer, address, access)
     writer.text(", ")
     writer.decimal(inside)
     writer.text(" bytes inside the freed ")
@@ -270,19 +270,6 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     writeFrame(&writer, pc)
   }
   return 1
-}
-
-/// "read of 1 byte at 0x...", as guarded sampling's reports say it.
-private func writeAccess(_ writer: inout ErrorWriter, _ address: UInt, _ access: Int32) {
-  let size = Int(access >> 4)
-  writer.text(access & 3 == 2 ? "write" : access & 3 == 1 ? "read" : "access")
-  if size > 0 {
-    writer.text(" of ")
-    writer.decimal(size)
-    writer.text(size == 1 ? " byte" : " bytes")
-  }
-  writer.text(" at ")
-  writer.hexadecimal(address)
 }
 
 /// The faulting instruction's line of a report, symbolized.
