@@ -149,8 +149,7 @@ extension Secure {
     if blockByteCount > wholeFillMaxByteCount { return fillLarge(block, blockByteCount: blockByteCount) }
     let fill = fillWord
     if blockByteCount > inlineFillMaxByteCount {
-      // The fill word is one byte repeated: libc's memset (32 or 64 bytes a step where the CPU has them).
-      memset(block + 16, Int32(truncatingIfNeeded: fill & 0xFF), blockByteCount &- 24)
+      fillRange(block, from: 16, to: blockByteCount &- 8)
       block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
       return
     }
@@ -164,6 +163,21 @@ extension Secure {
     }
     block.storeBytes(of: fill, toByteOffset: end, as: UInt.self)
     block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
+  }
+
+  /// Stores the fill in `block`'s bytes `[start, end)` (multiples of 8, at least one word) with libc's
+  /// memset (the fill word is one byte repeated; 32 or 64 bytes a step where the CPU has them): the fill of
+  /// blocks above `inlineFillMaxByteCount`, and of a large block's edges.
+  static func fillRange(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int) {
+    memset(block + start, Int32(truncatingIfNeeded: fillWord & 0xFF), end &- start)
+  }
+
+  /// Zero when `block`'s bytes `[start, end)` (as `fillRange`'s) all hold the fill: they do when the first
+  /// word does and every byte equals the byte 8 after it, one memcmp of the range against itself shifted by
+  /// a word.
+  static func rangeDifference(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int) -> UInt {
+    let difference = block.load(fromByteOffset: start, as: UInt.self) ^ fillWord
+    return memcmp(block + start, block + (start &+ 8), end &- start &- 8) != 0 ? difference | 1 : difference
   }
 
   /// A block leaves its page's free list (malloc): a freed block's fill must be intact, and its marker is
@@ -193,11 +207,7 @@ extension Secure {
     let fill = fillWord
     var difference = block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
     if blockByteCount > inlineFillMaxByteCount {
-      // Bytes 16 to `blockByteCount - 8` all hold the fill when the first word does and every byte equals
-      // the byte 8 after it: one memcmp of the range against itself shifted by a word.
-      difference |= block.load(fromByteOffset: 16, as: UInt.self) ^ fill
-      if memcmp(block + 16, block + 24, blockByteCount &- 32) != 0 { difference |= 1 }
-      return difference
+      return difference | rangeDifference(block, from: 16, to: blockByteCount &- 8)
     }
     // An or-reduction without an early exit, 16 bytes a step up to the last 16 (blocks are multiples of 16
     // bytes), then the word before the last.

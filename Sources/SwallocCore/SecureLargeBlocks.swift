@@ -29,28 +29,6 @@ extension Secure {
     UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: block) & ~Segment.mask).unsafelyUnwrapped
   }
 
-  /// Stores `fill` in every word of `block` in `[start, end)` (multiples of 8).
-  @inline(__always)
-  static func fillWords(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int, _ fill: UInt) {
-    var offset = start
-    while offset < end {
-      block.storeBytes(of: fill, toByteOffset: offset, as: UInt.self)
-      offset &+= 8
-    }
-  }
-
-  /// The words of `block` in `[start, end)` xored with `fill`, or-ed together (zero: all equal to it).
-  @inline(__always)
-  static func wordsDiffer(_ block: UnsafeMutableRawPointer, from start: Int, to end: Int, _ fill: UInt) -> UInt {
-    var difference: UInt = 0
-    var offset = start
-    while offset < end {
-      difference |= block.load(fromByteOffset: offset, as: UInt.self) ^ fill
-      offset &+= 8
-    }
-    return difference
-  }
-
   /// `fill` for a large block being freed: fills its edges (from byte 24), zeroes its last word, makes its
   /// middle inaccessible when it can, and records which in the flag word at byte 16: the fill word when the
   /// middle stays accessible, its complement when it does not.
@@ -58,8 +36,8 @@ extension Secure {
   static func fillLarge(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     let fill = fillWord
     let edge = largeEdgeByteCount
-    fillWords(block, from: 24, to: edge, fill)
-    fillWords(block, from: blockByteCount &- edge, to: blockByteCount &- 8, fill)
+    fillRange(block, from: 24, to: edge)
+    fillRange(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
     block.storeBytes(of: 0, toByteOffset: blockByteCount &- 8, as: UInt.self)
     let hidden = protectMiddle(block, blockByteCount: blockByteCount)
     block.storeBytes(of: hidden ? ~fill : fill, toByteOffset: 16, as: UInt.self)
@@ -93,8 +71,8 @@ extension Secure {
       let fill = fillWord
       let edge = largeEdgeByteCount
       let flag = block.load(fromByteOffset: 16, as: UInt.self)
-      let differs = wordsDiffer(block, from: 24, to: edge, fill)
-        | wordsDiffer(block, from: blockByteCount &- edge, to: blockByteCount &- 8, fill)
+      let differs = rangeDifference(block, from: 24, to: edge)
+        | rangeDifference(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
         | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
       if marked != 0 || (flag != fill && flag != ~fill) || differs != 0 {
         fillBroken(block, blockByteCount: blockByteCount)
