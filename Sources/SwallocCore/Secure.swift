@@ -235,21 +235,13 @@ enum Secure {
           }
           // A marker or fill that differs: the slow path pops the block again and reports the write.
           if isValidLink(next, page) && fillIntact(block, blockByteCount: blockByteCount) {
-            page.pointee.free = next
-            if blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
-            seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
-            page.pointee.used &+= 1
-            heap.state.pointee.mallocCount &+= 1
-            return block
+            return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: blockByteCount,
+                           full: true)
           }
           if !isValidLink(next, page) { corrupted = block }
         } else {
           if isValidLink(next, page) {
-            page.pointee.free = next
-            block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-            page.pointee.used &+= 1
-            heap.state.pointee.mallocCount &+= 1
-            return block
+            return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: 0, full: false)
           }
           corrupted = block
         }
@@ -267,14 +259,26 @@ enum Secure {
     let blockByteCount = page.pointee.blockByteCount
     let valid = isValidLink(next, page)
     if valid && fillIntact(block, blockByteCount: blockByteCount) {
-      page.pointee.free = next
-      block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
-      seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
-      page.pointee.used &+= 1
-      heap.state.pointee.mallocCount &+= 1
-      return block
+      return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: blockByteCount,
+                     full: true)
     }
     return mallocSlow(heap, byteCount, corrupted: valid ? nil : block)
+  }
+
+  /// Hands out `block`, the head of `page.free` whose checks passed: `next` becomes the head, the freed
+  /// marker is cleared (full: the block sealed for `byteCount`; in 16-byte blocks the seal's trailer replaces
+  /// the marker), and the counts follow. The three fast paths' one copy (a literal `full` at each).
+  @inline(__always)
+  static func handOut(_ heap: Heap, _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer,
+                      next: UnsafeMutableRawPointer?, byteCount: Int, blockByteCount: Int, full: Bool)
+    -> UnsafeMutableRawPointer
+  {
+    page.pointee.free = next
+    if !full || blockByteCount > 16 { block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self) }
+    if full { seal(block, byteCount: byteCount, blockByteCount: blockByteCount) }
+    page.pointee.used &+= 1
+    heap.state.pointee.mallocCount &+= 1
+    return block
   }
 
   /// Everything secure malloc's fast path does not finish; `corrupted` is a block whose link failed its check.
@@ -318,11 +322,7 @@ enum Secure {
             checkSeal(block, blockByteCount: blockByteCount)
             fill(block, blockByteCount: blockByteCount)
           }
-          block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
-          setNext(block, page.pointee.localFree, key: key)
-          page.pointee.localFree = block
-          page.pointee.used &-= 1
-          if page.pointee.used != 0 { return }
+          if !pushFreed(block, marker: marker, page) { return }
           // Pushed, and the page is now empty: the low bit tells `freeSlow` to retire it.
           slot |= 1
         }
@@ -343,14 +343,21 @@ enum Secure {
     if block == page.pointee.start || previousLooksIntact(block, blockByteCount: blockByteCount) {
       checkSeal(block, blockByteCount: blockByteCount)
       fill(block, blockByteCount: blockByteCount)
-      block.storeBytes(of: freedMarker(block), toByteOffset: 8, as: UInt.self)
-      setNext(block, page.pointee.localFree)
-      page.pointee.localFree = block
-      page.pointee.used &-= 1
-      if page.pointee.used != 0 { return }
+      if !pushFreed(block, marker: freedMarker(block), page) { return }
       slot |= 1
     }
     freeSlow(block, slot)
+  }
+
+  /// Pushes `block`, checked (and at full filled), on `page.localFree` with its freed `marker`; true when
+  /// the page is now empty. Both free fast paths' one copy.
+  @inline(__always)
+  static func pushFreed(_ block: UnsafeMutableRawPointer, marker: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
+    block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
+    setNext(block, page.pointee.localFree, key: key)
+    page.pointee.localFree = block
+    page.pointee.used &-= 1
+    return page.pointee.used == 0
   }
 
   /// Whether `address`, an address in the slices of `page` (a page in use, not huge), is the start of one of
