@@ -469,29 +469,44 @@ static uint64_t compute_rule_from(uintptr_t pc, tables *view) {
 /// Rules by code address: 4096 entries of (address, rule), open addressing with a short probe. Written by any
 /// thread: an entry's address is cleared, its rule stored, then its address; a reader checks the address on
 /// both sides of the rule's load, so a torn entry is a miss.
-enum { cache_bits = 12, cache_size = 1 << cache_bits, cache_probe = 4 };
+///
+/// Until 128 rules are cached the table is used at 8 bits (its first 256 entries: one page), then at 12: a
+/// hash over the whole table touches a page for each of its first rules (4 to 16 pages of a process that
+/// samples a few stacks). A rule cached at 8 bits is still found after the switch (a miss looks at its 8-bit
+/// home too) and moves to its 12-bit home.
+enum { cache_bits = 12, cache_size = 1 << cache_bits, cache_probe = 4, small_cache_bits = 8,
+       small_cache_limit = 1 << (small_cache_bits - 1) };
 static struct {
   uintptr_t address;
   uint64_t rule;
 } rule_cache[cache_size];
+/// The bits the table is hashed with now (small_cache_bits, then cache_bits), and the rules cached at 8 bits.
+static unsigned rule_cache_bits = small_cache_bits;
+static unsigned rule_cache_count;
 
-static size_t cache_slot(uintptr_t pc) { return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> (64 - cache_bits)); }
+static size_t cache_slot(uintptr_t pc, unsigned bits) {
+  return (size_t)((pc * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
 
-static uint64_t rule_for(uintptr_t pc) {
-  size_t slot = cache_slot(pc);
+/// The cached rule of `pc` in its home probe at `bits`, or 0.
+static uint64_t cached_rule(uintptr_t pc, unsigned bits) {
+  size_t slot = cache_slot(pc, bits);
   for (int probe = 0; probe < cache_probe; probe++) {
-    size_t index = (slot + (size_t)probe) & (cache_size - 1);
+    size_t index = (slot + (size_t)probe) & ((1u << bits) - 1);
     if (__atomic_load_n(&rule_cache[index].address, __ATOMIC_ACQUIRE) == pc) {
       uint64_t rule = __atomic_load_n(&rule_cache[index].rule, __ATOMIC_ACQUIRE);
       if (__atomic_load_n(&rule_cache[index].address, __ATOMIC_RELAXED) == pc) return rule;
     }
   }
-  uint64_t rule = compute_rule(pc);
-  if (rule == 0) return 0;
+  return 0;
+}
+
+static void cache_rule(uintptr_t pc, uint64_t rule, unsigned bits) {
   // First empty slot of the probe, else the home slot.
+  size_t slot = cache_slot(pc, bits);
   size_t index = slot;
   for (int probe = 0; probe < cache_probe; probe++) {
-    size_t candidate = (slot + (size_t)probe) & (cache_size - 1);
+    size_t candidate = (slot + (size_t)probe) & ((1u << bits) - 1);
     if (__atomic_load_n(&rule_cache[candidate].address, __ATOMIC_RELAXED) == 0) {
       index = candidate;
       break;
@@ -500,6 +515,22 @@ static uint64_t rule_for(uintptr_t pc) {
   __atomic_store_n(&rule_cache[index].address, 0, __ATOMIC_RELAXED);
   __atomic_store_n(&rule_cache[index].rule, rule, __ATOMIC_RELEASE);
   __atomic_store_n(&rule_cache[index].address, pc, __ATOMIC_RELEASE);
+}
+
+static uint64_t rule_for(uintptr_t pc) {
+  unsigned bits = __atomic_load_n(&rule_cache_bits, __ATOMIC_RELAXED);
+  uint64_t rule = cached_rule(pc, bits);
+  if (rule != 0) return rule;
+  if (bits != small_cache_bits) rule = cached_rule(pc, small_cache_bits);
+  if (rule == 0) {
+    rule = compute_rule(pc);
+    if (rule == 0) return 0;
+    if (bits == small_cache_bits &&
+        __atomic_add_fetch(&rule_cache_count, 1, __ATOMIC_RELAXED) >= small_cache_limit) {
+      __atomic_store_n(&rule_cache_bits, cache_bits, __ATOMIC_RELAXED);
+    }
+  }
+  cache_rule(pc, rule, bits);
   return rule;
 }
 

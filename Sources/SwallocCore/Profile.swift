@@ -34,6 +34,13 @@ enum Profile {
   static let stackCapacity = 16384
   /// Slots of the open-addressing index over the stacks (a power of two, load factor at most one half).
   static let indexCapacity = 32768
+  /// Until `smallIndexCapacity / 2` stacks are kept, the index is its first `smallIndexCapacity` slots (one
+  /// page): hashed over all of it, a process's first stacks touched a page each (up to 32). Then it is used
+  /// whole; a stack inserted before is still found (a lookup that misses looks in the small index too). Two
+  /// threads inserting one stack across the switch may give it two entries: the profile then has two samples
+  /// with the same frames, which pprof adds up.
+  static let smallIndexCapacity = 1024
+  static let indexMask = Atomic<Int>(smallIndexCapacity - 1)
   /// An entry: its counters, then its frames (8 bytes each, as many as the stack has: a stack of 19 frames,
   /// gcc's average, takes 200 bytes, not the 560 of room for 64).
   static let hashOffset = 0
@@ -153,14 +160,22 @@ enum Profile {
   /// Lock-free: two threads inserting the same stack agree on the entry whose compare-and-swap won the slot.
   static func findOrInsertStack(_ frames: UnsafePointer<UInt>, _ count: Int) -> Int {
     let hash = hash(frames, count)
-    var slot = Int(bitPattern: hash) & (indexCapacity - 1)
+    let mask = indexMask.load(ordering: .relaxed)
+    var slot = Int(bitPattern: hash) & mask
     var fresh = 0
-    for _ in 0..<indexCapacity {
+    var lookedInSmallIndex = mask == smallIndexCapacity - 1
+    for _ in 0...mask {
       var word = indexSlot(slot).pointee.load(ordering: .acquiring)
       if word == 0 {
+        if !lookedInSmallIndex {
+          lookedInSmallIndex = true
+          let found = findStack(frames, count, hash: hash, mask: smallIndexCapacity - 1)
+          if found != 0 { return found }
+        }
         if fresh == 0 {
           fresh = stackCount.wrappingAdd(1, ordering: .relaxed).oldValue
           if fresh >= stackCapacity { return 0 }
+          if fresh >= smallIndexCapacity / 2 { indexMask.store(indexCapacity - 1, ordering: .relaxed) }
           let offset = entriesUsed.wrappingAdd(framesOffset &+ count &* 8, ordering: .relaxed).oldValue
           if offset &+ framesOffset &+ count &* 8 > entriesByteCount { return 0 }
           let entry = tables + entriesOffset + offset
@@ -174,19 +189,33 @@ enum Profile {
         if published { return fresh }
         word = original
       }
-      let entry = stack(Int(word))
-      if entry.load(fromByteOffset: hashOffset, as: UInt.self) == hash && depth(entry) == count {
-        var same = true
-        for index in 0..<count where frameAddresses(entry)[index] != frames[index] {
-          same = false
-          break
-        }
+      if isStack(Int(word), frames, count, hash: hash) {
         // `fresh`, if filled, stays unused: a thread that lost the race for this stack.
-        if same { return Int(word) }
+        return Int(word)
       }
-      slot = (slot &+ 1) & (indexCapacity - 1)
+      slot = (slot &+ 1) & mask
     }
     return 0
+  }
+
+  /// The entry number of the stack `frames[0 ..< count]` in the index's slots `0 ... mask`, or 0.
+  static func findStack(_ frames: UnsafePointer<UInt>, _ count: Int, hash: UInt, mask: Int) -> Int {
+    var slot = Int(bitPattern: hash) & mask
+    for _ in 0...mask {
+      let word = indexSlot(slot).pointee.load(ordering: .acquiring)
+      if word == 0 { return 0 }
+      if isStack(Int(word), frames, count, hash: hash) { return Int(word) }
+      slot = (slot &+ 1) & mask
+    }
+    return 0
+  }
+
+  /// Whether entry `number` holds the stack `frames[0 ..< count]` (whose hash is `hash`).
+  static func isStack(_ number: Int, _ frames: UnsafePointer<UInt>, _ count: Int, hash: UInt) -> Bool {
+    let entry = stack(number)
+    if entry.load(fromByteOffset: hashOffset, as: UInt.self) != hash || depth(entry) != count { return false }
+    for index in 0..<count where frameAddresses(entry)[index] != frames[index] { return false }
+    return true
   }
 
   // MARK: samples

@@ -9,7 +9,9 @@
 // 512 KiB): 576 MiB of address space, reserved without backing;
 // only slots in use are ever touched, so a live sample costs about its own size in memory (a huge span cost
 // 16 KiB of header and page). Each slot's record (stack, weights, requested size, state) lives in a separate
-// mapping. Free slots of an area form a lock-free stack (index and tag in one word); never-used slots are
+// mapping. The first `sharedCount` slots of each area up to 4 KiB, and their records, share pages with the other
+// areas' (rows after the areas, and the records mapping's first page): a program that samples a few blocks of
+// many sizes touches two or three pages where it touched two per size (one slot page, one record page). Free slots of an area form a lock-free stack (index and tag in one word); never-used slots are
 // taken in order first. Nothing locks: samples may be taken in signal handlers and forked children.
 import CShim
 import Synchronization
@@ -29,7 +31,18 @@ enum SampleSlots {
   static let unitByteCount = slotsPerArea << smallestShift
   static let smallByteCount = ((1 << smallAreaCount) - 1) * unitByteCount
   static let largeAreaShift = 26
-  static let regionByteCount = smallByteCount + (areaCount - smallAreaCount) << largeAreaShift
+  /// Where the large areas start: the small areas' end rounded up to the largest slot, so that every large
+  /// slot is aligned to its size (511 units left the 512 KiB slots 256 KiB off; found by SampleSlotsTests).
+  static let largeAreasOffset = (smallByteCount + (1 << largestShift) - 1) & ~((1 << largestShift) - 1)
+  static let areasByteCount = largeAreasOffset + (areaCount - smallAreaCount) << largeAreaShift
+  /// Slots 0 ..< sharedCount of each area share pages with the other areas' (`sharedRowByteCount`-byte rows
+  /// after the areas for the slots of the small areas; the records' first page for every area's records).
+  static let sharedCount = 4
+  /// A shared row: slot `i` of every small area, the largest first (each slot aligned to its size): 4 KiB,
+  /// 2 KiB, ..., 16 B, and 16 bytes that are no slot. Area `a`'s slot starts `2 * (16 << a)` bytes before the
+  /// row's end.
+  static let sharedRowShift = largestSmallShift + 1
+  static let regionByteCount = areasByteCount + sharedCount << sharedRowShift
   static let totalSlotCount = firstSlot(areaCount)
   /// Freed slots of at least 2^purgedShift bytes are purged once they have stayed free for the purge delay.
   static let purgedShift = 14
@@ -42,20 +55,19 @@ enum SampleSlots {
     area < smallAreaCount ? slotsPerArea : slotsPerArea &>> (area &- smallAreaCount &+ 1)
   }
 
-  /// The global number of `area`'s first slot (records and links are indexed by it).
+  static let slotsPerAreaShift = 14
+
+  /// The global number of `area`'s first slot (records and links are indexed by it): slot `i` of `area` is
+  /// number `area << 14 | i` (the large areas, with fewer slots, leave numbers unused).
   @inline(__always)
-  static func firstSlot(_ area: Int) -> Int {
-    if area <= smallAreaCount { return area &* slotsPerArea }
-    let large = area &- smallAreaCount
-    return smallAreaCount &* slotsPerArea &+ slotsPerArea &- (slotsPerArea &>> large)
-  }
+  static func firstSlot(_ area: Int) -> Int { area &<< slotsPerAreaShift }
 
   /// Where `area` starts in the region.
   @inline(__always)
   static func areaStart(_ area: Int) -> Int {
     area < smallAreaCount
       ? ((1 &<< area) &- 1) &* unitByteCount
-      : smallByteCount &+ (area &- smallAreaCount) &<< largeAreaShift
+      : largeAreasOffset &+ (area &- smallAreaCount) &<< largeAreaShift
   }
 
   /// Per slot: state (0 free, 1 live), stack number, weight in bytes, weight in objects, requested size, the
@@ -76,6 +88,10 @@ enum SampleSlots {
   /// index + 1 in the low 32 bits, a tag against ABA in the high bits); then, per area, the head of its stack
   /// of dirty slots (freed, not purged yet). The stacks' links are in the records.
   static let countersByteCount = 512
+  /// After the counters, on the same page, the records of each area's first `sharedCount` slots; then the
+  /// records of all slots by number, on pages of their own (the shared slots' places there unused).
+  static let sharedRecordsByteCount = areaCount * sharedCount * recordStride
+  static let recordsByteCount = countersByteCount + sharedRecordsByteCount + totalSlotCount * recordStride
 
   @inline(__always)
   static func unused(_ area: Int) -> UnsafeMutablePointer<Atomic<Int>> {
@@ -115,13 +131,12 @@ enum SampleSlots {
     if state != 0 || !regionState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged {
       return nil
     }
-    let slotCount = totalSlotCount
     // The region starts at a multiple of the largest slot: slots are aligned to their size from its start, and
     // an aligned request (aligned_alloc(32768, 64)) takes a slot of its alignment. (mmap aligns only to a page:
     // the fuzzer found a 32 KiB-aligned request in a slot 24 KiB off.)
     let largestSlot = 1 << largestShift
     guard let reserved = OSMemory.reserve(byteCount: regionByteCount + largestSlot),
-      let counters = OSMemory.reserve(byteCount: countersByteCount + slotCount * recordStride)
+      let counters = OSMemory.reserve(byteCount: recordsByteCount)
     else {
       regionState.store(3, ordering: .releasing)
       return nil
@@ -143,10 +158,20 @@ enum SampleSlots {
     return shift - smallestShift
   }
 
+  /// The record of slot number `slot`.
   @inline(__always)
   static func record(_ slot: Int) -> UnsafeMutableRawPointer {
-    UnsafeMutableRawPointer(bitPattern: recordsStart.load(ordering: .relaxed) &+ UInt(slot &* recordStride))
+    UnsafeMutableRawPointer(bitPattern: recordsStart.load(ordering: .relaxed) &+ UInt(recordOffset(slot)))
       .unsafelyUnwrapped
+  }
+
+  /// Where the record of slot number `slot` is, from the first record (the counters come before it).
+  @inline(__always)
+  static func recordOffset(_ slot: Int) -> Int {
+    let index = slot & (slotsPerArea &- 1)
+    return index < sharedCount
+      ? ((slot &>> slotsPerAreaShift) &* sharedCount &+ index) &* recordStride
+      : sharedRecordsByteCount &+ slot &* recordStride
   }
 
   @inline(__always)
@@ -180,19 +205,41 @@ enum SampleSlots {
   /// Where slot `index` of `area` starts, in the region at `start`.
   @inline(__always)
   static func slotAddress(_ start: UInt, _ area: Int, _ index: Int) -> UnsafeMutableRawPointer {
-    UnsafeMutableRawPointer(bitPattern: start &+ UInt(areaStart(area)) &+ UInt(index &<< (area &+ smallestShift)))
-      .unsafelyUnwrapped
+    UnsafeMutableRawPointer(bitPattern: start &+ UInt(slotOffset(area, index))).unsafelyUnwrapped
+  }
+
+  /// Where slot `index` of `area` starts, from the region's start.
+  @inline(__always)
+  static func slotOffset(_ area: Int, _ index: Int) -> Int {
+    area < smallAreaCount && index < sharedCount
+      ? areasByteCount &+ (index &+ 1) &<< sharedRowShift &- (2 &<< (area &+ smallestShift))
+      : areaStart(area) &+ index &<< (area &+ smallestShift)
   }
 
   /// The slot of `pointer` (in the region): its global number, and whether `pointer` is the slot's start.
   static func slot(of pointer: UnsafeMutableRawPointer) -> (number: Int, isStart: Bool, byteCount: Int) {
-    let offset = Int(bitPattern: UInt(bitPattern: pointer) &- regionStart.load(ordering: .relaxed))
+    slot(offset: Int(bitPattern: UInt(bitPattern: pointer) &- regionStart.load(ordering: .relaxed)))
+  }
+
+  /// The slot holding `offset` (from the region's start, inside it): its global number, whether `offset` is
+  /// its start, and its size. The 16 bytes at a shared row's end: number 0, no start.
+  static func slot(offset: Int) -> (number: Int, isStart: Bool, byteCount: Int) {
+    if offset >= areasByteCount {
+      // A shared row: slot `row` of the small area whose slot holds the offset (`toEnd` bytes before the row's
+      // end: in (s, 2s] for slots of s bytes), or the 16 bytes at its end that are no slot.
+      let row = (offset &- areasByteCount) &>> sharedRowShift
+      let toEnd = (row &+ 1) &<< sharedRowShift &- (offset &- areasByteCount)
+      if toEnd <= 1 &<< smallestShift { return (0, false, 1 &<< smallestShift) }
+      let shift = Int.bitWidth &- (toEnd &- 1).leadingZeroBitCount &- 1
+      return (firstSlot(shift &- smallestShift) &+ row, toEnd == 2 &<< shift, 1 &<< shift)
+    }
     let area: Int
+    if offset >= smallByteCount && offset < largeAreasOffset { return (0, false, 1 &<< smallestShift) }
     if offset < smallByteCount {
       let units = offset / unitByteCount &+ 1
       area = Int.bitWidth &- units.leadingZeroBitCount &- 1
     } else {
-      area = smallAreaCount &+ (offset &- smallByteCount) &>> largeAreaShift
+      area = smallAreaCount &+ (offset &- largeAreasOffset) &>> largeAreaShift
     }
     let inArea = offset &- areaStart(area)
     let shift = area &+ smallestShift
@@ -250,9 +297,8 @@ enum SampleSlots {
       return Diagnostics.doubleFree(pointer, witness: .atFree)
     }
     Profile.noteSlotFree(pointer, stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
-    var area = 0
-    while firstSlot(area &+ 1) <= number { area &+= 1 }
-    let index = number &- firstSlot(area)
+    let area = number &>> slotsPerAreaShift
+    let index = number & (slotsPerArea &- 1)
     // A slot of 16 KiB or more gives its pages back once it has stayed free for the purge delay (the heap's
     // pages follow the same rule): a freed slot reused soon costs no page faults (purging at once cost the
     // realloc workload 120 000 faults and 20 % of its time with profiling on), and one left free does not stay

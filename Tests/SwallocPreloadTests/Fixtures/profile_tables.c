@@ -4,6 +4,10 @@
 // pages of libc's read-only segment from its .eh_frame_hdr on are mapped in its page table
 // (`unwind-table-pages N`, from /proc/self/pagemap): the unwinder reads them with pread, so the count is the
 // one of a run without profiling (each page read through the mapping mapped up to 16 pages around it).
+//
+// `profile_tables sizes`: one block of each power of two from 16 B to 4 KiB, allocated and freed three times,
+// then the process's anonymous memory (`anonymous-kb N`, from /proc/self/smaps_rollup): what sampling a few
+// blocks of many sizes costs in pages (their slots, the slots' records, the stack table, the rule cache).
 #include "fixture.h"
 #include <fcntl.h>
 #include <link.h>
@@ -49,8 +53,35 @@ static int findTables(struct dl_phdr_info *info, size_t size, void *argument) {
   return 0;
 }
 
-int main(void) {
+static FIXTURE_SITE void *allocateSizes(size_t size) {
+  void *block = malloc(size);
+  if (block == NULL) fixtureFail("malloc");
+  memset(block, 1, size);
+  return block;
+}
+
+static int sizes(void) {
+  for (int round = 0; round < 3; round++) {
+    void *blocks[9];
+    for (int index = 0; index < 9; index++) blocks[index] = allocateSizes((size_t)16 << index);
+    for (int index = 0; index < 9; index++) free(blocks[index]);
+  }
+  int descriptor = open("/proc/self/smaps_rollup", O_RDONLY);
+  if (descriptor < 0) fixtureFail("/proc/self/smaps_rollup");
+  char text[4096];
+  ssize_t length = read(descriptor, text, sizeof text - 1);
+  close(descriptor);
+  if (length <= 0) fixtureFail("smaps_rollup read");
+  text[length] = 0;
+  const char *anonymous = strstr(text, "\nAnonymous:");
+  if (anonymous == NULL) fixtureFail("no Anonymous line");
+  printf("anonymous-kb %ld\n", strtol(anonymous + 11, NULL, 10));
+  return 0;
+}
+
+int main(int argc, char **argv) {
   fixtureReportSwalloc();
+  if (argc > 1 && strcmp(argv[1], "sizes") == 0) return sizes();
   pthread_t threads[2];
   for (int index = 0; index < 2; index++) {
     if (pthread_create(&threads[index], NULL, work, NULL) != 0) fixtureFail("pthread_create");
