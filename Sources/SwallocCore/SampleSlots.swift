@@ -186,9 +186,19 @@ enum SampleSlots {
 
   /// A slot for a block of `byteCount` bytes aligned to `alignment`, or nil (too large, no region, area full).
   static func allocate(byteCount: Int, alignment: Int, owner: Heap? = nil) -> UnsafeMutableRawPointer? {
-    guard let area = areaIndex(byteCount: byteCount, alignment: alignment), let start = region() else { return nil }
-    // A dirty slot first (its pages are still there), then a purged one, then one never used.
-    var index = area >= firstPurgedArea ? pop(dirtyHead(area), area) : -1
+    guard var area = areaIndex(byteCount: byteCount, alignment: alignment), let start = region() else { return nil }
+    // A dirty slot first (its pages are still there), of this size or of the next larger one, then a purged
+    // one, then one never used.
+    var index = -1
+    if area >= firstPurgedArea &- 1 {
+      for candidate in Swift.max(area, firstPurgedArea)...Swift.min(area &+ 1, areaCount &- 1) {
+        index = pop(dirtyHead(candidate), candidate)
+        if index >= 0 {
+          area = candidate
+          break
+        }
+      }
+    }
     if index < 0 { index = pop(freeHead(area), area) }
     if index < 0 {
       let count = slotCount(area)

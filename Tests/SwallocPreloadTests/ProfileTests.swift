@@ -358,6 +358,22 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 2000, "\(result.summary)")
   }
 
+  /// A sample whose own slot size has no freed slot with its pages takes one of the next size that has:
+  /// sizesweep's batches of each size kept their own areas' slots resident (-130 KB of its +1.1 MB).
+  @Test("a sample takes a freed slot of the next size up, with its own usable size", arguments: modes)
+  func sampleSlotBorrow(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-borrow")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
+    let result = try await runPreloaded(program, ["borrow"], environment: environment, timeout: shortChildTimeout,
+                                        proof: .fixtureProbe)
+    expectLine("borrowed yes", in: result)
+    // 20 000 bytes: the 20 480-byte class, not the 64 KiB slot.
+    expectLine("borrow-usable 20480", in: result)
+  }
+
   /// Regression: freed slots kept their pages for the heaps' adaptive purge delay, which the heaps' own
   /// refaults raise (to its 1 s ceiling under thread churn): threadchurn-2 peaked 5.8 MB higher with profiling
   /// on, its slots never purged during the run. They now keep them for the delay's floor.

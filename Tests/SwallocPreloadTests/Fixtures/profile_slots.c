@@ -14,6 +14,9 @@
 //   heaps' adaptive purge delay grows past the pause, to 160 ms or more), then four sampled 64 KiB blocks
 //   written and freed, 40 ms asleep, a few allocations (slow paths that run the purge checks): the freed slots'
 //   resident pages (`floor-resident-pages N`). Freed slots keep their pages for the delay's floor only.
+//   borrow: a 40 000-byte block (a 64 KiB slot) written and freed, then a 20 000-byte block (a 32 KiB slot's
+//   size): it takes the freed 64 KiB slot, whose pages are still there (`borrowed yes`), with the usable size
+//   of its own class (`borrow-usable N`), grows in place to it and is freed; written over all of it in between.
 //   low-foreign-free: frees a pointer into memory mapped at 16 MiB (below the sample slots' 128 MiB region
 //   size), then `survived`: with the slots not mapped, no address may pass for a slot's (a bug found under
 //   valgrind, whose mappings are low: free of any block below 128 MiB crashed once sampling was on).
@@ -199,6 +202,20 @@ int main(int argc, char **argv) {
     int count = 0;
     for (int page = 0; page < 8; page++) count += resident[page] & 1;
     printf("trimmed-resident-pages %d\n", count);
+  } else if (strcmp(argv[1], "borrow") == 0) {
+    unsigned char *large = malloc(40000);
+    if (large == NULL) fixtureFail("malloc");
+    memset(large, 1, 40000);
+    free(large);
+    unsigned char *block = malloc(20000);
+    if (block == NULL) fixtureFail("malloc");
+    size_t usable = malloc_usable_size(block);
+    memset(block, 2, usable);
+    printf("borrowed %s\n", block == large ? "yes" : "no");
+    printf("borrow-usable %zu\n", usable);
+    unsigned char *grown = realloc(block, usable);
+    if (grown != block) fixtureFail("realloc to the usable size moved the block");
+    free(grown);
   } else if (strcmp(argv[1], "slot-floor") == 0) {
     slotFloor();
   } else if (strcmp(argv[1], "interior-free") == 0) {
