@@ -1,6 +1,7 @@
 // The command line: `swalloc-bench [run]` runs the suite, `swalloc-bench compare -- PROGRAM ARGS` runs any
-// program under each allocator, `swalloc-bench list` lists the workloads. Both measuring commands print the
-// same table and can write --json and --svg.
+// program under each allocator, `swalloc-bench ratios REPORT.json --ratio A/B` prints ratios between the
+// configurations of --json reports, `swalloc-bench list` lists the workloads. Both measuring commands print
+// the same table and can write --json and --svg.
 import ArgumentParser
 import Foundation
 
@@ -13,7 +14,7 @@ struct SwallocBench: ParsableCommand {
       Each workload runs as its own process under LD_PRELOAD (glibc: no preload), interleaved across \
       allocators, and reports median wall time, its ratio to jemalloc, and median peak RSS.
       """,
-    subcommands: [Run.self, Compare.self, List.self],
+    subcommands: [Run.self, Compare.self, Ratios.self, List.self],
     defaultSubcommand: Run.self)
 }
 

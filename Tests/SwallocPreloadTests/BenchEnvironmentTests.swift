@@ -77,4 +77,51 @@ struct BenchEnvironmentTests {
     #expect(result.standardError.contains(message), "\(result.summary)")
     #expect(!result.standardError.contains("interleaved"), "it ran\n\(result.summary)")
   }
+
+  /// `swalloc-bench ratios`: the README's cost tables (an option on over two identical configurations with it
+  /// off, beside their A/A control) from --json reports. The report of a real quick run, its samples replaced
+  /// by known values, so that every ratio is exact.
+  @Test("ratios: medians' ratios per workload and their geometric means, a side may be the mean of two")
+  func ratios() async throws {
+    let directory = try makeTemporaryDirectory("bench-ratios")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let json = directory.appendingPathComponent("report.json")
+    let library = try Preload.library()
+    let run = try await runBench(["run", "--quick", "--only", "startup", "--no-callgrind", "--no-install",
+                                  "--allocator", "swalloc,swalloc2=\(library),swprof=\(library)", "--json", json.path])
+    #expect(run.succeeded, "\(run.summary)")
+    // Medians: swalloc wall 2 s, CPU 1 s, RSS 1000 KiB; swalloc2 8 s, 4 s, 4000 KiB; swprof 6 s, 3 s, 3000 KiB.
+    let known: [String: [(Double, Int)]] = [
+      "swalloc": [(1, 500), (2, 1000), (9, 9000)], "swalloc2": [(8, 4000)], "swprof": [(6, 3000), (6, 3000)],
+    ]
+    var report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any])
+    var workloads = try #require(report["workloads"] as? [[String: Any]])
+    #expect(workloads.count == 1)
+    var cells = try #require(workloads[0]["cells"] as? [[String: Any]])
+    for index in cells.indices {
+      let name = try #require(cells[index]["allocator"] as? String)
+      let template = try #require((cells[index]["samples"] as? [[String: Any]])?.first, "\(name) has no sample")
+      cells[index]["samples"] = try #require(known[name]).map { wall, rss -> [String: Any] in
+        var sample = template
+        sample["wallSeconds"] = wall
+        sample["userSeconds"] = wall / 2
+        sample["systemSeconds"] = 0.0
+        sample["maxRSSKiB"] = rss
+        return sample
+      }
+    }
+    workloads[0]["cells"] = cells
+    report["workloads"] = workloads
+    try JSONSerialization.data(withJSONObject: report).write(to: json)
+    let result = try await runBench(["ratios", json.path, "--ratio", "swalloc2/swalloc",
+                                     "--ratio", "swprof/swalloc+swalloc2"])
+    #expect(result.succeeded, "\(result.summary)")
+    // swalloc2/swalloc: 4 each; swprof over the geometric mean of 2 and 8 (4): 1.5 each.
+    #expect(result.outputLines.contains("| startup | 4.00, 4.00, 4.000 | 1.50, 1.50, 1.500 |"), "\(result.summary)")
+    #expect(result.outputLines.contains(
+      "| geometric mean (workloads) | **4.000**, **4.000**, **4.000** (1) | **1.500**, **1.500**, **1.500** (1) |"),
+      "\(result.summary)")
+    let bad = try await runBench(["ratios", json.path, "--ratio", "swprof"])
+    #expect(!bad.succeeded && bad.standardError.contains("expected NUM/DEN"), "\(bad.summary)")
+  }
 }
