@@ -6,13 +6,14 @@
 //
 // The region is split into sixteen areas, one per slot size (16 B to 512 KiB, powers of two, so every slot is
 // aligned to its size): 16 384 slots each up to 4 KiB, then 64 MiB each (8192 slots of 8 KiB down to 128 of
-// 512 KiB): 576 MiB of address space, reserved without backing;
-// only slots in use are ever touched, so a live sample costs about its own size in memory (a huge span cost
+// 512 KiB; the large areas start at a multiple of 512 KiB): about 576 MiB of address space, reserved without
+// backing; only slots in use are ever touched, so a live sample costs about its own size in memory (a huge span cost
 // 16 KiB of header and page). Each slot's record (stack, weights, requested size, state) lives in a separate
-// mapping. The first `sharedCount` slots of each area up to 4 KiB, and their records, share pages with the other
-// areas' (rows after the areas, and the records mapping's first page): a program that samples a few blocks of
-// many sizes touches two or three pages where it touched two per size (one slot page, one record page). Free slots of an area form a lock-free stack (index and tag in one word); never-used slots are
-// taken in order first. Nothing locks: samples may be taken in signal handlers and forked children.
+// mapping. The first `sharedCount` slots of each area up to 4 KiB, and the first records of every area, share
+// pages with the other areas' (8 KiB rows after the areas; the records mapping's first page): a program that
+// samples a few blocks of many sizes touches two or three pages where it touched two per size (one slot page,
+// one record page). Free slots of an area form a lock-free stack (index and tag in one word); never-used slots
+// are taken in order first. Nothing locks: samples may be taken in signal handlers and forked children.
 import CShim
 import Synchronization
 
@@ -35,7 +36,7 @@ enum SampleSlots {
   /// slot is aligned to its size (511 units left the 512 KiB slots 256 KiB off; found by SampleSlotsTests).
   static let largeAreasOffset = (smallByteCount + (1 << largestShift) - 1) & ~((1 << largestShift) - 1)
   static let areasByteCount = largeAreasOffset + (areaCount - smallAreaCount) << largeAreaShift
-  /// Slots 0 ..< sharedCount of each area share pages with the other areas' (`sharedRowByteCount`-byte rows
+  /// Slots 0 ..< sharedCount of each area share pages with the other areas' (rows of 1 << sharedRowShift bytes
   /// after the areas for the slots of the small areas; the records' first page for every area's records).
   static let sharedCount = 4
   /// A shared row: slot `i` of every small area, the largest first (each slot aligned to its size): 4 KiB,
