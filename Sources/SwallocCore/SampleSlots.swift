@@ -45,8 +45,10 @@ enum SampleSlots {
   static let sharedRowShift = largestSmallShift + 1
   static let regionByteCount = areasByteCount + sharedCount << sharedRowShift
   static let totalSlotCount = firstSlot(areaCount)
-  /// Freed slots of at least 2^purgedShift bytes are purged once they have stayed free for the purge delay.
-  static let purgedShift = 14
+  /// Freed slots of at least 2^purgedShift bytes (a page: slots of their own pages) are purged once they have
+  /// stayed free for the purge delay. (From 16 KiB before: freed 4 and 8 KiB slots stayed resident for good, a
+  /// past peak's samples of those sizes held after they were freed.)
+  static let purgedShift = 12
   /// The first area whose freed slots are purged.
   static let firstPurgedArea = purgedShift - smallestShift
 
@@ -310,10 +312,11 @@ enum SampleSlots {
     Profile.noteSlotFree(pointer, stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
     let area = number &>> slotsPerAreaShift
     let index = number & (slotsPerArea &- 1)
-    // A slot of 16 KiB or more gives its pages back once it has stayed free for the purge delay (the heap's
+    // A slot of a page or more gives its pages back once it has stayed free for the purge delay (the heap's
     // pages follow the same rule): a freed slot reused soon costs no page faults (purging at once cost the
     // realloc workload 120 000 faults and 20 % of its time with profiling on), and one left free does not stay
-    // resident (sizesweep's peak RSS was 12 % higher with freed slots never purged). Smaller slots share pages.
+    // resident (sizesweep's peak RSS was 12 % higher with freed slots never purged). Slots below a page share
+    // pages and are never purged.
     if area < firstPurgedArea { return push(freeHead(area), area, index) }
     let now = swalloc_now_ms()
     entry.storeBytes(of: now, toByteOffset: 16, as: UInt64.self)

@@ -391,6 +391,20 @@ struct ProfileTests {
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 4, "\(result.summary)")
   }
 
+  /// Regression: freed slots below 16 KiB were never purged, so a past peak's samples of 4 and 8 KiB blocks
+  /// stayed resident for good (12 pages here). Slots of a page or more are purged after the floor now.
+  @Test("freed 4 and 8 KiB sample slots are purged after the purge delay's floor", arguments: modes)
+  func smallSlotFloor(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-small-floor")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
+    let result = try await runPreloaded(program, ["slot-floor-small"], environment: environment,
+                                        timeout: shortChildTimeout, proof: .fixtureProbe)
+    expectLine("small-floor-resident-pages 0", in: result)
+  }
+
   /// Regression: the unwinder read libc's .eh_frame_hdr and .eh_frame through libc's mapping, and each page it
   /// touched mapped up to 16 around it (the kernel's fault-around): 33 of the 46 pages from libc's
   /// .eh_frame_hdr to its segment's end were resident in a profiled process, 1 without profiling. It reads them

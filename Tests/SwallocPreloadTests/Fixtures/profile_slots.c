@@ -17,6 +17,9 @@
 //   borrow: a 40 000-byte block (a 64 KiB slot) written and freed, then a 20 000-byte block (a 32 KiB slot's
 //   size): it takes the freed 64 KiB slot, whose pages are still there (`borrowed yes`), with the usable size
 //   of its own class (`borrow-usable N`), grows in place to it and is freed; written over all of it in between.
+//   slot-floor-small: run with every allocation sampled; four 6 000-byte blocks (8 KiB slots) and four 3 000-byte
+//   ones (4 KiB slots) written and freed, 40 ms asleep, then 16 MB of 1000-byte blocks allocated and freed (slow
+//   paths that run the purge checks): the freed slots' resident pages (`small-floor-resident-pages N`).
 //   low-foreign-free: frees a pointer into memory mapped at 16 MiB (below the sample slots' 128 MiB region
 //   size), then `survived`: with the slots not mapped, no address may pass for a slot's (a bug found under
 //   valgrind, whose mappings are low: free of any block below 128 MiB crashed once sampling was on).
@@ -87,6 +90,30 @@ static void slotFloor(void) {
     for (int page = 0; page < 16; page++) count += resident[page] & 1;
   }
   printf("floor-resident-pages %d\n", count);
+}
+
+static void slotFloorSmall(void) {
+  static const size_t sizes[] = {6000, 6000, 6000, 6000, 3000, 3000, 3000, 3000};
+  unsigned char *blocks[8];
+  for (int i = 0; i < 8; i++) {
+    blocks[i] = malloc(sizes[i]);
+    if (blocks[i] == NULL) fixtureFail("malloc(%zu)", sizes[i]);
+    memset(blocks[i], i + 1, sizes[i]);
+  }
+  for (int i = 0; i < 8; i++) free(blocks[i]);
+  sleepMilliseconds(40);
+  for (int i = 0; i < cycleBlockCount; i++) {
+    cycleBlocks[i] = malloc(1000);
+    if (cycleBlocks[i] == NULL) fixtureFail("malloc(1000)");
+  }
+  for (int i = 0; i < cycleBlockCount; i++) free(cycleBlocks[i]);
+  int count = 0;
+  for (int i = 0; i < 8; i++) {
+    unsigned char resident[2];
+    if (mincore(blocks[i], 8192, resident) != 0) fixtureFail("mincore");
+    count += (resident[0] & 1) + (sizes[i] > 4096 ? resident[1] & 1 : 0);
+  }
+  printf("small-floor-resident-pages %d\n", count);
 }
 
 static void *freeAll(void *argument) {
@@ -216,6 +243,8 @@ int main(int argc, char **argv) {
     unsigned char *grown = realloc(block, usable);
     if (grown != block) fixtureFail("realloc to the usable size moved the block");
     free(grown);
+  } else if (strcmp(argv[1], "slot-floor-small") == 0) {
+    slotFloorSmall();
   } else if (strcmp(argv[1], "slot-floor") == 0) {
     slotFloor();
   } else if (strcmp(argv[1], "interior-free") == 0) {
