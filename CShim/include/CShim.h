@@ -107,13 +107,6 @@ SWALLOC_INLINE int swalloc_move_mapping(void *old, size_t old_byte_count, size_t
   return moved == (long)(uintptr_t)target;
 }
 
-/// Changes the protection of a range: `accessible` 0 makes it a guard (PROT_NONE). Keeps errno.
-SWALLOC_INLINE void swalloc_protect(void *address, size_t byte_count, int accessible) {
-  int saved = errno;
-  mprotect(address, byte_count, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
-  errno = saved;
-}
-
 /// Points libswalloc.so's malloc and free at secure mode's entry points (Sources/SwallocExports/Exports.c):
 /// level 1's, or, when `full` is non-zero, SWALLOC_SECURE=full's. Elsewhere (the Swift API's copy of the core)
 /// the function is absent and nothing happens.

@@ -1,5 +1,6 @@
-// OSMemory: the only file that calls mmap, munmap, madvise (and, for blocks, mprotect). Every call preserves the caller's errno
-// (free must not change errno; a failed purge is not the program's business).
+// OSMemory: the only file that calls mmap, munmap, madvise and mprotect (guard pages, guarded slots, freed blocks
+// made inaccessible). Every call preserves the caller's errno (free must not change errno; a failed purge is not
+// the program's business).
 import CShim
 
 /// Thin wrappers over the kernel's memory calls.

@@ -452,7 +452,7 @@ enum Secure {
 
   /// Makes `[address, address + byteCount)` a guard (inaccessible), or accessible again.
   static func guardRange(_ address: UnsafeMutableRawPointer, byteCount: Int, on: Bool) {
-    swalloc_protect(address, byteCount, on ? 0 : 1)
+    _ = OSMemory.protect(address, byteCount: byteCount, accessible: !on)
   }
 
   // MARK: failure
