@@ -318,12 +318,7 @@ struct ProfileTests {
   @Test("sampled blocks in sample slots keep the C library's rules; 10 000 live samples cost their size, not spans",
         arguments: modes)
   func sampleSlots(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-slots")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
-    environment["SWALLOC_PROFILE_SAMPLE"] = "1"  // every allocation is sampled
-    let result = try await runPreloaded(program, ["semantics"], environment: environment)
+    let result = try await runSlotsFixture("semantics", mode: mode, proof: .statistics)
     expectLine("slots ok", in: result)
     let growth = result.outputLines.compactMap { line in
       line.hasPrefix("rss-growth-kb ") ? Int(line.split(separator: " ")[1]) : nil
@@ -341,14 +336,8 @@ struct ProfileTests {
   /// (or at malloc_trim).
   @Test("a freed sample slot is reused without page faults, and purged by malloc_trim", arguments: modes)
   func sampleSlotReuse(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-slots-reuse")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
-    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
     // A delay no test machine outlasts between two rounds: the reuse is measured, not the purge.
-    environment["SWALLOC_PURGE_DELAY_MS"] = "10000"
-    let result = try await runPreloaded(program, ["reuse"], environment: environment, proof: .fixtureProbe)
+    let result = try await runSlotsFixture("reuse", mode: mode, extra: ["SWALLOC_PURGE_DELAY_MS": "10000"])
     let faults = result.outputLines.compactMap { line in
       line.hasPrefix("reuse-faults ") ? Int(line.split(separator: " ")[1]) : nil
     }.first
@@ -362,13 +351,7 @@ struct ProfileTests {
   /// sizesweep's batches of each size kept their own areas' slots resident (-130 KB of its +1.1 MB).
   @Test("a sample takes a freed slot of the next size up, with its own usable size", arguments: modes)
   func sampleSlotBorrow(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-slots-borrow")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
-    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
-    let result = try await runPreloaded(program, ["borrow"], environment: environment, timeout: shortChildTimeout,
-                                        proof: .fixtureProbe)
+    let result = try await runSlotsFixture("borrow", mode: mode, timeout: shortChildTimeout)
     expectLine("borrowed yes", in: result)
     // 20 000 bytes: the 20 480-byte class, not the 64 KiB slot.
     expectLine("borrow-usable 20480", in: result)
@@ -379,13 +362,9 @@ struct ProfileTests {
   /// on, its slots never purged during the run. They now keep them for the delay's floor.
   @Test("a freed sample slot is purged after the purge delay's floor, whatever the heaps' delay", arguments: modes)
   func sampleSlotFloor(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-slots-floor")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
     // 64 KiB blocks sampled (all but e^-16 of them), a fifth of the 1000-byte ones: the heaps keep the rest.
-    environment["SWALLOC_PROFILE_SAMPLE"] = "4K"
-    let result = try await runPreloaded(program, ["slot-floor"], environment: environment, timeout: shortChildTimeout)
+    let result = try await runSlotsFixture("slot-floor", mode: mode, extra: ["SWALLOC_PROFILE_SAMPLE": "4K"],
+                                           timeout: shortChildTimeout, proof: .statistics)
     // 40 ms after their free, past the 10 ms floor, well within the heaps' grown delay: 64 pages before.
     expectLine("floor-resident-pages 0", in: result)
     #expect((statisticsValues("profile samples", in: result).first ?? 0) >= 4, "\(result.summary)")
@@ -395,13 +374,7 @@ struct ProfileTests {
   /// stayed resident for good (12 pages here). Slots of a page or more are purged after the floor now.
   @Test("freed 4 and 8 KiB sample slots are purged after the purge delay's floor", arguments: modes)
   func smallSlotFloor(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-slots-small-floor")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
-    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
-    let result = try await runPreloaded(program, ["slot-floor-small"], environment: environment,
-                                        timeout: shortChildTimeout, proof: .fixtureProbe)
+    let result = try await runSlotsFixture("slot-floor-small", mode: mode, timeout: shortChildTimeout)
     expectLine("small-floor-resident-pages 0", in: result)
   }
 
@@ -630,6 +603,21 @@ struct ProfileTests {
   }
 
   /// The options for a profiled run writing into `directory` as prof.<pid>.pb.gz.
+  /// Runs `Fixtures/profile_slots.c ARGUMENT` with profiling on: `mode`'s variables, a temporary profile prefix,
+  /// every allocation sampled, then `extra` (which may set another rate).
+  func runSlotsFixture(_ argument: String, mode: [String: String], extra: [String: String] = [:],
+                       timeout: Int = defaultChildTimeout, proof: ActivityProof = .fixtureProbe,
+                       sourceLocation: SourceLocation = #_sourceLocation) async throws -> ChildResult {
+    let program = try await FixtureBuilds.shared.build("profile_slots.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-slots-" + argument)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1"
+    environment.merge(extra) { $1 }
+    return try await runPreloaded(program, [argument], environment: environment, timeout: timeout, proof: proof,
+                                  sourceLocation: sourceLocation)
+  }
+
   func profileEnvironment(_ mode: [String: String], _ directory: URL) -> [String: String] {
     var environment = mode
     if environment["SWALLOC_PROFILE"] == nil { environment["SWALLOC_PROFILE"] = "1" }
