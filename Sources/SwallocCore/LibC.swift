@@ -266,6 +266,8 @@ enum LibC {
     let blockByteCount = page.pointee.blockByteCount
     let inside = offset % blockByteCount
     if Options.secureFull {
+      // A parked block (freed; none of it readable) has none.
+      if Secure.isParked(pointer - inside, page) { return -1 }
       // What the program asked for (the canary and trailer follow: SecureCanary.swift).
       return Swift.max(0, Secure.requestedSize(pointer - inside, blockByteCount: blockByteCount) - inside)
     }

@@ -309,10 +309,8 @@ enum Secure {
         let marker = freedMarker(block)
         let blockByteCount = full ? page.pointee.blockByteCount : 0
         // Full: blocks above 256 bytes take their own path (memset), entered by a jump, so that this one
-        // saves no registers for a call.
-        if full && blockByteCount > inlineFillMaxByteCount && block.load(fromByteOffset: 8, as: UInt.self) != marker {
-          return freeFilled(block, slot: slot)
-        }
+        // saves no registers for a call. (It reads the marker itself: a parked large block must not be read.)
+        if full && blockByteCount > inlineFillMaxByteCount { return freeFilled(block, slot: slot) }
         // Full: the previous block's end; when it looks wrong, the slow path checks again and reports.
         if block.load(fromByteOffset: 8, as: UInt.self) != marker
           && (!full || address == UInt(bitPattern: page.pointee.start)
@@ -340,11 +338,35 @@ enum Secure {
     let page = Heap.pageAt(slot)
     let blockByteCount = page.pointee.blockByteCount
     var slot = slot
-    if block == page.pointee.start || previousLooksIntact(block, blockByteCount: blockByteCount) {
+    // A large block: its own path (the block before it, or this one, may be parked).
+    if blockByteCount > wholeFillMaxByteCount { return freeLarge(block, page, slot: slot) }
+    if block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block)
+      && (block == page.pointee.start || previousLooksIntact(block, blockByteCount: blockByteCount))
+    {
       checkSeal(block, blockByteCount: blockByteCount)
       fill(block, blockByteCount: blockByteCount)
       if !pushFreed(block, marker: freedMarker(block), page) { return }
       slot |= 1
+    }
+    freeSlow(block, slot)
+  }
+
+  /// SWALLOC_SECURE=full's free of a large block of a page of the calling thread's heap (the fast path's
+  /// checks of the owner and the boundary passed): the block is checked and parked (SecureLargeBlocks.swift),
+  /// or when it cannot be, filled and pushed. A parked block (a second free), a marker already set or a block
+  /// before it that looks overwritten: the slow path, which reports.
+  @inline(never)
+  static func freeLarge(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, slot: UInt) {
+    let blockByteCount = page.pointee.blockByteCount
+    if !isParked(block, page) && block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block)
+      && (block == page.pointee.start || isParked(block - blockByteCount, page)
+        || previousLooksIntact(block, blockByteCount: blockByteCount))
+    {
+      checkSeal(block, blockByteCount: blockByteCount)
+      if park(block, page, heap: Heap(swalloc_secure_heap_get())) { return }
+      fill(block, blockByteCount: blockByteCount)
+      if !pushFreed(block, marker: freedMarker(block), page) { return }
+      return freeSlow(block, slot | 1)
     }
     freeSlow(block, slot)
   }
@@ -414,6 +436,8 @@ enum Secure {
       if page.pointee.state != .inUse { fail(block, .doubleFree) }
     }
     if !isBlockStart(address, page) { fail(block, .interior) }
+    // Full: a parked block is a freed one (and must not be read).
+    if isParked(block, page) { fail(block, .doubleFree) }
     let marker = freedMarker(block)
     let word = block.load(fromByteOffset: 8, as: UInt.self)
     if word == marker { fail(block, .doubleFree) }
@@ -427,8 +451,11 @@ enum Secure {
         fail(block, .neverAllocated)
       }
       checkSeal(block, blockByteCount: blockByteCount)
-      // The block before: only on the owner's thread (no malloc of it can race the read).
-      if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
+      // The block before: only on the owner's thread (no malloc of it can race the read), and not parked.
+      if owned && block != page.pointee.start && !isParked(block - blockByteCount, page) {
+        checkPrevious(block, blockByteCount: blockByteCount)
+      }
+      if owned && blockByteCount > wholeFillMaxByteCount && park(block, page, heap: heap) { return }
       fill(block, blockByteCount: blockByteCount)
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)

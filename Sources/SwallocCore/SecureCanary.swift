@@ -344,6 +344,7 @@ extension Secure {
     let page = segment.page(containing: address)
     guard page.pointee.state == .inUse, isBlockStart(address, page) else { return nil }
     let blockByteCount = page.pointee.blockByteCount
+    if isParked(pointer, page) { fail(pointer, .doubleFree, function: "realloc()") }
     if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
     checkSeal(pointer, blockByteCount: blockByteCount)
     let room = UInt(bitPattern: blockByteCount &- trailerByteCount)

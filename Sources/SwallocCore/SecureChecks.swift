@@ -82,6 +82,7 @@ enum SecureChecks {
     let page = segment.page(containing: address)
     if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
     if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
+    if Secure.isParked(pointer, page) { Secure.fail(pointer, .freed, function: "malloc_usable_size()") }
     if pointer.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(pointer) {
       Secure.fail(pointer, .freed, function: "malloc_usable_size()")
     }

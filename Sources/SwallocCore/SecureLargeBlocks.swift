@@ -1,13 +1,16 @@
 // SecureLargeBlocks: SWALLOC_SECURE=full's freed large blocks (80 KiB to 512 KiB, the blocks of large pages).
-// While such a block is free, all of it but its first and last 4 KiB is inaccessible, so a read or a write
-// after free there faults at once (hardened_malloc unmaps its freed large allocations). The memory stays
+// A block freed by its page's owner is parked: all of it inaccessible and on no list (`park`, `unpark`), so
+// that a read or a write after free anywhere in it faults at once (hardened_malloc unmaps its freed large
+// allocations). A block freed by another thread goes on the page's thread-free list, whose link is in the
+// block: all of it but its first and last 4 KiB is inaccessible. The memory stays
 // backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of
 // 60 KB to 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault
-// for each page touched again). The first 4 KiB keep the free-list link, the freed marker and a flag word, the
-// last 4 KiB the zero last word (the next block's underflow check reads it); both edges are filled and
-// checked at malloc as small blocks are. An access to the middle is reported by the SIGSEGV handler of
-// guarded sampling (CShim/guarded.c), which it installs. A large page hands out all of its blocks before a freed one again
-// (`Heap.findPage`), so a stale pointer does not reach the next block of its class at once. Freed huge
+// for each page touched again). In a block freed by another thread the first 4 KiB keep the free-list link,
+// the freed marker and a flag word, the last 4 KiB the zero last word (the next block's underflow check reads
+// it); both edges are filled and checked at malloc as small blocks are. An access to an inaccessible block is
+// reported by the SIGSEGV handler of guarded sampling (CShim/guarded.c), which it installs. A large page
+// carves all of its blocks before it hands a freed one out again (`Heap.findPage`), and takes back a parked
+// one last, so a stale pointer does not reach the next block of its class at once. Freed huge
 // blocks (above 512 KiB) are inaccessible while their span waits in the span cache.
 import CShim
 import Synchronization
@@ -98,10 +101,86 @@ extension Secure {
     largeSegment(block).pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
   }
 
+  // MARK: parked blocks
+
+  /// Whether `block`, a block start of `page` (in use), is parked: freed by its page's owner and wholly
+  /// inaccessible. Nothing of it may be read then (its marker, its trailer, the last word the next block's
+  /// underflow check reads): the checks that would read it ask this first. False at the other levels.
+  @inline(__always)
+  static func isParked(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Bool {
+    if !Options.secureFull { return false }
+    let segment = page.segment
+    if segment.pointee.kind != .large || segment.pointee.parkedMask == 0 { return false }
+    return segment.pointee.parkedMask & parkedBit(block, page) != 0
+  }
+
+  /// The bit of `block` in its segment's `parkedMask` (a large page has at most 51 blocks: 4 MiB in blocks
+  /// of 80 KiB or more).
+  @inline(__always)
+  static func parkedBit(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> UInt64 {
+    let index = (block - page.pointee.start.unsafelyUnwrapped) / page.pointee.blockByteCount
+    return UInt64(1) &<< UInt64(truncatingIfNeeded: index)
+  }
+
+  /// The free of a large block by its page's owner at SWALLOC_SECURE=full, its checks done: the whole block
+  /// becomes inaccessible and goes on no list (its link and marker would keep its first bytes readable: a read
+  /// of a freed block's byte 0, hardened_malloc's `read_after_free_large`, went unseen), and the page's count
+  /// drops as `Heap.freeOwned`'s does. The page takes it back (`unpark`) when it has no other block to hand
+  /// out. False when the block cannot be parked (the limit of protected blocks, or mprotect refused): the
+  /// caller fills and pushes it as before.
+  static func park(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
+    let blockByteCount = page.pointee.blockByteCount
+    if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
+    if UInt(bitPattern: block) & UInt(OSMemory.pageByteCount &- 1) != 0 || !enableFaultReports() { return false }
+    if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
+      _ = OSMemory.protect(block, byteCount: blockByteCount, accessible: true)
+      return false
+    }
+    let segment = page.segment
+    protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
+    segment.pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
+    segment.pointee.parkedMask |= parkedBit(block, page)
+    if page.pointee.isFull {
+      heap.processDelayed()
+      if page.pointee.isFull { heap.moveFromFullToQueue(page) }
+    }
+    page.pointee.used &-= 1
+    if page.pointee.used == 0 { heap.retire(page) }
+    return true
+  }
+
+  /// `Heap.findPage` at SWALLOC_SECURE=full, for a page with no block left to hand out or carve: takes back
+  /// one of its parked blocks (the lowest), accessible again and marked as a block carved and never handed
+  /// out (its old contents stay, as any freed block's), as the page's free list. False when none is parked.
+  static func unpark(_ page: UnsafeMutablePointer<Page>) -> Bool {
+    let segment = page.segment
+    let mask = segment.pointee.parkedMask
+    if segment.pointee.kind != .large || mask == 0 { return false }
+    let index = mask.trailingZeroBitCount
+    let blockByteCount = page.pointee.blockByteCount
+    let block = page.pointee.start.unsafelyUnwrapped + index &* blockByteCount
+    if !OSMemory.protect(block, byteCount: blockByteCount, accessible: true) {
+      ErrorWriter.withWriter { writer in
+        writer.text("swalloc: malloc(): the kernel refused to make freed block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" accessible again (mprotect); aborting (SWALLOC_SECURE=full)\n")
+      }
+      swalloc_abort()
+    }
+    segment.pointee.parkedMask = mask & ~(UInt64(1) &<< UInt64(index))
+    protectedBlockTotal.wrappingAdd(-1, ordering: .relaxed)
+    segment.pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
+    markFresh(UInt(bitPattern: block), size: UInt(bitPattern: blockByteCount), fresh: markerKey ^ 2)
+    setNext(block, nil)
+    page.pointee.free = block
+    return true
+  }
+
   /// A large segment leaves its heap (every block free, or its user heap destroyed): the middles of its
-  /// freed blocks become accessible again, with one call over its whole page, before any other use of the
-  /// memory.
+  /// freed blocks, and its parked blocks, become accessible again, with one call over its whole page, before
+  /// any other use of the memory.
   static func unprotectSegment(_ segment: UnsafeMutablePointer<Segment>) {
+    segment.pointee.parkedMask = 0
     let count = segment.pointee.protectedBlockCount.exchange(0, ordering: .relaxed)
     if count == 0 { return }
     let area = segment.pageArea(at: 0)
@@ -227,11 +306,14 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     block = start + Int(bitPattern: index) &* blockByteCount
     let inside = Int(bitPattern: address &- UInt(bitPattern: block))
     let edge = Secure.largeEdgeByteCount
-    // Freed, its middle inaccessible, the address in the middle: the first page of the block is readable.
-    guard inside >= edge && inside < blockByteCount &- edge,
-      block.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(block),
-      block.load(fromByteOffset: 16, as: UInt.self) == ~Secure.fillWord
-    else { return 0 }
+    // Parked (freed by the page's owner): all of it. Freed by another thread, its middle inaccessible, the
+    // address in the middle: the first page of the block is readable.
+    if segment.pointee.parkedMask & (UInt64(1) &<< UInt64(truncatingIfNeeded: index)) == 0 {
+      guard inside >= edge && inside < blockByteCount &- edge,
+        block.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(block),
+        block.load(fromByteOffset: 16, as: UInt.self) == ~Secure.fillWord
+      else { return 0 }
+    }
   }
   let inside = Int(bitPattern: address &- UInt(bitPattern: block))
   ErrorWriter.withWriter { writer in
@@ -243,8 +325,8 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     writer.decimal(blockByteCount)
     writer.text("-byte block at ")
     writer.hexadecimal(UInt(bitPattern: block))
-    writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible, but for a large block's")
-    writer.text(" first and last 4 KiB)\n")
+    writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible; a large block freed by")
+    writer.text(" another thread than its page's owner keeps its first and last 4 KiB)\n")
     writeFrame(&writer, pc)
   }
   return 1

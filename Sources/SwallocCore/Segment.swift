@@ -52,6 +52,9 @@ struct Segment: ~Copyable {
   /// (SecureLargeBlocks.swift); 0 elsewhere. Any thread that frees a block adds one; the owner's malloc
   /// takes one away; releasing the segment makes all of them accessible again and sets it to 0.
   let protectedBlockCount: Atomic<Int>
+  /// SWALLOC_SECURE=full, large segments: the blocks of the page that its owner freed and parked, wholly
+  /// inaccessible and on no list (bit i: block i; SecureLargeBlocks.swift). The owner's alone; 0 elsewhere.
+  var parkedMask: UInt64
 
   static let shift = Int(SWALLOC_SEGMENT_SHIFT)
   static let byteCount = 1 << shift
@@ -165,6 +168,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.previousAvailable = nil
     pointee.isAvailable = false
     pointee.protectedBlockCount.store(0, ordering: .relaxed)  // 0 at every release already (SecureLargeBlocks)
+    pointee.parkedMask = 0
     if Options.secure && !pointee.isHeaderGuarded {
       // Between the descriptors and the first block: an underflow of page 0 or an overflow from the mapping
       // below cannot reach the metadata. Every use of the span keeps it (no block starts before 16 KiB).

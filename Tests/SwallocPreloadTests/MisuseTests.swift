@@ -87,6 +87,10 @@ struct MisuseTests {
   static let largeAfterFreeCases: [(String, String)] = [
     ("large-after-free", "swalloc: heap-use-after-free: write of 1 byte at 0x"),
     ("large-after-free-reuse", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    // Byte 0, where a free list would keep its link (hardened_malloc's read_after_free_large and
+    // realloc_c23_undefined_behaviour_use_after_free): the block is parked, wholly inaccessible.
+    ("large-after-free-first-byte", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
+    ("large-after-realloc-zero", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("huge-after-free", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("huge-after-shrink", "swalloc: heap-buffer-overflow: read of 1 byte at 0x"),
   ]
@@ -95,6 +99,20 @@ struct MisuseTests {
         arguments: Self.largeAfterFreeCases)
   func largeAfterFreeCaughtAtFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGSEGV, message: message,
+                           environment: Self.secureFull)
+  }
+
+  /// A parked large block (freed by its page's owner, wholly inaccessible) must not be read by the checks
+  /// either: a second free, malloc_usable_size and realloc of it are reported as for any freed block, not
+  /// as a fault inside the allocator.
+  @Test("a parked large block's second free, usable size and realloc abort at SWALLOC_SECURE=full with their messages",
+        arguments: [
+          ("large-double-free", "swalloc: free(): double free of 0x"),
+          ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
+          ("large-realloc-freed", "swalloc: realloc(): double free of 0x"),
+        ])
+  func parkedBlockMisuseAtFull(mode: String, message: String) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secureFull)
   }
 

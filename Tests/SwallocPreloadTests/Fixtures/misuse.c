@@ -101,6 +101,38 @@ int main(int argc, char **argv) {
     memset(p, 'a', 300000);
     free(p);
     *(volatile char *)launder(p + 100000) = 'x';
+  } else if (strcmp(mode, "large-after-free-first-byte") == 0) {
+    // hardened_malloc's read_after_free_large: byte 0 of a freed 256 KiB block (where a free list would keep
+    // its link).
+    char *volatile p = malloc(256 << 10);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 16);
+    free(p);
+    sink = *(volatile char *)launder(p);
+  } else if (strcmp(mode, "large-after-realloc-zero") == 0) {
+    // hardened_malloc's realloc_c23_undefined_behaviour_use_after_free: realloc(p, 0) frees p (glibc's
+    // answer, NULL), then byte 0 is read.
+    char *volatile p = malloc(256 << 10);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    char *q = realloc(p, 0);
+    sink = *(volatile char *)launder(p);
+    free(q);
+  } else if (strcmp(mode, "large-double-free") == 0) {
+    // A second free of a freed large block, which SWALLOC_SECURE=full keeps wholly inaccessible.
+    char *volatile p = malloc(200000);
+    escape(malloc(200000));
+    free(p);
+    free(launder(p));
+  } else if (strcmp(mode, "large-usable-size-freed") == 0) {
+    char *volatile p = malloc(200000);
+    escape(malloc(200000));
+    free(p);
+    printf("usable %zu\n", malloc_usable_size(launder(p)));
+  } else if (strcmp(mode, "large-realloc-freed") == 0) {
+    char *volatile p = malloc(200000);
+    escape(malloc(200000));
+    free(p);
+    escape(realloc(launder(p), 300000));
   } else if (strcmp(mode, "huge-after-free") == 0) {
     // A read of a freed huge block (above 512 KiB), which waits in the span cache.
     char *volatile p = malloc(3000000);
