@@ -98,19 +98,22 @@ struct GuardedTests {
     }
   }
 
-  /// At the default rate (secure mode's, 1 in `Guarded.secureDefaultRate` = 50 000), a use after free in a
-  /// loop of 1 000 000 allocations (each freed, then read) is sampled about 20 times per run: a run misses it
-  /// with probability e^-20 (2e-9). The test allows 3 runs per mode.
+  /// A use after free in a loop of allocations (each freed, then read), 20 times as many as the rate: it is
+  /// sampled about 20 times per run, and a run misses it with probability e^-20 (2e-9). The default mode
+  /// with 1 in 50 000 given (1 000 000 allocations); secure mode at its default, 1 in
+  /// `Guarded.secureDefaultRate` = 500 000, with no variable (10 000 000 allocations, 0.1 s). The test
+  /// allows 3 runs per mode.
   @Test("at the default rate a use after free in a hot loop is caught within 3 runs", arguments: [0, 1])
   func statistical(modeIndex: Int) async throws {
     let program = try await Self.program(.c)
     // Default mode: the rate given explicitly; secure mode: its default, with no variable.
     let environment = modeIndex == 0 ? ["SWALLOC_GUARDED_SAMPLE": "50000"] : Self.modes[1]
+    let iterations = modeIndex == 0 ? "1000000" : "10000000"
     var caught = 0
     var runs = 0
     while runs < 3 && caught == 0 {
       runs += 1
-      let result = try await runChild(program, ["hot-loop", "1000000"], preload: try Preload.library(),
+      let result = try await runChild(program, ["hot-loop", iterations], preload: try Preload.library(),
                                       environment: environment, timeout: shortChildTimeout)
       expectLine("swalloc active", in: result)
       if Self.died(result, of: SIGSEGV) && result.standardError.contains("heap-use-after-free") {
