@@ -11,6 +11,7 @@
 #include "misuse.h"
 
 #include <malloc.h>
+#include <pthread.h>
 
 static volatile char sink;
 
@@ -31,6 +32,70 @@ static void writeAfterFree(size_t size, size_t offset, char value) {
   free(p);
   writeChanging(p + offset, value);
   for (int i = 0; i < 2000; i++) escape(malloc(size));
+}
+
+static void *freeOnThread(void *block) {
+  free(block);
+  return NULL;
+}
+
+/// Large blocks (80 KiB to 512 KiB) allocated, checked and freed in a random order, some freed on another
+/// thread, some resized: SWALLOC_SECURE=full parks the blocks their page's owner frees (wholly inaccessible)
+/// and takes them back when a page has nothing else; a valid program must never see it.
+static void largeChurn(void) {
+  enum { SLOTS = 96 };
+  static char *blocks[SLOTS];
+  static size_t sizes[SLOTS];
+  unsigned random = 12345;
+  for (int round = 0; round < 6000; round++) {
+    random = random * 1103515245u + 12345u;
+    int i = (int)((random >> 8) % SLOTS);
+    if (blocks[i] != NULL) {
+      for (size_t offset = 0; offset < sizes[i]; offset += 4096) {
+        FIXTURE_CHECK(blocks[i][offset] == (char)i, "large block %d changed at %zu", i, offset);
+      }
+      FIXTURE_CHECK(blocks[i][sizes[i] - 1] == (char)~i, "large block %d changed at its end", i);
+      if (round % 7 == 0) {
+        pthread_t thread;
+        FIXTURE_CHECK(pthread_create(&thread, NULL, freeOnThread, blocks[i]) == 0, "pthread_create");
+        pthread_join(thread, NULL);
+      } else {
+        free(blocks[i]);
+      }
+      blocks[i] = NULL;
+      continue;
+    }
+    sizes[i] = (70000 + (random >> 12) % 440000) & ~(size_t)1;  // even: the last byte is no multiple of 4096
+    blocks[i] = malloc(sizes[i]);
+    FIXTURE_CHECK(blocks[i] != NULL, "malloc(%zu)", sizes[i]);
+    if (round % 5 == 0) {
+      sizes[i] = (sizes[i] / 2 + 70000) & ~(size_t)1;
+      blocks[i] = realloc(blocks[i], sizes[i]);
+      FIXTURE_CHECK(blocks[i] != NULL, "realloc(%zu)", sizes[i]);
+    }
+    for (size_t offset = 0; offset < sizes[i]; offset += 4096) blocks[i][offset] = (char)i;
+    blocks[i][sizes[i] - 1] = (char)~i;
+  }
+  for (int i = 0; i < SLOTS; i++) free(blocks[i]);
+  // One size class: its pages fill, every other block is freed (parked at full; the blocks between keep
+  // the pages in use), then as many are allocated again, which come back from the parked ones.
+  for (int i = 0; i < 60; i++) {
+    blocks[i] = malloc(200000);
+    FIXTURE_CHECK(blocks[i] != NULL, "malloc(200000)");
+    memset(blocks[i], i, 200000);
+  }
+  for (int round = 0; round < 4; round++) {
+    for (int i = round % 2; i < 60; i += 2) {
+      FIXTURE_CHECK(blocks[i][0] == (char)i && blocks[i][199999] == (char)i, "block %d changed", i);
+      free(blocks[i]);
+    }
+    for (int i = round % 2; i < 60; i += 2) {
+      blocks[i] = malloc(200000);
+      FIXTURE_CHECK(blocks[i] != NULL, "malloc(200000)");
+      memset(blocks[i], i, 200000);
+    }
+  }
+  for (int i = 0; i < 60; i++) free(blocks[i]);
 }
 
 int main(int argc, char **argv) {
@@ -216,6 +281,7 @@ int main(int argc, char **argv) {
       memset(aligned, 8, malloc_usable_size(aligned));
       free(aligned);
     }
+    largeChurn();
     printf("valid ok\n");
     return 0;
   } else {
