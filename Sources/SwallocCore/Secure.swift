@@ -192,6 +192,10 @@ enum Secure {
 
   /// `Page.collect` in secure mode: the thread-free list (encoded links) goes in front of `localFree`.
   static func collect(_ page: UnsafeMutablePointer<Page>, head: UnsafeMutableRawPointer) -> Int {
+    // SWALLOC_SECURE=full: a large page's blocks freed by other threads are parked (SecureLargeBlocks.swift).
+    if Options.secureFull && page.pointee.blockByteCount > wholeFillMaxByteCount {
+      return collectLarge(page, head: head)
+    }
     var tail = head
     var collected = 1
     // `used` counts every block on the list: a longer one loops (two threads freed a block at once).

@@ -2,7 +2,8 @@
 // A block freed by its page's owner is parked: all of it inaccessible and on no list (`park`, `unpark`), so
 // that a read or a write after free anywhere in it faults at once (hardened_malloc unmaps its freed large
 // allocations). A block freed by another thread goes on the page's thread-free list, whose link is in the
-// block: all of it but its first and last 4 KiB is inaccessible. The memory stays
+// block: all of it but its first and last 4 KiB is inaccessible until the owner collects the list, which
+// parks it (`collectLarge`). The memory stays
 // backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of
 // 60 KB to 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault
 // for each page touched again). In a block freed by another thread the first 4 KiB keep the free-list link,
@@ -146,6 +147,68 @@ extension Secure {
     }
     page.pointee.used &-= 1
     if page.pointee.used == 0 { heap.retire(page) }
+    return true
+  }
+
+  /// `Page.collect` at SWALLOC_SECURE=full for a large page: the blocks other threads freed (on the
+  /// thread-free list, whose links keep their first 4 KiB readable) are checked as `malloc` would check them
+  /// and parked by the owner, which alone may touch the bitmap; a block that cannot be parked goes on
+  /// `localFree` as before. Returns how many blocks the list held.
+  @inline(never)
+  static func collectLarge(_ page: UnsafeMutablePointer<Page>, head: UnsafeMutableRawPointer) -> Int {
+    let blockByteCount = page.pointee.blockByteCount
+    // `used` counts every block on the list: a longer one loops (two threads freed a block at once).
+    let limit = Int(page.pointee.used)
+    var collected = 0
+    var next: UnsafeMutableRawPointer? = head
+    while let block = next {
+      collected &+= 1
+      if collected > limit { fail(head, .doubleFree) }
+      next = checkedNext(block, page: page)
+      if !parkCollected(block, page, blockByteCount: blockByteCount) {
+        setNext(block, page.pointee.localFree)
+        page.pointee.localFree = block
+      }
+    }
+    return collected
+  }
+
+  /// Parks `block`, freed by another thread: its edges must hold what that free left (else the write after
+  /// free is reported), then all of it becomes inaccessible. Its middle, when already inaccessible, was
+  /// counted then. False when it cannot be parked.
+  static func parkCollected(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>,
+                            blockByteCount: Int) -> Bool {
+    let fill = fillWord
+    let edge = largeEdgeByteCount
+    let flag = block.load(fromByteOffset: 16, as: UInt.self)
+    let differs = rangeDifference(block, from: 24, to: edge)
+      | rangeDifference(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
+      | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    if block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block) || (flag != fill && flag != ~fill)
+      || differs != 0
+    {
+      fillBroken(block, blockByteCount: blockByteCount)
+    }
+    let segment = page.segment
+    if flag == ~fill {
+      // Its middle is inaccessible already: the edges join it (the kernel merges the mappings).
+      if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
+        // The edges as they were, should part of them have changed.
+        _ = OSMemory.protect(block, byteCount: edge, accessible: true)
+        _ = OSMemory.protect(block + (blockByteCount &- edge), byteCount: edge, accessible: true)
+        return false
+      }
+    } else {
+      if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
+      if UInt(bitPattern: block) & UInt(OSMemory.pageByteCount &- 1) != 0 || !enableFaultReports() { return false }
+      if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
+        _ = OSMemory.protect(block, byteCount: blockByteCount, accessible: true)
+        return false
+      }
+      protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
+      segment.pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
+    }
+    segment.pointee.parkedMask |= parkedBit(block, page)
     return true
   }
 
@@ -326,7 +389,7 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     writer.text("-byte block at ")
     writer.hexadecimal(UInt(bitPattern: block))
     writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible; a large block freed by")
-    writer.text(" another thread than its page's owner keeps its first and last 4 KiB)\n")
+    writer.text(" another thread keeps its first and last 4 KiB until its page's owner collects it)\n")
     writeFrame(&writer, pc)
   }
   return 1

@@ -34,6 +34,11 @@ static void writeAfterFree(size_t size, size_t offset, char value) {
   for (int i = 0; i < 2000; i++) escape(malloc(size));
 }
 
+static void *freeTen(void *blocks) {
+  for (int i = 0; i < 10; i++) free(((char **)blocks)[i]);
+  return NULL;
+}
+
 static void *freeOnThread(void *block) {
   free(block);
   return NULL;
@@ -174,6 +179,28 @@ int main(int argc, char **argv) {
     memset(p, 'a', 16);
     free(p);
     sink = *(volatile char *)launder(p);
+  } else if (strcmp(mode, "large-after-remote-free-first-byte") == 0) {
+    // Ten large blocks freed by another thread (on their page's thread-free list, their first 4 KiB
+    // readable), then blocks of their size allocated until one of them comes back: the owner collected the
+    // list then (SWALLOC_SECURE=full parks what it collects) and took one back; byte 0 of another is read.
+    static char *blocks[40];
+    for (int i = 0; i < 40; i++) {
+      blocks[i] = malloc(200000);
+      FIXTURE_CHECK(blocks[i] != NULL, "malloc failed");
+      memset(blocks[i], 'a', 200000);
+    }
+    pthread_t thread;
+    FIXTURE_CHECK(pthread_create(&thread, NULL, freeTen, blocks) == 0, "pthread_create");
+    pthread_join(thread, NULL);
+    int found = -1;
+    for (int k = 0; k < 200 && found < 0; k++) {
+      char *q = malloc(200000);
+      for (int j = 0; j < 10; j++) {
+        if (q == blocks[j]) found = j;
+      }
+    }
+    FIXTURE_CHECK(found >= 0, "no freed block came back");
+    sink = *(volatile char *)launder(blocks[(found + 1) % 10]);
   } else if (strcmp(mode, "large-after-realloc-zero") == 0) {
     // hardened_malloc's realloc_c23_undefined_behaviour_use_after_free: realloc(p, 0) frees p (glibc's
     // answer, NULL), then byte 0 is read.
