@@ -70,20 +70,29 @@ extension Secure {
   /// its marker, its flag word, its filled edges and its zero last word, and gets its middle back.
   @inline(never)
   static func takeLargeFromList(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    let marked = block.load(fromByteOffset: 8, as: UInt.self) ^ freedMarker(block)
-    if marked != 2 {
-      let fill = fillWord
-      let edge = largeEdgeByteCount
-      let flag = block.load(fromByteOffset: 16, as: UInt.self)
-      let differs = rangeDifference(block, from: 24, to: edge)
-        | rangeDifference(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
-        | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
-      if marked != 0 || (flag != fill && flag != ~fill) || differs != 0 {
-        fillBroken(block, blockByteCount: blockByteCount)
-      }
-      if flag == ~fill { unprotectMiddle(block, blockByteCount: blockByteCount) }
+    if block.load(fromByteOffset: 8, as: UInt.self) ^ freedMarker(block) != 2
+      && checkedFreedLarge(block, blockByteCount: blockByteCount) == ~fillWord
+    {
+      unprotectMiddle(block, blockByteCount: blockByteCount)
     }
     block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
+  }
+
+  /// The flag word of a freed large block whose marker, flag and edges are as `fillLarge` left them; any
+  /// other is reported as a write after free.
+  static func checkedFreedLarge(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> UInt {
+    let fill = fillWord
+    let edge = largeEdgeByteCount
+    let flag = block.load(fromByteOffset: 16, as: UInt.self)
+    let differs = rangeDifference(block, from: 24, to: edge)
+      | rangeDifference(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
+      | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
+    if block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block) || (flag != fill && flag != ~fill)
+      || differs != 0
+    {
+      fillBroken(block, blockByteCount: blockByteCount)
+    }
+    return flag
   }
 
   /// Makes the middle of a freed large block accessible again.
@@ -178,19 +187,10 @@ extension Secure {
   /// counted then. False when it cannot be parked.
   static func parkCollected(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>,
                             blockByteCount: Int) -> Bool {
-    let fill = fillWord
     let edge = largeEdgeByteCount
-    let flag = block.load(fromByteOffset: 16, as: UInt.self)
-    let differs = rangeDifference(block, from: 24, to: edge)
-      | rangeDifference(block, from: blockByteCount &- edge, to: blockByteCount &- 8)
-      | block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self)
-    if block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block) || (flag != fill && flag != ~fill)
-      || differs != 0
-    {
-      fillBroken(block, blockByteCount: blockByteCount)
-    }
+    let flag = checkedFreedLarge(block, blockByteCount: blockByteCount)
     let segment = page.segment
-    if flag == ~fill {
+    if flag == ~fillWord {
       // Its middle is inaccessible already: the edges join it (the kernel merges the mappings).
       if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
         // The edges as they were, should part of them have changed.
