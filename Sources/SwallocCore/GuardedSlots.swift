@@ -115,8 +115,7 @@ enum Guarded {
                          accessible: true)
     {
       // Refused (the mapping limit): the sample is lost and the slot waits as a freed one.
-      let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
-      slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
+      markFreed(slot)
       return nil
     }
     var slack = block &+ size
@@ -167,6 +166,12 @@ enum Guarded {
   @inline(__always)
   static func record(_ records: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutablePointer<GuardedSlot> {
     (records + index &* recordStride).assumingMemoryBound(to: GuardedSlot.self)
+  }
+
+  /// Marks `slot` freed (state 3 with the next free sequence number: the least recently freed is reused first).
+  static func markFreed(_ slot: UnsafeMutablePointer<GuardedSlot>) {
+    let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
+    slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
   }
 
   @inline(__always)
@@ -287,8 +292,7 @@ enum Guarded {
     // slot reused gets fresh zero pages. (Kept, the 128 slots' last blocks stayed resident: 0.5 to 1.2 MB, 13 to
     // 26 % of the small churn and xmalloc workloads' peak RSS.) One system call and one TLB flush for both.
     OSMemory.discardInaccessible(UnsafeMutableRawPointer(bitPattern: firstPage)!, byteCount: Int(endPage &- firstPage))
-    let sequence = freeSequence.wrappingAdd(1, ordering: .relaxed).newValue
-    slot.pointee.state.store(sequence &<< 2 | 3, ordering: .releasing)
+    markFreed(slot)
   }
 
   /// The Swift API heap a live guarded block came from (0: malloc's, or not a live block).

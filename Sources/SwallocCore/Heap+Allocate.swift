@@ -102,7 +102,7 @@ extension Heap {
       }
       if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
       // SWALLOC_SECURE=full: a large page with nothing else left takes back a block it parked.
-      if page.pointee.free == nil && Options.secureFull { _ = Secure.unpark(page) }
+      if page.pointee.free == nil && Options.secureFull { Secure.unpark(page) }
       if page.pointee.free != nil {
         moveToFront(page, sizeClass: sizeClass)
         if SamplePoints.isEnabled { SamplePoints.handOutFresh(page, heap: self) }

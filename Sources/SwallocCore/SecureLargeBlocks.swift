@@ -51,19 +51,42 @@ extension Secure {
   /// the block is not page-aligned, or the kernel refuses (out of mappings, or huge-page backing).
   static func protectMiddle(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Bool {
     let edge = largeEdgeByteCount
+    return blockByteCount > 2 &* edge
+      && protectCounted(block + edge, byteCount: blockByteCount &- 2 &* edge, of: block)
+  }
+
+  /// Makes `byteCount` bytes at `address`, in the freed large block `block`, inaccessible, and counts the block
+  /// as protected (`protectedBlockTotal`, its segment's count); false when the limit is reached, the block is
+  /// not page-aligned, the fault handler cannot be installed or the kernel refuses (out of mappings, or
+  /// huge-page backing).
+  static func protectCounted(_ address: UnsafeMutableRawPointer, byteCount: Int, of block: UnsafeMutableRawPointer)
+    -> Bool
+  {
     if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
-    if UInt(bitPattern: block) & UInt(edge &- 1) != 0 || blockByteCount <= 2 &* edge { return false }
-    let middle = block + edge
-    let byteCount = blockByteCount &- 2 &* edge
-    if !enableFaultReports() { return false }
-    if !OSMemory.protect(middle, byteCount: byteCount, accessible: false) {
+    if UInt(bitPattern: block) & UInt(OSMemory.pageByteCount &- 1) != 0 || !enableFaultReports() { return false }
+    if !OSMemory.protect(address, byteCount: byteCount, accessible: false) {
       // A refusal changes nothing; made accessible again all the same, should part of it have changed.
-      _ = OSMemory.protect(middle, byteCount: byteCount, accessible: true)
+      _ = OSMemory.protect(address, byteCount: byteCount, accessible: true)
       return false
     }
     protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
     largeSegment(block).pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
     return true
+  }
+
+  /// Makes `byteCount` bytes at `address`, in the protected block `block`, accessible again, and counts the
+  /// block as protected no more. A refusal aborts: the block is about to be handed out.
+  static func restoreCounted(_ address: UnsafeMutableRawPointer, byteCount: Int, of block: UnsafeMutableRawPointer) {
+    if !OSMemory.protect(address, byteCount: byteCount, accessible: true) {
+      ErrorWriter.withWriter { writer in
+        writer.text("swalloc: malloc(): the kernel refused to make freed block ")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text(" accessible again (mprotect); aborting (SWALLOC_SECURE=full)\n")
+      }
+      swalloc_abort()
+    }
+    protectedBlockTotal.wrappingAdd(-1, ordering: .relaxed)
+    largeSegment(block).pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
   }
 
   /// `takeFromList` for a large block: a block carved and never handed out passes; a freed one must have
@@ -99,22 +122,12 @@ extension Secure {
   static func unprotectMiddle(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
     let edge = largeEdgeByteCount
     // Joins three mappings into one: the kernel needs no new mapping for it.
-    if !OSMemory.protect(block + edge, byteCount: blockByteCount &- 2 &* edge, accessible: true) {
-      ErrorWriter.withWriter { writer in
-        writer.text("swalloc: malloc(): the kernel refused to make freed block ")
-        writer.hexadecimal(UInt(bitPattern: block))
-        writer.text(" accessible again (mprotect); aborting (SWALLOC_SECURE=full)\n")
-      }
-      swalloc_abort()
-    }
-    protectedBlockTotal.wrappingAdd(-1, ordering: .relaxed)
-    largeSegment(block).pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
+    restoreCounted(block + edge, byteCount: blockByteCount &- 2 &* edge, of: block)
   }
 
   // MARK: parked blocks
 
-  /// Whether `block`, a block start of `page` (in use), is parked: freed by its page's owner and wholly
-  /// inaccessible. Nothing of it may be read then (its marker, its trailer, the last word the next block's
+  /// Whether `block`, a block start of `page` (in use), is parked: freed, wholly inaccessible and on no list. Nothing of it may be read then (its marker, its trailer, the last word the next block's
   /// underflow check reads): the checks that would read it ask this first. False at the other levels.
   @inline(__always)
   static func isParked(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Bool {
@@ -139,17 +152,8 @@ extension Secure {
   /// out. False when the block cannot be parked (the limit of protected blocks, or mprotect refused): the
   /// caller fills and pushes it as before.
   static func park(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
-    let blockByteCount = page.pointee.blockByteCount
-    if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
-    if UInt(bitPattern: block) & UInt(OSMemory.pageByteCount &- 1) != 0 || !enableFaultReports() { return false }
-    if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
-      _ = OSMemory.protect(block, byteCount: blockByteCount, accessible: true)
-      return false
-    }
-    let segment = page.segment
-    protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
-    segment.pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
-    segment.pointee.parkedMask |= parkedBit(block, page)
+    if !protectCounted(block, byteCount: page.pointee.blockByteCount, of: block) { return false }
+    page.segment.pointee.parkedMask |= parkedBit(block, page)
     if page.pointee.isFull {
       heap.processDelayed()
       if page.pointee.isFull { heap.moveFromFullToQueue(page) }
@@ -188,9 +192,7 @@ extension Secure {
   static func parkCollected(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>,
                             blockByteCount: Int) -> Bool {
     let edge = largeEdgeByteCount
-    let flag = checkedFreedLarge(block, blockByteCount: blockByteCount)
-    let segment = page.segment
-    if flag == ~fillWord {
+    if checkedFreedLarge(block, blockByteCount: blockByteCount) == ~fillWord {
       // Its middle is inaccessible already: the edges join it (the kernel merges the mappings).
       if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
         // The edges as they were, should part of them have changed.
@@ -198,45 +200,28 @@ extension Secure {
         _ = OSMemory.protect(block + (blockByteCount &- edge), byteCount: edge, accessible: true)
         return false
       }
-    } else {
-      if protectedBlockTotal.load(ordering: .relaxed) >= protectedBlockLimit { return false }
-      if UInt(bitPattern: block) & UInt(OSMemory.pageByteCount &- 1) != 0 || !enableFaultReports() { return false }
-      if !OSMemory.protect(block, byteCount: blockByteCount, accessible: false) {
-        _ = OSMemory.protect(block, byteCount: blockByteCount, accessible: true)
-        return false
-      }
-      protectedBlockTotal.wrappingAdd(1, ordering: .relaxed)
-      segment.pointee.protectedBlockCount.wrappingAdd(1, ordering: .relaxed)
+    } else if !protectCounted(block, byteCount: blockByteCount, of: block) {
+      return false
     }
-    segment.pointee.parkedMask |= parkedBit(block, page)
+    page.segment.pointee.parkedMask |= parkedBit(block, page)
     return true
   }
 
   /// `Heap.findPage` at SWALLOC_SECURE=full, for a page with no block left to hand out or carve: takes back
   /// one of its parked blocks (the lowest), accessible again and marked as a block carved and never handed
-  /// out (its old contents stay, as any freed block's), as the page's free list. False when none is parked.
-  static func unpark(_ page: UnsafeMutablePointer<Page>) -> Bool {
+  /// out (its old contents stay, as any freed block's), as the page's free list. Nothing when none is parked.
+  static func unpark(_ page: UnsafeMutablePointer<Page>) {
     let segment = page.segment
     let mask = segment.pointee.parkedMask
-    if segment.pointee.kind != .large || mask == 0 { return false }
+    if segment.pointee.kind != .large || mask == 0 { return }
     let index = mask.trailingZeroBitCount
     let blockByteCount = page.pointee.blockByteCount
     let block = page.pointee.start.unsafelyUnwrapped + index &* blockByteCount
-    if !OSMemory.protect(block, byteCount: blockByteCount, accessible: true) {
-      ErrorWriter.withWriter { writer in
-        writer.text("swalloc: malloc(): the kernel refused to make freed block ")
-        writer.hexadecimal(UInt(bitPattern: block))
-        writer.text(" accessible again (mprotect); aborting (SWALLOC_SECURE=full)\n")
-      }
-      swalloc_abort()
-    }
+    restoreCounted(block, byteCount: blockByteCount, of: block)
     segment.pointee.parkedMask = mask & ~(UInt64(1) &<< UInt64(index))
-    protectedBlockTotal.wrappingAdd(-1, ordering: .relaxed)
-    segment.pointee.protectedBlockCount.wrappingAdd(-1, ordering: .relaxed)
     markFresh(UInt(bitPattern: block), size: UInt(bitPattern: blockByteCount), fresh: markerKey ^ 2)
     setNext(block, nil)
     page.pointee.free = block
-    return true
   }
 
   /// A large segment leaves its heap (every block free, or its user heap destroyed): the middles of its
@@ -371,7 +356,7 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     let edge = Secure.largeEdgeByteCount
     // Parked (freed by the page's owner): all of it. Freed by another thread, its middle inaccessible, the
     // address in the middle: the first page of the block is readable.
-    if segment.pointee.parkedMask & (UInt64(1) &<< UInt64(truncatingIfNeeded: index)) == 0 {
+    if segment.pointee.parkedMask & Secure.parkedBit(block, page) == 0 {
       guard inside >= edge && inside < blockByteCount &- edge,
         block.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(block),
         block.load(fromByteOffset: 16, as: UInt.self) == ~Secure.fillWord

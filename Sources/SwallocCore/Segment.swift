@@ -52,8 +52,9 @@ struct Segment: ~Copyable {
   /// (SecureLargeBlocks.swift); 0 elsewhere. Any thread that frees a block adds one; the owner's malloc
   /// takes one away; releasing the segment makes all of them accessible again and sets it to 0.
   let protectedBlockCount: Atomic<Int>
-  /// SWALLOC_SECURE=full, large segments: the blocks of the page that its owner freed and parked, wholly
-  /// inaccessible and on no list (bit i: block i; SecureLargeBlocks.swift). The owner's alone; 0 elsewhere.
+  /// SWALLOC_SECURE=full, large segments: the blocks of the page that its owner parked, wholly inaccessible and
+  /// on no list (bit i: block i; freed by the owner, or by other threads and collected; SecureLargeBlocks.swift).
+  /// The owner's alone; 0 elsewhere.
   var parkedMask: UInt64
 
   static let shift = Int(SWALLOC_SEGMENT_SHIFT)
