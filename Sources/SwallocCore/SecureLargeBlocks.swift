@@ -210,6 +210,8 @@ extension Secure {
   /// `Heap.findPage` at SWALLOC_SECURE=full, for a page with no block left to hand out or carve: takes back
   /// one of its parked blocks (the lowest), accessible again and marked as a block carved and never handed
   /// out (its old contents stay, as any freed block's), as the page's free list. Nothing when none is parked.
+  /// Out of line: inlined, it cost `findPage` an instruction per call at every level (a register spilled).
+  @inline(never)
   static func unpark(_ page: UnsafeMutablePointer<Page>) {
     let segment = page.segment
     let mask = segment.pointee.parkedMask
