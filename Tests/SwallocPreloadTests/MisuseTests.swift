@@ -118,6 +118,22 @@ struct MisuseTests {
                            environment: Self.secureFull)
   }
 
+  /// The same misuse of a freed large block below full (no parking there): level 1 aborts (its realloc frees
+  /// the old block, whose free reports it), the default mode reports or answers and runs on.
+  @Test("a freed large block's second free, usable size and realloc: level 1 aborts, the default mode runs on",
+        arguments: [
+          ("large-double-free", "swalloc: free(): double free of 0x"),
+          ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
+          ("large-realloc-freed", "swalloc: free(): double free of 0x"),
+        ])
+  func freedLargeBlockMisuseBelowFull(mode: String, message: String) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
+                           environment: Self.secure)
+    let program = try await FixtureBuilds.shared.build("misuse.c", as: .c)
+    let result = try await runPreloaded(program, [mode], mode: .standard, timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+  }
+
   @Test("a read or write after free in a large or huge block runs on by default and at SWALLOC_SECURE=1",
         arguments: Self.largeAfterFreeCases.map(\.0), [Mode.standard, .secure])
   func largeAfterFreeHarmlessBelowFull(mode: String, level: Mode) async throws {
