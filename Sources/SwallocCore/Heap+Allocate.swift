@@ -65,19 +65,25 @@ extension Heap {
         return sampled
       }
     }
-    let found = page!
+    return handOutBlock(page!, byteCount: byteCount)
+  }
+
+  /// Pops the first block of `page.free` (which must not be empty) for a request of `byteCount` bytes, and
+  /// counts it (secure mode: checked, and at full sealed).
+  @inline(__always)
+  func handOutBlock(_ page: UnsafeMutablePointer<Page>, byteCount: Int) -> UnsafeMutableRawPointer {
     if Options.secure {
       // Only a block popped from a page list is sealed: a sampled block (guarded slot, sample slot, span)
       // is not a page block and goes its own way on free.
-      let block = Secure.pop(found)
-      if Options.secureFull { Secure.seal(block, byteCount: byteCount, blockByteCount: found.pointee.blockByteCount) }
-      found.pointee.used &+= 1
+      let block = Secure.pop(page)
+      if Options.secureFull { Secure.seal(block, byteCount: byteCount, blockByteCount: page.pointee.blockByteCount) }
+      page.pointee.used &+= 1
       state.pointee.mallocCount &+= 1
       return block
     }
-    let block = found.pointee.free!
-    found.pointee.free = nextBlock(block)
-    found.pointee.used &+= 1
+    let block = page.pointee.free.unsafelyUnwrapped
+    page.pointee.free = nextBlock(block)
+    page.pointee.used &+= 1
     state.pointee.mallocCount &+= 1
     return block
   }

@@ -59,7 +59,9 @@ extension Heap {
       // Pushed by the fast path, and the page is now empty.
       return heap.retireEmptied(page, lastFreed: block)
     }
-    if page.pointee.owner & ~Page.fullTag == owned { return heap.freeOwned(page, block) }
+    // The heap profiler samples blocks of this page where they are (Profile.sampleInPage).
+    if page.pointee.owner & Page.sampledTag != 0 { Profile.freeInSampledPage(page, block, heap: owned) }
+    if page.pointee.owner & ~Page.tagMask == owned { return heap.freeOwned(page, block) }
     freeRemote(page, block, heap)
   }
 

@@ -239,8 +239,8 @@ enum LibC {
     return usableSize(pointer, mayBeSampled: &mayBeSampled)
   }
 
-  /// The same; `mayBeSampled` is set when `pointer` is no page block (a sample slot's or a huge span's), the
-  /// only blocks the heap profiler samples.
+  /// The same; `mayBeSampled` is set when `pointer` may be a block the heap profiler sampled: a sample slot's,
+  /// a huge span's, or a block of a page tagged as holding a sample (Profile.sampleInPage).
   @inline(__always)
   static func usableSize(_ pointer: UnsafeMutableRawPointer, mayBeSampled: inout Bool) -> Int {
     // Guarded blocks first: the region may share a 4 MiB unit of the segment map with a huge span.
@@ -260,6 +260,8 @@ enum LibC {
     }
     let page = segment.page(containing: address)
     if page.pointee.state != .inUse { return -1 }
+    // A page block sampled where it is (Profile.sampleInPage).
+    if page.pointee.owner & Page.sampledTag != 0 { mayBeSampled = true }
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }
     // Interior pointers get what is left of their block.

@@ -167,6 +167,11 @@ extension UnsafeMutablePointer where Pointee == Page {
 
 extension Page {
   static let fullTag: UInt = 1
+  /// Set in `ownerWord` by the owner while the page may hold blocks the heap profiler sampled where they are
+  /// (PageSamples): free's fast path then fails its owner test for the page's blocks and its slow paths look
+  /// them up. The owner clears it in its slow path once the page holds none (only the owner writes the word).
+  static let sampledTag: UInt = 2
+  static let tagMask: UInt = fullTag | sampledTag
 
   /// `ownerWord`, read relaxed.
   var owner: UInt {
@@ -175,7 +180,7 @@ extension Page {
 
   /// The owning heap, nil while the page is not in use.
   var heap: UnsafeMutableRawPointer? {
-    get { UnsafeMutableRawPointer(bitPattern: owner & ~Page.fullTag) }
+    get { UnsafeMutableRawPointer(bitPattern: owner & ~Page.tagMask) }
     set { ownerWord.store(UInt(bitPattern: newValue), ordering: .relaxed) }
   }
 

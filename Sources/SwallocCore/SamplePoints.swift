@@ -176,9 +176,13 @@ extension Heap {
     page.pointee.held = nil
     page.pointee.heldCount = 0
     page.pointee.samplePoint = 0
-    SamplePoints.handOut(page, count: count, heap: self)
     var block: UnsafeMutableRawPointer? = nil
-    if due & SamplePoints.profile != 0 {
+    // A sample in place takes the first held block, the one the countdown ran out on: the rest are counted.
+    if due & SamplePoints.profile != 0 && Profile.samplesInPage(page, heap: self) {
+      block = Profile.sampleInPage(page, heap: self, byteCount: byteCount)
+    }
+    SamplePoints.handOut(page, count: block == nil ? count : count &- 1, heap: self)
+    if block == nil && due & SamplePoints.profile != 0 {
       block = Profile.sampleAllocation(byteCount: byteCount, alignment: alignment,
                                        chargedByteCount: page.pointee.blockByteCount,
                                        owner: state.pointee.isUserHeap ? self : nil)

@@ -88,13 +88,22 @@ enum SampleSlots {
   static let regionState = Atomic<Int>(0)
 
   /// Per area, at the start of the records mapping: the next never-used slot, and the free stack's head (slot
-  /// index + 1 in the low 32 bits, a tag against ABA in the high bits); then, per area, the head of its stack
-  /// of dirty slots (freed, not purged yet). The stacks' links are in the records.
+  /// index + 1 in the low 32 bits, a tag against ABA in the high bits), the page records' pair last; then,
+  /// per area, the head of its stack of dirty slots (freed, not purged yet). The stacks' links are in the
+  /// records.
   static let countersByteCount = 512
+  static let dirtyHeadsOffset = (areaCount + 1) * 16
   /// After the counters, on the same page, the records of each area's first `sharedCount` slots; then the
   /// records of all slots by number, on pages of their own (the shared slots' places there unused).
   static let sharedRecordsByteCount = areaCount * sharedCount * recordStride
-  static let recordsByteCount = countersByteCount + sharedRecordsByteCount + totalSlotCount * recordStride
+  /// Records of samples that stay in their heap pages (Profile.sampleInPage: no slot, so no memory beside the
+  /// heap's), numbered from `totalSlotCount` after the slots' records, with their own unused count and free
+  /// stack as an area of records alone (`pageRecordArea`). A page record keeps the block's address where a
+  /// slot record keeps its Swift API heap (offset 40: page samples are malloc's alone).
+  static let pageRecordArea = areaCount
+  static let pageRecordCount = slotsPerArea
+  static let recordsByteCount = countersByteCount + sharedRecordsByteCount
+    + (totalSlotCount + pageRecordCount) * recordStride
 
   @inline(__always)
   static func unused(_ area: Int) -> UnsafeMutablePointer<Atomic<Int>> {
@@ -113,7 +122,7 @@ enum SampleSlots {
   @inline(__always)
   static func dirtyHead(_ area: Int) -> UnsafeMutablePointer<Atomic<UInt>> {
     UnsafeMutablePointer<Atomic<UInt>>(bitPattern: recordsStart.load(ordering: .relaxed) &- UInt(countersByteCount)
-      &+ UInt(256 &+ area &* 8)).unsafelyUnwrapped
+      &+ UInt(dirtyHeadsOffset &+ area &* 8)).unsafelyUnwrapped
   }
 
   /// When the earliest dirty slot becomes due for purging (monotonic ms; max: none). A hint: a race only
@@ -172,7 +181,7 @@ enum SampleSlots {
   @inline(__always)
   static func recordOffset(_ slot: Int) -> Int {
     let index = slot & (slotsPerArea &- 1)
-    return index < sharedCount
+    return index < sharedCount && slot < totalSlotCount
       ? ((slot &>> slotsPerAreaShift) &* sharedCount &+ index) &* recordStride
       : sharedRecordsByteCount &+ slot &* recordStride
   }
@@ -358,6 +367,29 @@ enum SampleSlots {
     return -1
   }
 
+  // MARK: page records
+
+  /// A free page record (its index), or -1: none left, or no region.
+  static func takePageRecord() -> Int {
+    guard region() != nil else { return -1 }
+    let area = pageRecordArea
+    let index = pop(freeHead(area), area)
+    if index >= 0 { return index }
+    if unused(area).pointee.load(ordering: .relaxed) >= pageRecordCount { return -1 }
+    let fresh = unused(area).pointee.wrappingAdd(1, ordering: .relaxed).oldValue
+    return fresh < pageRecordCount ? fresh : -1
+  }
+
+  /// Page record `index`.
+  @inline(__always)
+  static func pageRecord(_ index: Int) -> UnsafeMutableRawPointer { record(firstSlot(pageRecordArea) &+ index) }
+
+  /// Gives page record `index` back (its sample is gone).
+  static func releasePageRecord(_ index: Int) {
+    state(pageRecord(index)).pointee.store(0, ordering: .releasing)
+    push(freeHead(pageRecordArea), pageRecordArea, index)
+  }
+
   /// Moves `nextPurgeCheck` down to `due` (never up).
   static func lowerPurgeCheck(_ due: UInt64) {
     var current = nextPurgeCheck.load(ordering: .relaxed)
@@ -426,5 +458,76 @@ enum SampleSlots {
         }
       }
     }
+  }
+}
+
+/// Where the heap profiler finds the blocks it sampled in place (Profile.sampleInPage): entries in each
+/// segment's header after the slice descriptors (which end at 8320 bytes; a huge span's record is at 10 KiB,
+/// secure mode's header guard at 12 KiB), three per 64 KiB slice: a small page has 3, a medium page (8
+/// slices) 24, a large page the first 32 of its 192 (a page's later samples take slots). An entry is the
+/// block's offset in the segment and its page record's index + 1; 0 is none. Only the page's owner fills an
+/// entry (a zero one: nobody else writes a zero entry), any thread empties one with a compare-and-swap (which
+/// claims the sample's release). A page retires only when all its blocks are free, so its entries are all 0
+/// when it is used again.
+enum PageSamples {
+  static let tableOffset = 8448
+  static let entriesPerSlice = 3
+  static let maximumEntriesPerPage = 32
+  static let recordBits: UInt64 = 24
+
+  @inline(__always)
+  static func entries(_ page: UnsafeMutablePointer<Page>) -> (UnsafeMutablePointer<Atomic<UInt64>>, Int) {
+    let segment = page.segment
+    let offset = tableOffset &+ segment.index(ofSlice: page) &* entriesPerSlice &* 8
+    let count = Swift.min(entriesPerSlice &<< segment.slicesPerPageShift, maximumEntriesPerPage)
+    return (UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(bitPattern: segment) &+ UInt(offset)).unsafelyUnwrapped,
+            count)
+  }
+
+  /// The entry for `block` (in its segment) with page record `record`.
+  @inline(__always)
+  static func entry(_ block: UnsafeMutableRawPointer, record: Int) -> UInt64 {
+    UInt64(UInt(bitPattern: block) & Segment.mask) &<< recordBits | UInt64(record &+ 1)
+  }
+
+  /// A zero entry of `page` (called by its owner), or nil when all are taken.
+  static func vacantEntry(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutablePointer<Atomic<UInt64>>? {
+    let (table, count) = entries(page)
+    for i in 0..<count where table[i].load(ordering: .relaxed) == 0 { return table + i }
+    return nil
+  }
+
+  /// The page record of `block` when it is a sample of `page`, or -1.
+  static func record(of block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Int {
+    let (table, count) = entries(page)
+    let key = UInt64(UInt(bitPattern: block) & Segment.mask)
+    for i in 0..<count {
+      let word = table[i].load(ordering: .acquiring)
+      if word != 0 && word &>> recordBits == key { return Int(word & ((1 &<< recordBits) &- 1)) &- 1 }
+    }
+    return -1
+  }
+
+  /// Empties the entry of `block` when it is a sample of `page`: its page record's index, or -1 (no entry:
+  /// not sampled, or another free took it).
+  static func take(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Int {
+    let (table, count) = entries(page)
+    let key = UInt64(UInt(bitPattern: block) & Segment.mask)
+    for i in 0..<count {
+      let word = table[i].load(ordering: .acquiring)
+      if word != 0 && word &>> recordBits == key
+        && table[i].compareExchange(expected: word, desired: 0, ordering: .acquiringAndReleasing).exchanged
+      {
+        return Int(word & ((1 &<< recordBits) &- 1)) &- 1
+      }
+    }
+    return -1
+  }
+
+  /// Whether `page` holds no sample.
+  static func isEmpty(_ page: UnsafeMutablePointer<Page>) -> Bool {
+    let (table, count) = entries(page)
+    for i in 0..<count where table[i].load(ordering: .relaxed) != 0 { return false }
+    return true
   }
 }

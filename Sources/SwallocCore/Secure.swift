@@ -445,7 +445,11 @@ enum Secure {
     let marker = freedMarker(block)
     let word = block.load(fromByteOffset: 8, as: UInt.self)
     if word == marker { fail(block, .doubleFree) }
-    let owned = page.pointee.owner & ~Page.fullTag == UInt(bitPattern: heap.base)
+    // The heap profiler samples blocks of this page where they are (Profile.sampleInPage).
+    if page.pointee.owner & Page.sampledTag != 0 {
+      Profile.freeInSampledPage(page, block, heap: UInt(bitPattern: heap.base))
+    }
+    let owned = page.pointee.owner & ~Page.tagMask == UInt(bitPattern: heap.base)
     if Options.secureFull {
       let blockByteCount = page.pointee.blockByteCount
       if word == freshMarker(address)

@@ -106,7 +106,7 @@ extension Heap {
       let segment = page.segment
       page = segment.page(ofSlice: segment.index(ofSlice: page))
     }
-    guard page.pointee.owner & ~Page.fullTag == UInt(bitPattern: base), page.pointee.state == .inUse else {
+    guard page.pointee.owner & ~Page.tagMask == UInt(bitPattern: base), page.pointee.state == .inUse else {
       // Another heap's block, a huge block, or no block at all: free() sorts these out.
       return Heap.free(block)
     }
