@@ -181,6 +181,9 @@ extension Heap {
     let segment = page.segment
     let index = segment.index(of: page)
     Statistics.pageBytesInUse(adding: -segment.pageArea(at: index).byteCount)
+    // A hint of the heap profiler's left set (its last sample freed by another thread): the words go back
+    // to 0 with the page (PageSamples).
+    if SamplePoints.isEnabled { PageSamples.clearHint(page) }
     page.pointee.state = .free
     page.pointee.heap = nil
     page.pointee.free = nil

@@ -436,7 +436,7 @@ extension Profile {
   /// `freeInSampledPage`. Nil when the page has no free block or no entry left, no page record is left, or
   /// inside another sample: the caller then takes a slot.
   static func sampleInPage(_ page: UnsafeMutablePointer<Page>, heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
-    guard let free = page.pointee.free, let entry = PageSamples.vacantEntry(page) else { return nil }
+    guard let free = page.pointee.free else { return nil }
     let sampler = swalloc_sampler_state()
     if sampler.pointee.busy != 0 { return nil }
     sampler.pointee.busy = 1
@@ -453,7 +453,11 @@ extension Profile {
     record.storeBytes(of: 0, toByteOffset: 24, as: Int.self)
     record.storeBytes(of: UInt(bitPattern: free), toByteOffset: 40, as: UInt.self)
     SampleSlots.state(record).pointee.store(1, ordering: .releasing)
-    entry.pointee.store(PageSamples.entry(free, record: index), ordering: .releasing)
+    if !PageSamples.add(free, page, record: index) {
+      SampleSlots.releasePageRecord(index)
+      swalloc_errno_set(saved)
+      return nil
+    }
     page.pointee.ownerWord.store(page.pointee.owner | Page.sampledTag, ordering: .relaxed)
     let block = heap.handOutBlock(page, byteCount: byteCount)
     recordWithStack(block, byteCount: byteCount, chargedByteCount: page.pointee.blockByteCount)
@@ -478,7 +482,7 @@ extension Profile {
   @inline(never)
   static func freeInSampledPage(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, heap: UInt) {
     // A second free of the block finds no entry and goes on as free would.
-    let index = PageSamples.take(block, page)
+    let (index, others) = PageSamples.take(block, page)
     if index >= 0 {
       let record = SampleSlots.pageRecord(index)
       release(block, stack: record.load(fromByteOffset: 8, as: Int.self),
@@ -488,7 +492,8 @@ extension Profile {
       SampleSlots.releasePageRecord(index)
     }
     let owner = page.pointee.owner
-    if owner & ~Page.tagMask == heap && PageSamples.isEmpty(page) {
+    if !others && owner & ~Page.tagMask == heap {
+      PageSamples.clearHint(page)
       page.pointee.ownerWord.store(owner & ~Page.sampledTag, ordering: .relaxed)
     }
   }

@@ -463,71 +463,93 @@ enum SampleSlots {
 
 /// Where the heap profiler finds the blocks it sampled in place (Profile.sampleInPage): entries in each
 /// segment's header after the slice descriptors (which end at 8320 bytes; a huge span's record is at 10 KiB,
-/// secure mode's header guard at 12 KiB), three per 64 KiB slice: a small page has 3, a medium page (8
-/// slices) 24, a large page the first 32 of its 192 (a page's later samples take slots). An entry is the
-/// block's offset in the segment and its page record's index + 1; 0 is none. Only the page's owner fills an
-/// entry (a zero one: nobody else writes a zero entry), any thread empties one with a compare-and-swap (which
-/// claims the sample's release). A page retires only when all its blocks are free, so its entries are all 0
-/// when it is used again.
+/// secure mode's header guard at 12 KiB), three words per 64 KiB slice. A small page has 3 entries; a medium
+/// page (8 slices) a hint word and 23 entries, a large page a hint word and 31 (its other words unused), each
+/// no more than the page has blocks (a page's later samples take slots). An entry is the block's offset in
+/// the segment and its page record's index + 1; 0 is none. The hint has bit `i mod 64` set for every block `i`
+/// sampled since the page last held none (a medium or large page has at most 64 blocks: exact but for blocks
+/// whose sample is gone), so that most frees of a tagged page scan nothing. Only the page's owner fills an
+/// entry (a zero one: nobody else writes a zero entry) and writes the hint; any thread empties an entry with a
+/// compare-and-swap (which claims the sample's release). A page retires only when all its blocks are free, and
+/// its owner clears the hint with the tag: its words are all 0 when it is used again.
 enum PageSamples {
   static let tableOffset = 8448
-  static let entriesPerSlice = 3
-  static let maximumEntriesPerPage = 32
+  static let wordsPerSlice = 3
+  static let maximumEntriesPerPage = 31
   static let recordBits: UInt64 = 24
 
+  /// `page`'s hint word (nil for a small page), entries and their number.
   @inline(__always)
-  static func entries(_ page: UnsafeMutablePointer<Page>) -> (UnsafeMutablePointer<Atomic<UInt64>>, Int) {
+  static func entries(_ page: UnsafeMutablePointer<Page>)
+    -> (hint: UnsafeMutablePointer<Atomic<UInt64>>?, table: UnsafeMutablePointer<Atomic<UInt64>>, count: Int)
+  {
     let segment = page.segment
-    let offset = tableOffset &+ segment.index(ofSlice: page) &* entriesPerSlice &* 8
-    let count = Swift.min(entriesPerSlice &<< segment.slicesPerPageShift, maximumEntriesPerPage)
-    return (UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(bitPattern: segment) &+ UInt(offset)).unsafelyUnwrapped,
-            count)
+    let offset = tableOffset &+ segment.index(ofSlice: page) &* wordsPerSlice &* 8
+    let words = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(bitPattern: segment) &+ UInt(offset))
+      .unsafelyUnwrapped
+    let reserved = Int(page.pointee.reserved)
+    if segment.slicesPerPageShift == 0 { return (nil, words, Swift.min(wordsPerSlice, reserved)) }
+    return (words, words + 1, Swift.min(maximumEntriesPerPage, reserved))
   }
 
-  /// The entry for `block` (in its segment) with page record `record`.
+  /// `block`'s bit in its page's hint.
   @inline(__always)
-  static func entry(_ block: UnsafeMutableRawPointer, record: Int) -> UInt64 {
-    UInt64(UInt(bitPattern: block) & Segment.mask) &<< recordBits | UInt64(record &+ 1)
+  static func hintBit(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> UInt64 {
+    let offset = UInt(bitPattern: block) &- UInt(bitPattern: page.pointee.start)
+    return 1 &<< UInt64(Page.blockIndex(offset: offset, reciprocal: page.pointee.reciprocal) & 63)
   }
 
-  /// A zero entry of `page` (called by its owner), or nil when all are taken.
-  static func vacantEntry(_ page: UnsafeMutablePointer<Page>) -> UnsafeMutablePointer<Atomic<UInt64>>? {
-    let (table, count) = entries(page)
-    for i in 0..<count where table[i].load(ordering: .relaxed) == 0 { return table + i }
-    return nil
+  @inline(__always)
+  static func key(_ block: UnsafeMutableRawPointer) -> UInt64 { UInt64(UInt(bitPattern: block) & Segment.mask) }
+
+  /// Records `block`, a block of `page`, as the sample of page record `record` (called by the page's owner):
+  /// false when all the page's entries are taken.
+  static func add(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, record: Int) -> Bool {
+    let (hint, table, count) = entries(page)
+    for i in 0..<count where table[i].load(ordering: .relaxed) == 0 {
+      if let hint { hint.pointee.store(hint.pointee.load(ordering: .relaxed) | hintBit(block, page), ordering: .relaxed) }
+      table[i].store(key(block) &<< recordBits | UInt64(record &+ 1), ordering: .releasing)
+      return true
+    }
+    return false
   }
 
   /// The page record of `block` when it is a sample of `page`, or -1.
   static func record(of block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Int {
-    let (table, count) = entries(page)
-    let key = UInt64(UInt(bitPattern: block) & Segment.mask)
+    let (hint, table, count) = entries(page)
+    if let hint, hint.pointee.load(ordering: .relaxed) & hintBit(block, page) == 0 { return -1 }
     for i in 0..<count {
       let word = table[i].load(ordering: .acquiring)
-      if word != 0 && word &>> recordBits == key { return Int(word & ((1 &<< recordBits) &- 1)) &- 1 }
+      if word != 0 && word &>> recordBits == key(block) { return Int(word & ((1 &<< recordBits) &- 1)) &- 1 }
     }
     return -1
   }
 
   /// Empties the entry of `block` when it is a sample of `page`: its page record's index, or -1 (no entry:
-  /// not sampled, or another free took it).
-  static func take(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Int {
-    let (table, count) = entries(page)
-    let key = UInt64(UInt(bitPattern: block) & Segment.mask)
+  /// not sampled, or another free took it); and whether the page may hold other samples (true when the hint
+  /// spared the scan).
+  static func take(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> (record: Int, others: Bool) {
+    let (hint, table, count) = entries(page)
+    if let hint, hint.pointee.load(ordering: .relaxed) & hintBit(block, page) == 0 { return (-1, true) }
+    let key = key(block)
+    var record = -1
+    var others = false
     for i in 0..<count {
       let word = table[i].load(ordering: .acquiring)
-      if word != 0 && word &>> recordBits == key
+      if word == 0 { continue }
+      if record < 0 && word &>> recordBits == key
         && table[i].compareExchange(expected: word, desired: 0, ordering: .acquiringAndReleasing).exchanged
       {
-        return Int(word & ((1 &<< recordBits) &- 1)) &- 1
+        record = Int(word & ((1 &<< recordBits) &- 1)) &- 1
+      } else {
+        others = true
       }
     }
-    return -1
+    return (record, others)
   }
 
-  /// Whether `page` holds no sample.
-  static func isEmpty(_ page: UnsafeMutablePointer<Page>) -> Bool {
-    let (table, count) = entries(page)
-    for i in 0..<count where table[i].load(ordering: .relaxed) != 0 { return false }
-    return true
+  /// Clears `page`'s hint (its owner, once the page holds no sample).
+  static func clearHint(_ page: UnsafeMutablePointer<Page>) {
+    entries(page).hint?.pointee.store(0, ordering: .relaxed)
   }
 }

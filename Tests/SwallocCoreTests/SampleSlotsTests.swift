@@ -79,4 +79,26 @@ struct SampleSlotsTests {
       }
     }
   }
+
+  @Test("page sample entries lie between the slice descriptors and the huge span record, page records apart")
+  func pageSampleEntries() {
+    let descriptorsEnd = Segment.pageDescriptorOffset + Segment.sliceCount * Page.stride
+    let tableEnd = PageSamples.tableOffset + Segment.sliceCount * PageSamples.wordsPerSlice * 8
+    #expect(PageSamples.tableOffset >= descriptorsEnd)
+    #expect(tableEnd <= Profile.recordOffset && tableEnd <= Secure.headerGuardOffset)
+    // A large page's hint and entries stay within the words of its 64 slices.
+    #expect(1 + PageSamples.maximumEntriesPerPage <= PageSamples.wordsPerSlice << 6)
+    // Block offsets in a segment (22 bits) and page record numbers fit an entry.
+    #expect(UInt64(Segment.byteCount) << PageSamples.recordBits <= UInt64(1) << 63)
+    #expect(SampleSlots.pageRecordCount < 1 << Int(PageSamples.recordBits))
+    // Page records follow every slot's, inside the records mapping; the page records' counters come after
+    // the areas' and before the dirty heads.
+    let firstPage = SampleSlots.recordOffset(SampleSlots.firstSlot(SampleSlots.pageRecordArea))
+    let lastPage = SampleSlots.recordOffset(SampleSlots.firstSlot(SampleSlots.pageRecordArea) + SampleSlots.pageRecordCount - 1)
+    let lastSlot = SampleSlots.recordOffset(SampleSlots.totalSlotCount - 1)
+    #expect(firstPage > lastSlot)
+    #expect(SampleSlots.countersByteCount + lastPage + SampleSlots.recordStride <= SampleSlots.recordsByteCount)
+    #expect(SampleSlots.dirtyHeadsOffset >= (SampleSlots.pageRecordArea + 1) * 16)
+    #expect(SampleSlots.dirtyHeadsOffset + SampleSlots.areaCount * 8 <= SampleSlots.countersByteCount)
+  }
 }
