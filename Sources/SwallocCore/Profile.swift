@@ -269,16 +269,10 @@ enum Profile {
     if SampleSlots.contains(block) {
       SampleSlots.setRecord(block, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
     } else if let record = pageRecord(of: block) {
-      record.storeBytes(of: number, toByteOffset: 8, as: Int.self)
-      record.storeBytes(of: weight.byteCount, toByteOffset: 16, as: Int.self)
-      record.storeBytes(of: weight.objects, toByteOffset: 24, as: Int.self)
-      record.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
+      SampleSlots.storeSample(record, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
     } else if let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge {
       let record = UnsafeMutableRawPointer(segment) + recordOffset
-      record.storeBytes(of: number, toByteOffset: 8, as: Int.self)
-      record.storeBytes(of: weight.byteCount, toByteOffset: 16, as: Int.self)
-      record.storeBytes(of: weight.objects, toByteOffset: 24, as: Int.self)
-      record.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
+      SampleSlots.storeSample(record, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
       record.storeBytes(of: UInt(bitPattern: block) ^ recordKey.load(ordering: .relaxed), as: UInt.self)
     }
     return weight.byteCount
@@ -448,9 +442,7 @@ extension Profile {
       return nil
     }
     let record = SampleSlots.pageRecord(index)
-    record.storeBytes(of: -1, toByteOffset: 8, as: Int.self)
-    record.storeBytes(of: 0, toByteOffset: 16, as: Int.self)
-    record.storeBytes(of: 0, toByteOffset: 24, as: Int.self)
+    SampleSlots.storeSample(record, stack: -1, bytes: 0, objects: 0, byteCount: byteCount)
     record.storeBytes(of: UInt(bitPattern: free), toByteOffset: 40, as: UInt.self)
     SampleSlots.state(record).pointee.store(1, ordering: .releasing)
     if !PageSamples.add(free, page, record: index) {

@@ -271,11 +271,17 @@ enum SampleSlots {
 
   /// Stores a sample's record: its stack's entry number, its weights and its requested size.
   static func setRecord(_ pointer: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
-    let entry = record(slot(of: pointer).number)
-    entry.storeBytes(of: stack, toByteOffset: 8, as: Int.self)
-    entry.storeBytes(of: bytes, toByteOffset: 16, as: Int.self)
-    entry.storeBytes(of: objects, toByteOffset: 24, as: Int.self)
-    entry.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
+    storeSample(record(slot(of: pointer).number), stack: stack, bytes: bytes, objects: objects, byteCount: byteCount)
+  }
+
+  /// Stores a sample's stack entry number, weights and requested size in `record` (a slot's, a page record or
+  /// a huge span's: the same layout from offset 8).
+  @inline(__always)
+  static func storeSample(_ record: UnsafeMutableRawPointer, stack: Int, bytes: Int, objects: Int, byteCount: Int) {
+    record.storeBytes(of: stack, toByteOffset: 8, as: Int.self)
+    record.storeBytes(of: bytes, toByteOffset: 16, as: Int.self)
+    record.storeBytes(of: objects, toByteOffset: 24, as: Int.self)
+    record.storeBytes(of: byteCount, toByteOffset: 32, as: Int.self)
   }
 
   /// The record of the live slot block `pointer`, or nil when `pointer` is no live slot's start.
