@@ -406,7 +406,29 @@ enum Secure {
     guard let block else { return }
     let heap = Heap(swalloc_secure_heap_get())
     if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
+    if slot != 0 && !Options.secureFull && freeRemote(block, page: Heap.pageAt(slot), heap: heap) { return }
     free(block, heap: heap, slot: slot)
+  }
+
+  /// Level 1's free of a block of another heap's page (the slow path's usual case under producer/consumer
+  /// threads): the checks of `free(_:heap:slot:)` for it (a page in use, a block start, no freed marker), the
+  /// marker set and the block pushed on the page's thread-free list, without that function's calls and
+  /// saved registers. False, having changed nothing, for anything else (its own heap's page, a stub, a page
+  /// tagged by the heap profiler, a marker already set: the general path decides and reports).
+  @inline(__always)
+  static func freeRemote(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
+    let owner = page.pointee.owner
+    let address = UInt(bitPattern: block)
+    if page.pointee.state != .inUse || owner & Page.sampledTag != 0 || owner & ~Page.tagMask == UInt(bitPattern: heap.base)
+      || !isBlockStart(address, page)
+    {
+      return false
+    }
+    let marker = freedMarker(block)
+    if block.load(fromByteOffset: 8, as: UInt.self) == marker { return false }
+    block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
+    Heap.freeRemote(page, block, heap, encoded: true)
+    return true
   }
 
   // MARK: free

@@ -30,6 +30,8 @@ struct SecureTests {
   @Test("heap errors abort with a message naming the address and the error", arguments: [
     ("double", "free(): double free of 0x"),
     ("interior", "free(): pointer into the middle of a block 0x"),
+    ("remote-double", "free(): double free of 0x"),
+    ("remote-interior", "free(): pointer into the middle of a block 0x"),
     ("foreign", "free(): invalid pointer 0x"),
     ("huge-double", "free(): double free of 0x"),
     ("use-after-free", "malloc(): corrupted free list at 0x"),

@@ -103,6 +103,18 @@ static int runWorkload(void) {
   return 0;
 }
 
+static void *freeOnThread(void *pointer) {
+  free(pointer);
+  return NULL;
+}
+
+/// Frees `pointer` on a new thread (a remote free: the block's page belongs to this thread's heap).
+static void freeRemotely(void *pointer) {
+  pthread_t thread;
+  FIXTURE_CHECK(pthread_create(&thread, NULL, freeOnThread, pointer) == 0, "pthread_create");
+  pthread_join(thread, NULL);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "ok";
   if (strcmp(mode, "ok") == 0) return runWorkload();
@@ -112,6 +124,13 @@ int main(int argc, char **argv) {
     free(a);
     free(b);
     free(a);
+  } else if (strcmp(mode, "remote-double") == 0) {
+    // Another thread's frees (level 1's own path, Secure.freeRemote): the second finds the freed marker.
+    freeRemotely(a);
+    freeRemotely(b);
+    freeRemotely(a);
+  } else if (strcmp(mode, "remote-interior") == 0) {
+    freeRemotely(a + 16);
   } else if (strcmp(mode, "interior") == 0) {
     free(a + 16);
   } else if (strcmp(mode, "foreign") == 0) {
