@@ -471,8 +471,8 @@ enum SampleSlots {
 /// segment's header after the slice descriptors (which end at 8320 bytes; a huge span's record is at 10 KiB,
 /// secure mode's header guard at 12 KiB), three words per 64 KiB slice. A small page has 3 entries; a medium
 /// page (8 slices) a hint word and 23 entries, a large page a hint word and 31 (its other words unused), each
-/// no more than the page has blocks (a page's later samples take slots). An entry is the block's offset in
-/// the segment and its page record's index + 1; 0 is none. The hint has bit `i mod 64` set for every block `i`
+/// no more than the page has blocks (a page's later samples take slots), all within the page's own words.
+/// An entry is the block's offset in the segment and its page record's index + 1; 0 is none. The hint has bit `i mod 64` set for every block `i`
 /// sampled since the page last held none (a medium or large page has at most 64 blocks: exact but for blocks
 /// whose sample is gone), so that most frees of a tagged page scan nothing. Only the page's owner fills an
 /// entry (a zero one: nobody else writes a zero entry) and writes the hint; any thread empties an entry with a
@@ -493,9 +493,23 @@ enum PageSamples {
     let offset = tableOffset &+ segment.index(ofSlice: page) &* wordsPerSlice &* 8
     let words = UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(bitPattern: segment) &+ UInt(offset))
       .unsafelyUnwrapped
-    let reserved = Int(page.pointee.reserved)
-    if segment.slicesPerPageShift == 0 { return (nil, words, Swift.min(wordsPerSlice, reserved)) }
-    return (words, words + 1, Swift.min(maximumEntriesPerPage, reserved))
+    let (hinted, count) = layout(slicesPerPageShift: segment.slicesPerPageShift, reserved: Int(page.pointee.reserved))
+    return hinted ? (words, words + 1, count) : (nil, words, count)
+  }
+
+  /// Whether a page of 2^`slicesPerPageShift` slices and `reserved` blocks has a hint word, and its entries.
+  /// The hint, then the entries, within the page's own words: a medium page's 24 (its 32 blocks of 16 KiB
+  /// once took 31 entries, 8 of them the next page's hint and entries: a free then read a hint as an entry).
+  @inline(__always)
+  static func layout(slicesPerPageShift: Int, reserved: Int) -> (hinted: Bool, count: Int) {
+    if slicesPerPageShift == 0 { return (false, Swift.min(wordsPerSlice, reserved)) }
+    return (true, Swift.min((wordsPerSlice &<< slicesPerPageShift) &- 1, maximumEntriesPerPage, reserved))
+  }
+
+  /// The words such a page uses, its hint included.
+  static func wordCount(slicesPerPageShift: Int, reserved: Int) -> Int {
+    let (hinted, count) = layout(slicesPerPageShift: slicesPerPageShift, reserved: reserved)
+    return count + (hinted ? 1 : 0)
   }
 
   /// `block`'s bit in its page's hint.

@@ -86,8 +86,16 @@ struct SampleSlotsTests {
     let tableEnd = PageSamples.tableOffset + Segment.sliceCount * PageSamples.wordsPerSlice * 8
     #expect(PageSamples.tableOffset >= descriptorsEnd)
     #expect(tableEnd <= Profile.recordOffset && tableEnd <= Secure.headerGuardOffset)
-    // A large page's hint and entries stay within the words of its 64 slices.
-    #expect(1 + PageSamples.maximumEntriesPerPage <= PageSamples.wordsPerSlice << 6)
+    // Each page's hint and entries stay within its own slices' words (a medium page's 32 blocks of 16 KiB
+    // once took 31 entries, 8 of them the next page's words: a free read a hint as an entry and crashed).
+    for kind in [SegmentKind.small, .medium, .large] {
+      let slicesPerPage = 1 << (Segment.pageShift(kind) - Segment.sliceShift)
+      let blocksPerPage = (1 << Segment.pageShift(kind)) / 4096
+      let words = PageSamples.wordsPerSlice * slicesPerPage
+      let used = PageSamples.wordCount(slicesPerPageShift: Segment.pageShift(kind) - Segment.sliceShift,
+                                       reserved: blocksPerPage)
+      #expect(used <= words, "\(kind): \(used) words of \(words)")
+    }
     // Block offsets in a segment (22 bits) and page record numbers fit an entry.
     #expect(UInt64(Segment.byteCount) << PageSamples.recordBits <= UInt64(1) << 63)
     #expect(SampleSlots.pageRecordCount < 1 << Int(PageSamples.recordBits))

@@ -21,9 +21,10 @@
 //   slot-floor-small: run with every allocation sampled; four 6 000-byte blocks (8 KiB slots) and four 3 000-byte
 //   ones (4 KiB slots) written and freed, 40 ms asleep, then 16 MB of 1000-byte blocks allocated and freed (slow
 //   paths that run the purge checks): the freed slots' resident pages (`small-floor-resident-pages N`).
-//   in-page: 96 blocks of 40 000 bytes (sampled where the heap puts them: Profile.sampleInPage) written whole; a
-//   third freed here, a third on another thread, half of the rest grown in place to their usable size (40 960),
-//   then `in-page ok`: 32 live at exit, 16 of each size.
+//   in-page: 96 blocks of 16 000 bytes (sampled where the heap puts them: Profile.sampleInPage; 32 to a medium
+//   page, whose 23 entries leave 9 to slots) written whole; a third freed here, a third on another thread,
+//   half of the rest grown in place to their usable size (16 384), then `in-page ok`: 32 live at exit, 16 of
+//   each size.
 //   in-page-sweep: run with a sample every few KiB; 1 MiB batches of five sizes (5 000 to 60 000 bytes) in turn,
 //   written and freed, four rounds: the peak RSS (`in-page-peak-kb N`).
 //   borrow, slot-floor and slot-floor-small test slots of 4 KiB and more: SWALLOC_SECURE=full's samples.
@@ -123,7 +124,7 @@ static void slotFloorSmall(void) {
   printf("small-floor-resident-pages %d\n", count);
 }
 
-enum { inPageCount = 96, inPageBytes = 40000 };
+enum { inPageCount = 96, inPageBytes = 16000 };
 
 /// The allocation site of `inPage`: not inlined, so that its blocks have a stack of their own.
 __attribute__((noinline)) static unsigned char *inPageSite(void) {
@@ -152,7 +153,7 @@ static void inPage(void) {
   if (pthread_join(thread, NULL) != 0) fixtureFail("pthread_join");
   for (int i = 2 * inPageCount / 3; i < 2 * inPageCount / 3 + inPageCount / 6; i++) {
     size_t usable = malloc_usable_size(blocks[i]);
-    if (usable != 40960) fixtureFail("usable size %zu, not 40960", usable);
+    if (usable != 16384) fixtureFail("usable size %zu, not 16384", usable);
     if (realloc(blocks[i], usable) != blocks[i]) fixtureFail("realloc to the usable size moved the block");
     check(blocks[i], inPageBytes, (unsigned)i, "grown in-page block");
   }
