@@ -294,9 +294,15 @@ enum Profile {
   static func noteFree(_ segment: UnsafeMutablePointer<Segment>, _ block: UnsafeMutableRawPointer) -> Bool {
     guard let record = spanRecord(segment, block) else { return false }
     record.storeBytes(of: 0, as: UInt.self)
+    release(block, record: record)
+    return true
+  }
+
+  /// `release` with the figures `record` holds (a huge span's or a page record: SampleSlots.storeSample's
+  /// layout), read before the record can be reused.
+  static func release(_ block: UnsafeMutableRawPointer, record: UnsafeMutableRawPointer) {
     release(block, stack: record.load(fromByteOffset: 8, as: Int.self), bytes: record.load(fromByteOffset: 16, as: Int.self),
             objects: record.load(fromByteOffset: 24, as: Int.self), byteCount: record.load(fromByteOffset: 32, as: Int.self))
-    return true
   }
 
   /// The record of `block`, the block of huge span `segment`, when it was sampled (its key matches); nil
@@ -443,8 +449,6 @@ extension Profile {
     }
     let record = SampleSlots.pageRecord(index)
     SampleSlots.storeSample(record, stack: -1, bytes: 0, objects: 0, byteCount: byteCount)
-    record.storeBytes(of: UInt(bitPattern: free), toByteOffset: 40, as: UInt.self)
-    SampleSlots.state(record).pointee.store(1, ordering: .releasing)
     if !PageSamples.add(free, page, record: index) {
       SampleSlots.releasePageRecord(index)
       swalloc_errno_set(saved)
@@ -476,11 +480,7 @@ extension Profile {
     // A second free of the block finds no entry and goes on as free would.
     let (index, others) = PageSamples.take(block, page)
     if index >= 0 {
-      let record = SampleSlots.pageRecord(index)
-      release(block, stack: record.load(fromByteOffset: 8, as: Int.self),
-              bytes: record.load(fromByteOffset: 16, as: Int.self),
-              objects: record.load(fromByteOffset: 24, as: Int.self),
-              byteCount: record.load(fromByteOffset: 32, as: Int.self))
+      release(block, record: SampleSlots.pageRecord(index))
       SampleSlots.releasePageRecord(index)
     }
     let owner = page.pointee.owner

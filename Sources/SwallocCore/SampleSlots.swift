@@ -98,8 +98,8 @@ enum SampleSlots {
   static let sharedRecordsByteCount = areaCount * sharedCount * recordStride
   /// Records of samples that stay in their heap pages (Profile.sampleInPage: no slot, so no memory beside the
   /// heap's), numbered from `totalSlotCount` after the slots' records, with their own unused count and free
-  /// stack as an area of records alone (`pageRecordArea`). A page record keeps the block's address where a
-  /// slot record keeps its Swift API heap (offset 40: page samples are malloc's alone).
+  /// stack as an area of records alone (`pageRecordArea`). A page record's liveness is its entry in PageSamples
+  /// (which also holds the block's offset): its state and offset 40 are unused.
   static let pageRecordArea = areaCount
   static let pageRecordCount = slotsPerArea
   static let recordsByteCount = countersByteCount + sharedRecordsByteCount
@@ -392,7 +392,6 @@ enum SampleSlots {
 
   /// Gives page record `index` back (its sample is gone).
   static func releasePageRecord(_ index: Int) {
-    state(pageRecord(index)).pointee.store(0, ordering: .releasing)
     push(freeHead(pageRecordArea), pageRecordArea, index)
   }
 

@@ -104,15 +104,18 @@ struct MisuseTests {
                            environment: Self.secureFull)
   }
 
+  /// A freed large block's second free and malloc_usable_size, reported the same way at every secure level;
+  /// realloc's message differs (below).
+  static let freedLargeBlockMisuse: [(String, String)] = [
+    ("large-double-free", "swalloc: free(): double free of 0x"),
+    ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
+  ]
+
   /// A parked large block (freed by its page's owner, wholly inaccessible) must not be read by the checks
   /// either: a second free, malloc_usable_size and realloc of it are reported as for any freed block, not
   /// as a fault inside the allocator.
   @Test("a parked large block's second free, usable size and realloc abort at SWALLOC_SECURE=full with their messages",
-        arguments: [
-          ("large-double-free", "swalloc: free(): double free of 0x"),
-          ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
-          ("large-realloc-freed", "swalloc: realloc(): double free of 0x"),
-        ])
+        arguments: Self.freedLargeBlockMisuse + [("large-realloc-freed", "swalloc: realloc(): double free of 0x")])
   func parkedBlockMisuseAtFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secureFull)
@@ -121,11 +124,7 @@ struct MisuseTests {
   /// The same misuse of a freed large block below full (no parking there): level 1 aborts (its realloc frees
   /// the old block, whose free reports it), the default mode reports or answers and runs on.
   @Test("a freed large block's second free, usable size and realloc: level 1 aborts, the default mode runs on",
-        arguments: [
-          ("large-double-free", "swalloc: free(): double free of 0x"),
-          ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
-          ("large-realloc-freed", "swalloc: free(): double free of 0x"),
-        ])
+        arguments: Self.freedLargeBlockMisuse + [("large-realloc-freed", "swalloc: free(): double free of 0x")])
   func freedLargeBlockMisuseBelowFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secure)
