@@ -296,6 +296,27 @@ struct ProfileTests {
     #expect(represented > 100_000_000, "\(result.summary)")
   }
 
+  /// A process that took no sample writes no file at exit (it would hold nothing; creating it was most of what
+  /// profiling cost a short process). At one sample per TiB the fixture's 70 MB take one with probability
+  /// 6e-5.
+  @Test("a process that took no sample writes no profile at exit, and says so under leaks", arguments: modes)
+  func noSampleNoFile(mode: [String: String]) async throws {
+    let program = try await FixtureBuilds.shared.build("profile_program.c", as: .c)
+    let directory = try makeTemporaryDirectory("profile-no-sample")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var environment = profileEnvironment(mode, directory)
+    environment["SWALLOC_PROFILE"] = "leaks"
+    environment["SWALLOC_PROFILE_SAMPLE"] = "1024G"
+    let result = try await runPreloaded(program, ["leaks"], environment: environment, timeout: shortChildTimeout)
+    expectLine("profile leaks done", in: result)
+    #expect(statisticsValues("profile samples", in: result).last == 0, "\(result.summary)")
+    #expect(result.errorLines.contains { $0.hasPrefix("swalloc: heap profile leaks (pid ") }, "\(result.summary)")
+    #expect(result.errorLines.contains {
+      $0.hasPrefix("swalloc: no heap profile written: no sample taken (one per 1099511627776 bytes")
+    }, "\(result.summary)")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty, "\(result.summary)")
+  }
+
   @Test("profile options: malformed values warn and keep the defaults; profiling off writes nothing")
   func options() async throws {
     let program = try await FixtureBuilds.shared.build("profile_program.c", as: .c)
