@@ -81,7 +81,8 @@ extension SwallocCommand {
     var purgeDelayMax: Int?
 
     @Option(help: ArgumentHelp(
-      "Heap profiling (SWALLOC_PROFILE): on (a pprof profile at exit, swalloc.PID.pb.gz) or leaks (also the "
+      "Heap profiling (SWALLOC_PROFILE): on (a pprof profile at exit, swalloc.PID.pb.gz, from each process "
+        + "that took a sample) or leaks (also the "
         + "sites holding the most live bytes, on stderr).", valueName: "on|leaks"))
     var profile: ProfileMode?
 
