@@ -4,7 +4,11 @@
 // both sides measured. Either side may be `a+b`: the geometric mean of the medians of configurations a and b.
 // That is how the README's cost tables are made: an option on over two identical configurations with it off
 // (`swprof/swalloc+swalloc2`), beside the A/A control of those two (`swalloc2/swalloc`), which shows how far
-// this machine's noise moves a ratio that should be 1.
+// this machine's noise moves a ratio that should be 1. Below the geometric means, a percentile bootstrap gives
+// their 90 % interval: every configuration's samples of every workload drawn again with replacement, the
+// geometric mean recomputed, 1 000 times (a fixed seed: the same reports give the same interval). It says how
+// far the medians of these few samples could move by chance alone; the A/A control says how far the machine
+// drifts between configurations, which no resampling sees.
 import ArgumentParser
 import Foundation
 
@@ -26,7 +30,12 @@ extension SwallocBench {
         + "mean of a's and b's medians.", valueName: "NUM/DEN"))
     var ratios: [String] = []
 
+    @Option(help: ArgumentHelp("Bootstrap resamples for the geometric means' 90 % interval (0: no interval).",
+                               valueName: "N"))
+    var bootstrap = 1000
+
     func validate() throws {
+      if bootstrap < 0 || bootstrap > 1_000_000 { throw ValidationError("--bootstrap: 0 to 1000000") }
       if reports.isEmpty { throw ValidationError("give at least one --json report") }
       if ratios.isEmpty { throw ValidationError("give at least one --ratio NUM/DEN") }
       for ratio in ratios where RatioSpec(ratio) == nil {
@@ -46,7 +55,7 @@ extension SwallocBench {
         let report = try JSONDecoder().decode(Report.self, from: data)
         pooled.add(report)
       }
-      let table = RatioTable(samples: pooled, ratios: ratios.compactMap(RatioSpec.init))
+      let table = RatioTable(samples: pooled, ratios: ratios.compactMap(RatioSpec.init), resamples: bootstrap)
       print(table.markdown(), terminator: "")
     }
   }
@@ -96,13 +105,20 @@ struct RatioTable {
 
   var samples: Samples
   var ratios: [RatioSpec]
+  /// Bootstrap resamples for the geometric means' interval; 0 for none.
+  var resamples = 0
 
   /// The geometric mean of the medians of `names` for each measure, or nil when one was not measured.
-  func medians(_ names: [String], workload: String) -> [Double]? {
+  /// `draw`, when given, replaces each configuration's samples by as many drawn from them (the bootstrap).
+  func medians(_ names: [String], workload: String, draw: ((Int) -> Int)? = nil) -> [Double]? {
     guard let cells = samples.byWorkload[workload] else { return nil }
     var values = [Double](repeating: 1, count: Self.measures.count)
     for name in names {
-      guard let cell = cells[name], !cell.isEmpty else { return nil }
+      guard var cell = cells[name], !cell.isEmpty else { return nil }
+      if let draw {
+        let original = cell
+        cell = original.indices.map { _ in original[draw(original.count)] }
+      }
       for (index, measure) in Self.measures.enumerated() {
         guard let median = Statistics.median(cell.map(measure)), median > 0 else { return nil }
         values[index] *= median
@@ -112,11 +128,36 @@ struct RatioTable {
   }
 
   /// Wall, CPU and RSS ratios of `ratio` for `workload`, or nil when a side was not measured.
-  func ratio(_ ratio: RatioSpec, workload: String) -> [Double]? {
-    guard let numerator = medians(ratio.numerator, workload: workload),
-      let denominator = medians(ratio.denominator, workload: workload)
+  func ratio(_ ratio: RatioSpec, workload: String, draw: ((Int) -> Int)? = nil) -> [Double]? {
+    guard let numerator = medians(ratio.numerator, workload: workload, draw: draw),
+      let denominator = medians(ratio.denominator, workload: workload, draw: draw)
     else { return nil }
     return zip(numerator, denominator).map { $0 / $1 }
+  }
+
+  /// The 5th and 95th percentiles of the geometric means of `ratio` over `resamples` bootstrap resamples
+  /// (nearest rank), per measure; nil when no workload has the ratio.
+  func interval(_ ratio: RatioSpec) -> [(low: Double, high: Double)]? {
+    if resamples == 0 || geometricMeans(ratio) == nil { return nil }
+    // SplitMix64, fixed seed.
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    let draw = { (count: Int) -> Int in
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return Int((z ^ (z >> 31)) % UInt64(count))
+    }
+    var means = [[Double]](repeating: [], count: Self.measures.count)
+    for _ in 0..<resamples {
+      let rows = samples.workloads.compactMap { self.ratio(ratio, workload: $0, draw: draw) }
+      for index in means.indices { means[index].append(Statistics.geometricMean(rows.map { $0[index] }) ?? .nan) }
+    }
+    return means.map { values in
+      let sorted = values.sorted()
+      let last = Double(sorted.count - 1)
+      return (sorted[Int((0.05 * last).rounded(.down))], sorted[Int((0.95 * last).rounded(.up))])
+    }
   }
 
   /// The geometric means of `ratio` over the workloads that have it, and how many those are.
@@ -142,6 +183,13 @@ struct RatioTable {
       return String(format: "**%.3f**, **%.3f**, **%.3f** (%d)", values[0], values[1], values[2], count)
     }
     text += "| geometric mean (workloads) | " + means.joined(separator: " | ") + " |\n"
+    if resamples > 0 {
+      let intervals = ratios.map { ratio -> String in
+        guard let bounds = interval(ratio) else { return "-" }
+        return bounds.map { String(format: "[%.3f, %.3f]", $0.low, $0.high) }.joined(separator: ", ")
+      }
+      text += "| 90 % bootstrap interval | " + intervals.joined(separator: " | ") + " |\n"
+    }
     return text
   }
 }

@@ -126,6 +126,14 @@ struct BenchEnvironmentTests {
     #expect(result.outputLines.contains(
       "| geometric mean (workloads) | **4.000**, **4.000**, **4.000** (1) | **1.500**, **1.500**, **1.500** (1) |"),
       "\(result.summary)")
+    // The bootstrap redraws swalloc's three samples: their median is 1, 2 or 9 s (RSS 500, 1000 or 9000 KiB),
+    // the outer two each with probability 7/27, so the 5th and 95th percentiles of 1000 redraws are the
+    // ratios at 9 and at 1: 8/9 and 8 (RSS 4000/9000 and 8); swprof over sqrt(9 x 8) and sqrt(1 x 8).
+    #expect(result.outputLines.contains(
+      "| 90 % bootstrap interval | [0.889, 8.000], [0.889, 8.000], [0.444, 8.000] | "
+        + "[0.707, 2.121], [0.707, 2.121], [0.500, 2.121] |"), "\(result.summary)")
+    let plain = try await runBench(["ratios", json.path, "--ratio", "swalloc2/swalloc", "--bootstrap", "0"])
+    #expect(plain.succeeded && !plain.standardOutput.contains("bootstrap"), "\(plain.summary)")
     let bad = try await runBench(["ratios", json.path, "--ratio", "swprof"])
     #expect(!bad.succeeded && bad.standardError.contains("expected NUM/DEN"), "\(bad.summary)")
   }
