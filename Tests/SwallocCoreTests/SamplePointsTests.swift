@@ -13,28 +13,21 @@ struct SamplePointsTests {
   func withPage(free freeCount: Int, local localCount: Int, held heldCount: Int = 0,
                 _ body: (UnsafeMutablePointer<Page>) -> Void) {
     let capacity = 512
-    let region = UnsafeMutableRawPointer.allocate(byteCount: capacity * 64, alignment: 64)
-    defer { region.deallocate() }
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<Page>.stride, alignment: 16)
-    defer { raw.deallocate() }
-    raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<Page>.stride)
-    let page = raw.assumingMemoryBound(to: Page.self)
-    page.pointee.start = region
-    page.pointee.blockByteCount = 64
-    page.pointee.capacity = Int32(capacity)
-    page.pointee.reserved = Int32(capacity)
-    func list(_ first: Int, _ count: Int) -> UnsafeMutableRawPointer? {
-      guard count > 0 else { return nil }
-      for index in first..<(first + count) {
-        setNextBlock(region + index * 64, index + 1 < first + count ? region + (index + 1) * 64 : nil)
+    withTestPage(byteCount: capacity * 64, blockByteCount: 64) { page, region in
+      page.pointee.capacity = Int32(capacity)
+      func list(_ first: Int, _ count: Int) -> UnsafeMutableRawPointer? {
+        guard count > 0 else { return nil }
+        for index in first..<(first + count) {
+          setNextBlock(region + index * 64, index + 1 < first + count ? region + (index + 1) * 64 : nil)
+        }
+        return region + first * 64
       }
-      return region + first * 64
+      page.pointee.free = list(0, freeCount)
+      page.pointee.localFree = list(freeCount, localCount)
+      page.pointee.held = list(freeCount + localCount, heldCount)
+      page.pointee.used = Int32(capacity - freeCount - localCount - heldCount + 1)
+      body(page)
     }
-    page.pointee.free = list(0, freeCount)
-    page.pointee.localFree = list(freeCount, localCount)
-    page.pointee.held = list(freeCount + localCount, heldCount)
-    page.pointee.used = Int32(capacity - freeCount - localCount - heldCount + 1)
-    body(page)
   }
 
   @Test("free's length from the sum, for short and long lists on either side",

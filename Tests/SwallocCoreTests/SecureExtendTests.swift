@@ -19,25 +19,17 @@ struct SecureExtendTests {
 
   /// Carves a 64 KiB page of `blockByteCount` blocks to the end; returns the free list's blocks as offsets.
   func carve(blockByteCount: Int) -> [Int] {
-    let byteCount = 64 * 1024
-    let region = UnsafeMutableRawPointer.allocate(byteCount: byteCount, alignment: 16)
-    defer { region.deallocate() }
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<Page>.stride, alignment: 16)
-    defer { raw.deallocate() }
-    raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<Page>.stride)
-    let page = raw.assumingMemoryBound(to: Page.self)
-    page.pointee.start = region
-    page.pointee.blockByteCount = blockByteCount
-    page.pointee.reserved = Int32(byteCount / blockByteCount)
-    Secure.initialize()
-    while page.pointee.capacity < page.pointee.reserved { Secure.extend(page, full: false) }
-    var offsets: [Int] = []
-    var block = page.pointee.free
-    while let current = block, offsets.count <= Int(page.pointee.reserved) {
-      offsets.append(current - region)
-      block = Secure.next(current)
+    withTestPage(byteCount: 64 * 1024, blockByteCount: blockByteCount) { page, region in
+      Secure.initialize()
+      while page.pointee.capacity < page.pointee.reserved { Secure.extend(page, full: false) }
+      var offsets: [Int] = []
+      var block = page.pointee.free
+      while let current = block, offsets.count <= Int(page.pointee.reserved) {
+        offsets.append(current - region)
+        block = Secure.next(current)
+      }
+      return offsets
     }
-    return offsets
   }
 
   @Test("level 1 carves every block exactly once, for block sizes with many divisors and none",
