@@ -244,11 +244,12 @@ enum Profile {
     counter(entry, inuseBytesOffset).pointee.wrappingSubtract(bytes, ordering: .relaxed)
   }
 
-  /// Records a sampled block of `byteCount` requested bytes (`chargedByteCount` counted by the countdown), in a
-  /// sample slot or at the start of its own huge span, allocated at the call stack `frames[0 ..< frameCount]`.
-  /// Returns the bytes the sample stands for.
+  /// Records a sampled block of `byteCount` requested bytes (`chargedByteCount` counted by the countdown), in
+  /// `pageRecord` (a block sampled in its page: the record sampleInPage took), a sample slot or at the start
+  /// of its own huge span, allocated at the call stack `frames[0 ..< frameCount]`. Returns the bytes the
+  /// sample stands for.
   static func record(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int,
-                     frames: UnsafePointer<UInt>, frameCount: Int) -> Int
+                     frames: UnsafePointer<UInt>, frameCount: Int, pageRecord: UnsafeMutableRawPointer? = nil) -> Int
   {
     var number = 0
     var weight = (byteCount: 0, objects: 0)
@@ -266,10 +267,11 @@ enum Profile {
     }
     if number < 0 { return 0 }
     #endif
-    if SampleSlots.contains(block) {
+    if let pageRecord {
+      SampleSlots.storeSample(pageRecord, stack: number, bytes: weight.byteCount, objects: weight.objects,
+                              byteCount: byteCount)
+    } else if SampleSlots.contains(block) {
       SampleSlots.setRecord(block, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
-    } else if let record = pageRecord(of: block) {
-      SampleSlots.storeSample(record, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
     } else if let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind == .huge {
       let record = UnsafeMutableRawPointer(segment) + recordOffset
       SampleSlots.storeSample(record, stack: number, bytes: weight.byteCount, objects: weight.objects, byteCount: byteCount)
@@ -399,20 +401,28 @@ extension Profile {
   static func sampleAllocation(byteCount: Int, alignment: Int, chargedByteCount: Int, owner: Heap? = nil)
     -> UnsafeMutableRawPointer?
   {
+    asSample {
+      // Up to 512 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
+      guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment, owner: owner)
+        ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false, owner: owner)
+      else { return nil }
+      recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount)
+      return block
+    }
+  }
+
+  /// Runs `body` as the calling thread's sample: its sampler marked busy (nothing allocated meanwhile is
+  /// sampled, and nothing the unwinder or the slots do recurses into a sample), errno left as the program had
+  /// it. Nil without running it inside another sample (a signal handler's allocation).
+  @inline(__always)
+  static func asSample<Result>(_ body: () -> Result?) -> Result? {
     let sampler = swalloc_sampler_state()
     if sampler.pointee.busy != 0 { return nil }
     sampler.pointee.busy = 1
     defer { sampler.pointee.busy = 0 }
     let saved = swalloc_errno_get()
-    // Up to 512 KiB a sample slot; larger, or when the slots run out, a huge span of its own.
-    guard let block = SampleSlots.allocate(byteCount: byteCount, alignment: alignment, owner: owner)
-      ?? allocateBlock(byteCount: byteCount, alignment: alignment, zeroed: false, owner: owner)
-    else {
-      swalloc_errno_set(saved)
-      return nil
-    }
-    recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount)
-    return block
+    defer { swalloc_errno_set(saved) }
+    return body()
   }
 
   /// Samples of blocks this large stay where the heap put them (`sampleInPage`); smaller ones take a sample
@@ -437,28 +447,20 @@ extension Profile {
   /// inside another sample: the caller then takes a slot.
   static func sampleInPage(_ page: UnsafeMutablePointer<Page>, heap: Heap, byteCount: Int) -> UnsafeMutableRawPointer? {
     guard let free = page.pointee.free else { return nil }
-    let sampler = swalloc_sampler_state()
-    if sampler.pointee.busy != 0 { return nil }
-    sampler.pointee.busy = 1
-    defer { sampler.pointee.busy = 0 }
-    let saved = swalloc_errno_get()
-    let index = SampleSlots.takePageRecord()
-    if index < 0 {
-      swalloc_errno_set(saved)
-      return nil
+    return asSample {
+      let index = SampleSlots.takePageRecord()
+      if index < 0 { return nil }
+      let record = SampleSlots.pageRecord(index)
+      SampleSlots.storeSample(record, stack: -1, bytes: 0, objects: 0, byteCount: byteCount)
+      if !PageSamples.add(free, page, record: index) {
+        SampleSlots.releasePageRecord(index)
+        return nil
+      }
+      page.pointee.ownerWord.store(page.pointee.owner | Page.sampledTag, ordering: .relaxed)
+      let block = heap.handOutBlock(page, byteCount: byteCount)
+      recordWithStack(block, byteCount: byteCount, chargedByteCount: page.pointee.blockByteCount, pageRecord: record)
+      return block
     }
-    let record = SampleSlots.pageRecord(index)
-    SampleSlots.storeSample(record, stack: -1, bytes: 0, objects: 0, byteCount: byteCount)
-    if !PageSamples.add(free, page, record: index) {
-      SampleSlots.releasePageRecord(index)
-      swalloc_errno_set(saved)
-      return nil
-    }
-    page.pointee.ownerWord.store(page.pointee.owner | Page.sampledTag, ordering: .relaxed)
-    let block = heap.handOutBlock(page, byteCount: byteCount)
-    recordWithStack(block, byteCount: byteCount, chargedByteCount: page.pointee.blockByteCount)
-    swalloc_errno_set(saved)
-    return block
   }
 
   /// The live page record of `block` (a block of a page that holds samples in place), or nil.
@@ -492,18 +494,15 @@ extension Profile {
 
   /// Records `block`, a huge block already in a span of its own, as a sample taken here.
   static func recordHere(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int) {
-    let sampler = swalloc_sampler_state()
-    if sampler.pointee.busy != 0 { return }
-    sampler.pointee.busy = 1
-    recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount)
-    sampler.pointee.busy = 0
+    _ = asSample { recordWithStack(block, byteCount: byteCount, chargedByteCount: chargedByteCount) }
   }
 
-  static func recordWithStack(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int) {
+  static func recordWithStack(_ block: UnsafeMutableRawPointer, byteCount: Int, chargedByteCount: Int,
+                              pageRecord: UnsafeMutableRawPointer? = nil) {
     withUnsafeTemporaryAllocation(of: UInt.self, capacity: Backtrace.maximumFrameCount) { frames in
       let count = StackCapture.capture(into: frames.baseAddress.unsafelyUnwrapped, capacity: frames.count)
       _ = record(block, byteCount: byteCount, chargedByteCount: chargedByteCount,
-                 frames: frames.baseAddress.unsafelyUnwrapped, frameCount: count)
+                 frames: frames.baseAddress.unsafelyUnwrapped, frameCount: count, pageRecord: pageRecord)
     }
   }
 }
