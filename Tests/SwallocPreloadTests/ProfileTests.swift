@@ -301,14 +301,11 @@ struct ProfileTests {
   /// 6e-5.
   @Test("a process that took no sample writes no profile at exit, and says so under leaks", arguments: modes)
   func noSampleNoFile(mode: [String: String]) async throws {
-    let program = try await FixtureBuilds.shared.build("profile_program.c", as: .c)
-    let directory = try makeTemporaryDirectory("profile-no-sample")
-    defer { try? FileManager.default.removeItem(at: directory) }
-    var environment = profileEnvironment(mode, directory)
+    var environment = mode
     environment["SWALLOC_PROFILE"] = "leaks"
     environment["SWALLOC_PROFILE_SAMPLE"] = "1024G"
-    let result = try await runPreloaded(program, ["leaks"], environment: environment, timeout: shortChildTimeout)
-    expectLine("profile leaks done", in: result)
+    let (result, directory, _) = try await runProfileProgram(["leaks"], mode: environment)
+    defer { try? FileManager.default.removeItem(at: directory) }
     #expect(statisticsValues("profile samples", in: result).last == 0, "\(result.summary)")
     #expect(result.errorLines.contains { $0.hasPrefix("swalloc: heap profile leaks (pid ") }, "\(result.summary)")
     #expect(result.errorLines.contains {
