@@ -106,7 +106,7 @@ extension Heap {
         // runs the instructions it ran before.)
         if !Options.secure || !Secure.defersReuse(page) { page.collect() }
       }
-      if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend() }
+      if page.pointee.free == nil && page.pointee.capacity < page.pointee.reserved { page.extend(heap: self) }
       // SWALLOC_SECURE=full: a large page with nothing else left takes back a block it parked.
       if page.pointee.free == nil && Options.secureFull { Secure.unpark(page) }
       if page.pointee.free != nil {
@@ -172,7 +172,7 @@ extension Heap {
     page.pointee.held = nil
     page.pointee.heldCount = 0
     page.pointee.samplePoint = 0
-    page.extend()
+    page.extend(heap: self)
     pushFront(page, sizeClass: sizeClass)
     Statistics.pageBytesInUse(adding: area.byteCount)
     return page

@@ -47,6 +47,8 @@ struct HeapState: ~Copyable {
   /// be drawn). Counted by the slow path as it hands out free lists (SamplePoints.swift).
   var profileCountdown: Int
   var guardedCountdown: Int
+  /// Secure mode's generator of block orders (Secure.orderBits): a splitmix64 counter, 0 until seeded.
+  var orderState: UInt
 }
 
 /// The head and tail of the list of pages of one size class that may have free blocks. The first page is

@@ -94,10 +94,45 @@ enum Secure {
   /// carved blocks.
   @inline(__always)
   static func isValidLink(_ next: UnsafeMutableRawPointer?, _ page: UnsafeMutablePointer<Page>) -> Bool {
-    let offset = UInt(bitPattern: next) &- UInt(bitPattern: page.pointee.start)
-    let carved = UInt(truncatingIfNeeded: page.pointee.capacity) &* UInt(bitPattern: page.pointee.blockByteCount)
+    isValidLink(next, start: UInt(bitPattern: page.pointee.start), bound: LinkReader.bound(page))
+  }
+
+  @inline(__always)
+  static func isValidLink(_ next: UnsafeMutableRawPointer?, start: UInt, bound: UInt) -> Bool {
+    let offset = UInt(bitPattern: next) &- start
     // One comparison for both: rotated right by 4, an offset that is not a multiple of 16 is above any size.
-    return next == nil || (offset &>> 4 | offset &<< 60) < carved &>> 4
+    return next == nil || (offset &>> 4 | offset &<< 60) < bound
+  }
+
+  /// `checkedNext` for loops that follow many links of one page: the key and the page's bounds read once
+  /// (the compiler reloads them at every link otherwise, the key being an atomic: a collect's walk took 20
+  /// instructions a block, 12 with them in registers).
+  struct LinkReader {
+    let key: UInt
+    let start: UInt
+    let bound: UInt
+
+    @inline(__always)
+    init(_ page: UnsafeMutablePointer<Page>) {
+      key = Secure.key
+      start = UInt(bitPattern: page.pointee.start)
+      bound = LinkReader.bound(page)
+    }
+
+    /// The carved blocks' bytes / 16, which a valid link's offset (rotated right by 4) stays below.
+    @inline(__always)
+    static func bound(_ page: UnsafeMutablePointer<Page>) -> UInt {
+      (UInt(truncatingIfNeeded: page.pointee.capacity) &* UInt(bitPattern: page.pointee.blockByteCount)) &>> 4
+    }
+
+    /// The link of `block`, or nil when it is nil or fails the check (`isValid` tells which).
+    @inline(__always)
+    func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+      UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ Secure.mask(UInt(bitPattern: block), key: key))
+    }
+
+    @inline(__always)
+    func isValid(_ next: UnsafeMutableRawPointer?) -> Bool { Secure.isValidLink(next, start: start, bound: bound) }
   }
 
   /// The marker a freed block carries in its second word (every block has at least 16 bytes): keyed, so a
@@ -133,22 +168,41 @@ enum Secure {
   /// random order: the i-th block of the list is block (offset + i * stride) mod count, with a random offset
   /// and a random stride prime to the count. So block j links to block (j + stride) mod count, and the links
   /// are written in address order, one store per block and no division.
-  static func extend(_ page: UnsafeMutablePointer<Page>) {
-    if Options.secureFull { extend(page, full: true) } else { extend(page, full: false) }
+  static func extend(_ page: UnsafeMutablePointer<Page>, heap: Heap) {
+    let bits = orderBits(heap)
+    if Options.secureFull { extendFull(page, bits: bits) } else { extendLevel1(page, bits: bits) }
   }
 
+  /// The carving of each level in a function of its own, so that level 1's loop tests nothing of full's.
+  @inline(never)
+  static func extendLevel1(_ page: UnsafeMutablePointer<Page>, bits: UInt) { extend(page, full: false, bits: bits) }
+
+  @inline(never)
+  static func extendFull(_ page: UnsafeMutablePointer<Page>, bits: UInt) { extend(page, full: true, bits: bits) }
+
+  /// 64 random bits for one extension's order, from the heap's own generator (splitmix64 over a counter kept
+  /// in the heap, seeded from the process's generator at its first use): no atomic operation on a word that
+  /// every thread's extensions share (a locked add on one cache line, moved between cores at each extension).
   @inline(__always)
-  static func extend(_ page: UnsafeMutablePointer<Page>, full: Bool) {
+  static func orderBits(_ heap: Heap) -> UInt {
+    var state = heap.state.pointee.orderState
+    if state == 0 { state = random() }
+    state &+= 0x9E37_79B9_7F4A_7C15
+    heap.state.pointee.orderState = state
+    return mix(state)
+  }
+
+  /// Carves as described above, with `bits` random.
+  @inline(__always)
+  static func extend(_ page: UnsafeMutablePointer<Page>, full: Bool, bits: UInt) {
     let blockByteCount = page.pointee.blockByteCount
-    let remaining = Int(page.pointee.reserved &- page.pointee.capacity)
-    let count = Swift.min(remaining, Swift.max(1, Page.extendByteCount / blockByteCount))
+    let count = page.extensionCount
     let size = UInt(bitPattern: blockByteCount)
     let first = UInt(bitPattern: page.pointee.start) &+ UInt(bitPattern: Int(page.pointee.capacity)) &* size
     // No division: the offset and the stride are 32 random bits scaled to their range (count is at most
     // 8 KiB / 16, so the bias is below 2^-23), the coprimality test is a binary gcd. (Five divisions an
     // extension before, about 26 cycles each, for a few dozen blocks carved: sizesweep at level 1 extends
     // 1.3 million times.)
-    let bits = random()
     let offset = Int(bitPattern: ((bits & 0xFFFF_FFFF) &* UInt(bitPattern: count)) &>> 32)
     var stride = count == 1 ? 1 : 1 + Int(bitPattern: ((bits &>> 32) &* UInt(bitPattern: count &- 1)) &>> 32)
     while !areCoprime(stride, count) { stride += 1 }
@@ -215,10 +269,12 @@ enum Secure {
     var collected = 1
     // `used` counts every block on the list: a longer one loops (two threads freed a block at once).
     let limit = Int(page.pointee.used)
-    while let following = checkedNext(tail, page: page) {
+    let reader = LinkReader(page)
+    while let following = reader.next(tail) {
+      if !reader.isValid(following) { fail(tail, .corruptedFreeList) }
+      if collected >= limit { fail(head, .doubleFree) }
       tail = following
       collected &+= 1
-      if collected > limit { fail(head, .doubleFree) }
     }
     setNext(tail, page.pointee.localFree)
     page.pointee.localFree = head

@@ -21,7 +21,7 @@ struct SecureExtendTests {
   func carve(blockByteCount: Int) -> [Int] {
     withTestPage(byteCount: 64 * 1024, blockByteCount: blockByteCount) { page, region in
       Secure.initialize()
-      while page.pointee.capacity < page.pointee.reserved { Secure.extend(page, full: false) }
+      while page.pointee.capacity < page.pointee.reserved { Secure.extend(page, full: false, bits: Secure.random()) }
       var offsets: [Int] = []
       var block = page.pointee.free
       while let current = block, offsets.count <= Int(page.pointee.reserved) {

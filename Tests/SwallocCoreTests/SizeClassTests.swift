@@ -42,6 +42,21 @@ struct SizeClassTests {
     }
   }
 
+  @Test("an extension carves 8 KiB's worth of blocks (at least one, at most those left), as a division would")
+  func extensionCount() {
+    for sizeClass in 1..<SizeClass.count {
+      let size = SizeClass.blockByteCount(sizeClass)
+      withTestPage(byteCount: size, blockByteCount: size) { page, _ in
+        for (reserved, capacity) in [(1000, 0), (1000, 999), (1000, 1000 - 8192 / size), (3, 1), (1, 0)] {
+          page.pointee.reserved = Int32(reserved)
+          page.pointee.capacity = Int32(capacity)
+          let expected = min(reserved - capacity, max(1, Page.extendByteCount / size))
+          #expect(page.extensionCount == expected, "block size \(size), \(capacity) of \(reserved) carved")
+        }
+      }
+    }
+  }
+
   @Test("each class is the smallest that fits: the previous class is too small")
   func smallestClass() {
     for byteCount in 17...SizeClass.largeMaxByteCount {

@@ -14,5 +14,6 @@ func withTestPage<Result>(byteCount: Int, blockByteCount: Int,
   page.pointee.start = region
   page.pointee.blockByteCount = blockByteCount
   page.pointee.reserved = Int32(byteCount / blockByteCount)
+  page.pointee.reciprocal = Page.reciprocal(of: blockByteCount)
   return body(page, region)
 }
