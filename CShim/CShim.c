@@ -9,6 +9,7 @@
 extern void swalloc_core_thread_exit(void *heap);
 extern void swalloc_core_process_init(void);
 extern void swalloc_core_process_exit(void);
+extern void swalloc_core_fork_child(void);
 
 /// A page descriptor with every field zero: its free list is empty, so a pop from it fails into the slow path.
 SWALLOC_HIDDEN uint64_t swalloc_empty_page[32] __attribute__((aligned(128)));
@@ -48,9 +49,17 @@ void swalloc_thread_register(void *heap) {
   pthread_setspecific(thread_key, heap);
 }
 
+/// Runs in a forked child (fork(), before it returns there): the child draws its own random numbers.
+static void after_fork_child(void) {
+  swalloc_tls_sampler.random = 0;  // the profiler's generator of the thread that forked: seeded again
+  swalloc_core_fork_child();
+}
+
 __attribute__((constructor(101))) static void swalloc_constructor(void) {
   pthread_once(&thread_key_once, create_thread_key);
   swalloc_core_process_init();
+  // Outside the allocator's paths: glibc may allocate the handler's record (it then calls this malloc).
+  pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 __attribute__((destructor(101))) static void swalloc_destructor(void) {

@@ -70,6 +70,12 @@ enum Guarded {
     SamplePoints.isEnabled = true
   }
 
+  /// A new seed (a forked child: ThreadExit.swift's swallocCoreForkChild).
+  static func reseed() {
+    if !isEnabled { return }
+    randomState.store(Secure.childSeed(randomState.load(ordering: .relaxed)), ordering: .relaxed)
+  }
+
   static func random() -> UInt {
     Secure.mix(randomState.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue)
   }

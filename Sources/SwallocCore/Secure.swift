@@ -34,6 +34,21 @@ enum Secure {
     initializeCanaries(seed: seed)
   }
 
+  /// A new seed for the block-order generator (a forked child); the keys stay. Nothing while secure mode is
+  /// off (the state is 0 then).
+  static func reseed() {
+    let state = randomState.load(ordering: .relaxed)
+    if state == 0 { return }
+    randomState.store(childSeed(state), ordering: .relaxed)
+  }
+
+  /// A forked child's seed for a generator whose state it inherited: new entropy, the time and the process id
+  /// (siblings forked in the same millisecond differ even where getentropy fails).
+  static func childSeed(_ state: UInt) -> UInt {
+    let processID = UInt(truncatingIfNeeded: Int(swalloc_process_id()))
+    return mix(state ^ UInt(swalloc_random_word()) ^ UInt(swalloc_now_ms()) ^ processID &<< 32)
+  }
+
   @inline(__always)
   static var key: UInt { keyWord.load(ordering: .relaxed) }
 

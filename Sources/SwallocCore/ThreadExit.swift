@@ -134,6 +134,29 @@ func swallocCoreProcessInit() {
   Options.initializeIfNeeded()
 }
 
+/// Called in a forked child, in the thread that forked, before fork returns there (a pthread_atfork handler
+/// that the library constructor installs; CShim.c has already cleared that thread's profiler generator).
+/// The child inherits every generator's state: without new seeds it would carve blocks in the same orders
+/// as its parent and its siblings (secure mode), and guard and profile the same allocations, so a fleet of
+/// forked workers (a pre-forking server, a process pool) would sample one process's allocations many times
+/// over instead of independent ones. The keys of secure mode's free lists, freed markers and canaries stay:
+/// the lists and blocks the child inherited are encoded with them.
+@_cdecl("swalloc_core_fork_child")
+func swallocCoreForkChild() {
+  Secure.reseed()
+  Guarded.reseed()
+  // Every heap's countdowns and block-order state: drawn again from the new seeds when next needed (the
+  // heaps of the parent's other threads stay unused in the child, but a countdown of 0 is never wrong).
+  var word = heapRegistry.load(ordering: .acquiring)
+  while let address = UnsafeMutableRawPointer(bitPattern: word) {
+    let state = Heap(address).state
+    state.pointee.profileCountdown = 0
+    state.pointee.guardedCountdown = 0
+    state.pointee.orderState = 0
+    word = UInt(bitPattern: state.pointee.nextInRegistry)
+  }
+}
+
 /// Called from the library destructor at exit: prints statistics when asked to.
 @_cdecl("swalloc_core_process_exit")
 func swallocCoreProcessExit() {

@@ -33,4 +33,24 @@ struct ThreadTests {
     let parentPid = try #require(pidLine.flatMap { Int($0.dropFirst("parent pid ".count)) }, "\(result.summary)")
     assertSwallocActive(result, pid: parentPid)
   }
+
+  /// (name, mode, environment, whether sibling children must get different addresses).
+  static let forkRandomCases: [(String, Mode, [String: String], Bool)] = [
+    ("default mode, nothing random: every child the same", .standard, [:], false),
+    ("default mode, guarded sampling at 1 in 64", .standard, ["SWALLOC_GUARDED_SAMPLE": "64"], true),
+    ("secure mode's block order alone", .secure, ["SWALLOC_GUARDED_SAMPLE": "0"], true),
+    ("secure mode, guarded sampling at 1 in 64", .secure, ["SWALLOC_GUARDED_SAMPLE": "64"], true),
+  ]
+
+  @Test("a forked child draws its own random numbers: siblings' block orders and guarded samples differ",
+        arguments: 0..<forkRandomCases.count)
+  func forkedChildrenReseed(caseIndex: Int) async throws {
+    let (name, mode, environment, random) = Self.forkRandomCases[caseIndex]
+    let program = try await FixtureBuilds.shared.build("fork_random.c", as: .c)
+    let result = try await runPreloaded(program, ["4"], environment: environment, mode: mode)
+    // Four children make the same 4096 allocations: with generators inherited and not reseeded their
+    // addresses are the same (as without randomness, the control); reseeded, four different orders.
+    expectLine("distinct hashes: \(random ? 4 : 1)", in: result)
+    #expect(result.succeeded, "\(name)")
+  }
 }
