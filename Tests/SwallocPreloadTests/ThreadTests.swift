@@ -53,4 +53,28 @@ struct ThreadTests {
     expectLine("distinct hashes: \(random ? 4 : 1)", in: result)
     #expect(result.succeeded, "\(name)")
   }
+
+  @Test("a forked child's heap profiler samples its own allocations", arguments: Mode.allCases)
+  func forkedChildrenProfileIndependently(mode: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build("fork_random.c", as: .c)
+    let directory = try makeTemporaryDirectory("fork-profile")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    // Four children leak the same 4096 blocks of 64 sizes; each one's leaks table estimates them from the
+    // blocks its profiler sampled (about 170 at a sample per 16 KiB). Children sampling the same blocks
+    // (a generator and countdowns inherited, not reseeded) print the same estimate.
+    let result = try await runPreloaded(
+      program, ["4", "leak"],
+      environment: ["SWALLOC_PROFILE": "leaks", "SWALLOC_PROFILE_SAMPLE": "16K",
+                    "SWALLOC_PROFILE_PREFIX": directory.path + "/p"],
+      mode: mode)
+    let parent = result.outputLines.first { $0.hasPrefix("parent pid ") }.map { String($0.dropFirst(11)) }
+    let estimates = result.errorLines.compactMap { line -> String? in
+      guard let match = line.firstMatch(of: #/heap profile leaks \(pid (\d+)\): (.*) \(estimated from (\d+) samples/#),
+            String(match.1) != parent
+      else { return nil }
+      return "\(match.2), \(match.3) samples"
+    }
+    #expect(estimates.count == 4, "\(result.summary)")
+    #expect(Set(estimates).count == 4, "the children's estimates: \(estimates)")
+  }
 }
