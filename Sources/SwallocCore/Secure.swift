@@ -92,7 +92,7 @@ enum Secure {
   static func rotated(_ value: UInt) -> UInt { (value &<< 17) | (value &>> 47) }
 
   @inline(__always)
-  static func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+  static func next(_ block: UnsafeMutableRawPointer, key: UInt = key) -> UnsafeMutableRawPointer? {
     UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ mask(UInt(bitPattern: block), key: key))
   }
 
@@ -140,11 +140,9 @@ enum Secure {
       (UInt(truncatingIfNeeded: page.pointee.capacity) &* UInt(bitPattern: page.pointee.blockByteCount)) &>> 4
     }
 
-    /// The link of `block`, or nil when it is nil or fails the check (`isValid` tells which).
+    /// The decoded link of `block`, unchecked (`isValid` checks it).
     @inline(__always)
-    func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
-      UnsafeMutableRawPointer(bitPattern: block.load(as: UInt.self) ^ Secure.mask(UInt(bitPattern: block), key: key))
-    }
+    func next(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? { Secure.next(block, key: key) }
 
     @inline(__always)
     func isValid(_ next: UnsafeMutableRawPointer?) -> Bool { Secure.isValidLink(next, start: start, bound: bound) }
