@@ -217,8 +217,17 @@ enum Secure {
     // extension before, about 26 cycles each, for a few dozen blocks carved: sizesweep at level 1 extends
     // 1.3 million times.)
     let offset = Int(bitPattern: ((bits & 0xFFFF_FFFF) &* UInt(bitPattern: count)) &>> 32)
-    var stride = count == 1 ? 1 : 1 + Int(bitPattern: ((bits &>> 32) &* UInt(bitPattern: count &- 1)) &>> 32)
-    while !areCoprime(stride, count) { stride += 1 }
+    // A stride of 1 would hand the blocks out in address order from the offset on (neighbours in a row), and
+    // count - 1 in reverse order: the stride is drawn from 2 ... count - 2, and the search for one prime to
+    // the count wraps around in that range (every count from 5 on but 6 has one, as SecureExtendTests checks
+    // up to 8192; 4 and 6 blocks take count - 1).
+    var stride = 1
+    if count == 4 || count == 6 {
+      stride = count &- 1
+    } else if count >= 5 {
+      stride = 2 &+ Int(bitPattern: ((bits &>> 32) &* UInt(bitPattern: count &- 3)) &>> 32)
+      while !areCoprime(stride, count) { stride = stride >= count &- 2 ? 2 : stride &+ 1 }
+    }
     // The list's last block, (offset + (count - 1) * stride) mod count, links to the old free list instead
     // (offset + count - stride lies in [0, 2 count)).
     let wrapped = offset &+ count &- stride
