@@ -34,9 +34,9 @@ extension Heap {
       }
       heap = initialized
     }
-    // SWALLOC_SECURE=full: a class with room for the trailer; `allocate(sizeClass:byteCount:)` seals the block
-    // it pops (SecureCanary.swift).
-    let wanted = Options.secureFull ? Secure.withTrailer(byteCount) : byteCount
+    // Secure mode: a class with room for the trailer where its blocks are sealed (every class at full,
+    // above 1 KiB at 1); `allocate(sizeClass:byteCount:)` seals the block it pops (SecureCanary.swift).
+    let wanted = Options.secure ? Secure.sealedRequest(byteCount) : byteCount
     if UInt(bitPattern: wanted) > UInt(SizeClass.largeMaxByteCount) {
       let block = HugeSpan.allocate(byteCount: byteCount, alignment: 16, zeroed: nil)
       if SamplePoints.isEnabled, let block { SamplePoints.countHuge(block, byteCount: byteCount, heap: heap) }
@@ -69,14 +69,17 @@ extension Heap {
   }
 
   /// Pops the first block of `page.free` (which must not be empty) for a request of `byteCount` bytes, and
-  /// counts it (secure mode: checked, and at full sealed).
+  /// counts it (secure mode: checked, and sealed where its class is: SecureCanary.swift).
   @inline(__always)
   func handOutBlock(_ page: UnsafeMutablePointer<Page>, byteCount: Int) -> UnsafeMutableRawPointer {
     if Options.secure {
       // Only a block popped from a page list is sealed: a sampled block (guarded slot, sample slot, span)
       // is not a page block and goes its own way on free.
       let block = Secure.pop(page)
-      if Options.secureFull { Secure.seal(block, byteCount: byteCount, blockByteCount: page.pointee.blockByteCount) }
+      let blockByteCount = page.pointee.blockByteCount
+      if Secure.isSealed(blockByteCount: blockByteCount) {
+        Secure.seal(block, byteCount: byteCount, blockByteCount: blockByteCount)
+      }
       page.pointee.used &+= 1
       state.pointee.mallocCount &+= 1
       return block
@@ -158,7 +161,9 @@ extension Heap {
     page.pointee.threadFree.store(NotifyState.none, ordering: .relaxed)
     page.pointee.free = nil
     page.pointee.localFree = nil
-    page.pointee.heap = base
+    // SWALLOC_SECURE=1: a page of sealed blocks carries the sealed tag (Page.sealedTag).
+    let sealed = Options.secure && !Options.secureFull && blockByteCount > SizeClass.directMaxByteCount
+    page.pointee.ownerWord.store(UInt(bitPattern: base) | (sealed ? Page.sealedTag : 0), ordering: .relaxed)
     page.pointee.used = 0
     page.pointee.state = .inUse
     page.pointee.sizeClass = UInt8(sizeClass)

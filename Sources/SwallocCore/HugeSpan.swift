@@ -105,10 +105,14 @@ enum HugeSpan {
                      reuseFactor: Int) -> Bool {
     let segment = page.segment
     let capacity = segment.pointee.mappingByteCount - (block - segment.address)
-    // Secure mode: the block already fills its room, up to the guard page. SWALLOC_SECURE=full: a shrink
-    // makes the tail cut off inaccessible (SecureLargeBlocks.swift).
+    // Secure mode: the block fills its room, up to the guard page. SWALLOC_SECURE=full: a shrink makes the
+    // tail cut off inaccessible (SecureLargeBlocks.swift: one mprotect, and the block's usable size ends
+    // there), and a growth within the room makes it accessible again (one mprotect, instead of a move). Not
+    // at level 1: the realloc workload, whose chains halve and grow again, took 1.5x the time with both
+    // (each mprotect of a populated tail about 15 us here).
     if Options.secure {
-      if byteCount > page.pointee.blockByteCount || byteCount &* reuseFactor < capacity { return false }
+      if byteCount &* reuseFactor < capacity { return false }
+      if byteCount > page.pointee.blockByteCount { return Secure.regrowHugeBlock(page, block, byteCount: byteCount) }
       if Options.secureFull { Secure.shrinkHugeBlock(page, block, byteCount: byteCount) }
       return true
     }

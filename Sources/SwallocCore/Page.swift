@@ -180,7 +180,11 @@ extension Page {
   /// (PageSamples): free's fast path then fails its owner test for the page's blocks and its slow paths look
   /// them up. The owner clears it in its slow path once the page holds none (only the owner writes the word).
   static let sampledTag: UInt = 2
-  static let tagMask: UInt = fullTag | sampledTag
+  /// Set in `ownerWord` from the start at SWALLOC_SECURE=1 for a page of sealed blocks (above 1 KiB:
+  /// SecureCanary.swift): level 1's free fast path then fails its owner test for them, with no instruction of
+  /// its own, and the slow path checks their seal.
+  static let sealedTag: UInt = 4
+  static let tagMask: UInt = fullTag | sampledTag | sealedTag
 
   /// `ownerWord`, read relaxed.
   var owner: UInt {

@@ -401,6 +401,8 @@ enum Secure {
       slot = Heap.descriptorSlot(address)
       let page = Heap.pageAt(slot)
       // The owner word is the heap's address only while the page is in use and not full.
+      // Level 1: a sealed block's page (above 1 KiB: SecureCanary.swift) carries Page.sealedTag in its owner
+      // word: its blocks take the slow path, which checks their seal.
       if page.pointee.owner == UInt(bitPattern: swalloc_secure_heap_get()), isBlockStart(address, page) {
         let block = block.unsafelyUnwrapped
         let marker = freedMarker(block)
@@ -504,8 +506,8 @@ enum Secure {
   }
 
   /// Level 1's free of a block of another heap's page (the slow path's usual case under producer/consumer
-  /// threads): the checks of `free(_:heap:slot:)` for it (a page in use, a block start, no freed marker), the
-  /// marker set and the block pushed on the page's thread-free list, without that function's calls and
+  /// threads): the checks of `free(_:heap:slot:)` for it (a page in use, a block start, no freed marker, the
+  /// seal of a sealed block), the marker set and the block pushed on the page's thread-free list, without that function's calls and
   /// saved registers. False, having changed nothing, for anything else (its own heap's page, a stub, a page
   /// tagged by the heap profiler, a marker already set: the general path decides and reports).
   @inline(__always)
@@ -519,6 +521,8 @@ enum Secure {
     }
     let marker = freedMarker(block)
     if block.load(fromByteOffset: 8, as: UInt.self) == marker { return false }
+    let blockByteCount = page.pointee.blockByteCount
+    if isSealed(blockByteCount: blockByteCount) { checkSeal(block, blockByteCount: blockByteCount) }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     Heap.freeRemote(page, block, heap, encoded: true)
     return true
@@ -580,6 +584,9 @@ enum Secure {
       }
       if owned && blockByteCount > wholeFillMaxByteCount && park(block, page, heap: heap) { return }
       fill(block, blockByteCount: blockByteCount)
+    } else if isSealed(blockByteCount: page.pointee.blockByteCount) {
+      // Level 1's sealed blocks (above 1 KiB): the canary and the trailer only.
+      checkSeal(block, blockByteCount: page.pointee.blockByteCount)
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     if owned {

@@ -320,13 +320,30 @@ extension Secure {
         writer.decimal(offset)
         writer.text(" after it was freed")
       }
-      writer.text("; aborting (SWALLOC_SECURE=full)\n")
+      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
     }
     swalloc_abort()
   }
 }
 
 extension Secure {
+  /// Whether the page blocks of `blockByteCount` bytes are sealed (a canary and a trailer): every class at
+  /// SWALLOC_SECURE=full; at 1 the classes above the direct classes (above 1 KiB), whose mallocs never take
+  /// level 1's inline fast path (its instructions stay what they were) and whose frees leave it at one
+  /// comparison. Secure mode only (the default mode seals nothing).
+  @inline(__always)
+  static func isSealed(blockByteCount: Int) -> Bool {
+    Options.secureFull || blockByteCount > SizeClass.directMaxByteCount
+  }
+
+  /// The request size to choose a class for in secure mode: with room for the trailer where the block will
+  /// be sealed (at 1: requests above 1 KiB, whose classes are all above the direct ones; a request of at most
+  /// 1 KiB lands in a sealed class only when its alignment is above 1 KiB, which leaves the room).
+  @inline(__always)
+  static func sealedRequest(_ byteCount: Int) -> Int {
+    Options.secureFull || byteCount > SizeClass.directMaxByteCount ? withTrailer(byteCount) : byteCount
+  }
+
   /// The request size to choose a class for in secure mode: room for the trailer (sizes beyond a page
   /// block's stay as they are: huge blocks have a guard page instead).
   @inline(__always)
@@ -344,6 +361,8 @@ extension Secure {
     let page = segment.page(containing: address)
     guard page.pointee.state == .inUse, isBlockStart(address, page) else { return nil }
     let blockByteCount = page.pointee.blockByteCount
+    // Level 1: the blocks of the direct classes have no seal (realloc's general path resizes them).
+    if !isSealed(blockByteCount: blockByteCount) { return nil }
     if isParked(pointer, page) { fail(pointer, .doubleFree, function: "realloc()") }
     if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
     checkSeal(pointer, blockByteCount: blockByteCount)

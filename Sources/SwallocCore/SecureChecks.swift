@@ -46,11 +46,12 @@ enum SecureChecks {
 
   /// Whether a block of `usable` bytes is what aligned `new` gives for `size` bytes aligned to `alignment`.
   static func fitsAligned(_ size: Int, alignment: Int, usable: Int) -> Bool {
-    let sizeClass = SizeClass.of(byteCount: Options.secureFull ? Secure.withTrailer(size) : size, alignment: alignment)
+    let sizeClass = SizeClass.of(byteCount: Secure.sealedRequest(size), alignment: alignment)
     // A huge block (its own span): it holds the size.
     if sizeClass == 0 { return size <= usable }
-    // At full a page block's usable size is the size it was allocated with (its trailer records it).
-    return Options.secureFull ? size == usable : SizeClass.blockByteCount(sizeClass) == usable
+    // A sealed block's usable size is the size it was allocated with (its trailer records it).
+    let blockByteCount = SizeClass.blockByteCount(sizeClass)
+    return Secure.isSealed(blockByteCount: blockByteCount) ? size == usable : blockByteCount == usable
   }
 
   /// malloc_usable_size in secure mode: the usable size of a live block; anything else (a pointer inside a
@@ -104,13 +105,19 @@ enum SecureChecks {
   /// Whether a block of `usable` bytes is what `new` gives for `size` bytes (C++ passes the size it
   /// allocated: the same class, or a huge block that holds it).
   static func fits(_ size: Int, usable: Int) -> Bool {
-    if Options.secureFull {
-      // A page block's usable size is the size it was allocated with (its trailer records it).
+    if Options.secureFull || size > SizeClass.directMaxByteCount {
+      // A sealed block's usable size is the size it was allocated with (its trailer records it): every page
+      // block at full, those above 1 KiB at 1.
       if UInt(bitPattern: size) > UInt(SizeClass.largeMaxByteCount &- Secure.trailerByteCount) { return size <= usable }
       return size == usable
     }
-    if UInt(bitPattern: size) > UInt(SizeClass.largeMaxByteCount) { return size <= usable }
     return SizeClass.blockByteCount(SizeClass.of(byteCount: size)) == usable
+  }
+
+  /// Whether `block` is a page block of a sealed class (its usable size is the size it was allocated with).
+  static func isSealedPageBlock(_ block: UnsafeMutableRawPointer) -> Bool {
+    guard let segment = SegmentMap.segment(of: UInt(bitPattern: block)), segment.pointee.kind != .huge else { return false }
+    return Secure.isSealed(blockByteCount: segment.page(containing: UInt(bitPattern: block)).pointee.blockByteCount)
   }
 
   @inline(never)
@@ -122,7 +129,7 @@ enum SecureChecks {
       writer.decimal(size)
       writer.text(" bytes; ")
       writer.decimal(usable)
-      writer.text(Options.secureFull ? " bytes allocated from there)" : " bytes from there to the end of its block)")
+      writer.text(isSealedPageBlock(block) ? " bytes allocated from there)" : " bytes from there to the end of its block)")
       writer.text(": deleted through a pointer of the wrong type, or ")
       writer.text("with delete instead of delete[] or the reverse; aborting (SWALLOC_SECURE=1)\n")
     }

@@ -307,6 +307,28 @@ extension Secure {
     Statistics.pageBytesInUse(adding: kept &- room)
   }
 
+  /// `realloc` growing a huge block that a shrink cut (`shrinkHugeBlock`) back within its span's room: the
+  /// tail becomes accessible again, the trailing guard goes back to the mapping's last 4 KiB, and the block
+  /// fills its room again (one mprotect; a move would copy the block: the realloc workload's chains that
+  /// halve and grow again ran 1.8x the default mode's time with moves). False when the room is too small
+  /// or the kernel refuses (the caller moves the block). Nothing to regrow at level 1 (it does not cut).
+  static func regrowHugeBlock(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, byteCount: Int)
+    -> Bool
+  {
+    let span = page.segment
+    let guardOffset = span.pointee.mappingByteCount &- guardByteCount
+    let room = span.address + guardOffset - block
+    let kept = page.pointee.blockByteCount
+    if byteCount > room || span.pointee.trailingGuardOffset != block + kept - span.address { return false }
+    if !OSMemory.protect(block + kept, byteCount: room &- kept, accessible: true) { return false }
+    span.pointee.trailingGuardOffset = guardOffset
+    span.pointee.protectedBlockCount.store(0, ordering: .relaxed)
+    page.pointee.blockByteCount = room
+    Statistics.hugeLiveByteCount.wrappingAdd(room &- kept, ordering: .relaxed)
+    Statistics.pageBytesInUse(adding: room &- kept)
+    return true
+  }
+
   /// Whether `page` (whose free list is empty) should carve a block rather than take its freed ones: at
   /// SWALLOC_SECURE=full, a large page with blocks left to carve.
   @inline(__always)

@@ -3,8 +3,9 @@
 // through malloc(0)'s pointer fault, a sized free or delete that names the wrong size aborts.
 // SWALLOC_SECURE=full (SecureCanary.swift): overflows and underflows of 1 and 32 bytes abort at free
 // (canaries, trailers), writes after free anywhere in a block up to 64 KiB abort when the block is handed
-// out again (the fill); by default and at level 1 the same overflows and writes run on (harmless there: they
-// stay in the slack or in freed memory level 1 does not check). The same programs' `valid` mode runs clean at every level (no false positive).
+// out again (the fill); level 1 seals the blocks above 1 KiB, whose overflows abort there too. By default
+// (and at level 1, the rest) the same overflows and writes run on (harmless there: they stay in the slack or
+// in freed memory level 1 does not check). The same programs' `valid` mode runs clean at every level (no false positive).
 import Foundation
 import Testing
 
@@ -27,6 +28,7 @@ struct MisuseTests {
     ("misuse_cxx.cpp", "delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "array-deleted", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "object-deleted-as-array", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
+    ("misuse_cxx.cpp", "delete-size-large", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
   ])
   func caught(source: String, mode: String, signal: Int32, message: String) async throws {
     try await expectCaught(source: source, mode: mode, signal: signal, message: message, environment: Self.secure)
@@ -36,7 +38,7 @@ struct MisuseTests {
   /// size, the frees free): the checks are secure mode's.
   @Test("secure mode's pointer, size and alignment checks leave the default mode alone", arguments: [
     ("misuse.c", "usable-size-interior"), ("misuse.c", "usable-size-freed"), ("misuse.c", "usable-size-foreign"),
-    ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"),
+    ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"), ("misuse_cxx.cpp", "delete-size-large"),
   ])
   func defaultModeRunsOn(source: String, mode: String) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
@@ -49,6 +51,17 @@ struct MisuseTests {
   func caughtAtFull(source: String, mode: String, message: String) async throws {
     try await expectCaught(source: source, mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secureFull)
+  }
+
+  /// Level 1 seals the blocks above 1 KiB (SecureCanary.swift): their overflows abort at free there too.
+  static let level1CanaryCases = canaryCases.filter { $0.1.hasSuffix("-medium") || $0.1.hasSuffix("-large") }
+    .filter { $0.1.hasPrefix("overflow-") }
+
+  @Test("overflows of blocks above 1 KiB (20 000 and 300 000 bytes) are caught at SWALLOC_SECURE=1 with a clear message",
+        arguments: Self.level1CanaryCases)
+  func overflowCaughtAtLevel1(source: String, mode: String, message: String) async throws {
+    try await expectCaught(source: source, mode: mode, signal: SIGABRT, message: message,
+                           environment: Self.secure)
   }
 
   func expectCaught(source: String, mode: String, signal: Int32, message: String,
@@ -142,8 +155,11 @@ struct MisuseTests {
   }
 
   @Test("""
-    overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort:     the checks are full's)
-    """, arguments: Self.canaryCases.flatMap { probe in [Mode.standard, .secure].map { (probe.0, probe.1, $0) } })
+    overflows, underflows and writes after free are harmless by default and at SWALLOC_SECURE=1 (no abort: the checks are full's; level 1's overflows of blocks above 1 KiB excepted)
+    """, arguments: Self.canaryCases.flatMap { probe in
+      let caughtAtLevel1 = Self.level1CanaryCases.contains { $0.0 == probe.0 && $0.1 == probe.1 }
+      return (caughtAtLevel1 ? [Mode.standard] : [Mode.standard, .secure]).map { (probe.0, probe.1, $0) }
+    })
   func harmlessBelowFull(source: String, mode: String, level: Mode) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
     let result = try await runPreloaded(program, [mode], mode: level, timeout: shortChildTimeout)

@@ -60,9 +60,9 @@ extension Heap {
   func allocateUserSlow(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     checkOwner()
     if byteCount < 0 { return nil }
-    // SWALLOC_SECURE=full: room for the trailer; `allocate(sizeClass:byteCount:alignment:)` seals the block it
-    // pops (SecureCanary.swift).
-    let wanted = Options.secureFull ? Secure.withTrailer(byteCount) : byteCount
+    // Secure mode: room for the trailer where the class is sealed; `allocate(sizeClass:byteCount:alignment:)`
+    // seals the block it pops (SecureCanary.swift).
+    let wanted = Options.secure ? Secure.sealedRequest(byteCount) : byteCount
     let sizeClass = alignment <= LibC.minimumAlignment
       ? (wanted > SizeClass.largeMaxByteCount ? 0 : SizeClass.of(byteCount: wanted))
       : SizeClass.of(byteCount: wanted, alignment: alignment)

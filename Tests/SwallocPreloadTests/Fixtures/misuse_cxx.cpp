@@ -65,6 +65,12 @@ int main(int argc, char **argv) {
     void *p = new char;
     fixtureAddress(p);
     delete static_cast<Wide *>(p);
+  } else if (strcmp(mode, "delete-size-large") == 0) {
+    // A sized delete 16 bytes short of a 20 000-byte block: the same size class, so only a check of the exact
+    // size (the seal's trailer records it: blocks above 1 KiB at SWALLOC_SECURE=1, every block at full) sees it.
+    char *p = new char[20000];
+    fixtureAddress(p);
+    ::operator delete(p, static_cast<size_t>(20000 - 16));
   } else if (strcmp(mode, "aligned-delete-size") == 0) {
     struct alignas(64) Line {
       char bytes[64];
@@ -128,6 +134,22 @@ int main(int argc, char **argv) {
     for (size_t count = 1; count < 5000; count = count * 3 + 1) delete[] new Line[count];
     for (size_t count = 1; count < 100; count = count * 3 + 1) delete[] new Page[count];
     for (size_t size = 1; size < 3000000; size = size * 3 + 1) delete[] new char[size];
+    // Sized deletes of objects above 1 KiB (sealed at SWALLOC_SECURE=1 too: the size is checked exactly),
+    // aligned ones above 1 KiB, and containers that grow through every size range.
+    struct Record {
+      char bytes[5000];
+    };
+    struct alignas(2048) Block {
+      char bytes[10];
+    };
+    std::vector<std::unique_ptr<Record>> records;
+    for (int i = 0; i < 100; i++) records.push_back(std::make_unique<Record>());
+    records.clear();
+    for (int i = 0; i < 20; i++) delete new Block;
+    std::vector<char> growing;
+    for (int i = 0; i < 600000; i++) growing.push_back(static_cast<char>(i));
+    std::string text;
+    for (int i = 0; i < 100000; i++) text += 'y';
     printf("valid ok\n");
     return 0;
   } else {

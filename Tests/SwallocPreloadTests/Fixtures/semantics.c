@@ -310,15 +310,18 @@ static void checkNaturalAlignment(void) {
     printf("natural alignment: skipped (swalloc inactive)\n");
     return;
   }
-  // SWALLOC_SECURE=full's blocks keep 8 bytes for a trailer after the requested size (README, heap misuse
-  // in secure mode): a power-of-two size goes to the next class, aligned to 16 bytes only (what C promises).
+  // Secure mode's sealed blocks keep 8 bytes for a trailer after the requested size (README, heap misuse in
+  // secure mode): a power-of-two size goes to the next class, aligned to 16 bytes only (what C promises).
+  // SWALLOC_SECURE=full seals every block, level 1 those above 1 KiB.
   const char *secure = getenv("SWALLOC_SECURE");
-  int natural = !(secure != NULL && (strcmp(secure, "full") == 0 || strcmp(secure, "2") == 0));
+  int full = secure != NULL && (strcmp(secure, "full") == 0 || strcmp(secure, "2") == 0);
+  int level1 = secure != NULL && !full && strcmp(secure, "0") != 0 && secure[0] != 0;
+  size_t naturalMax = full ? 0 : level1 ? 1024 : 4096;
   for (size_t byteCount = 1; byteCount <= 4096; byteCount *= 2) {
     void *blocks[8];
     for (size_t i = 0; i < 8; i++) {
       blocks[i] = malloc(byteCount);
-      CHECK(blocks[i] != NULL && fixtureIsAligned(blocks[i], byteCount < 16 || !natural ? 16 : byteCount),
+      CHECK(blocks[i] != NULL && fixtureIsAligned(blocks[i], byteCount < 16 || byteCount > naturalMax ? 16 : byteCount),
             "malloc(%zu) returned %p, not naturally aligned", byteCount, blocks[i]);
     }
     for (size_t i = 0; i < 8; i++) free(blocks[i]);
