@@ -254,6 +254,15 @@ enum Secure {
       if full { markFresh(block, size: size, fresh: fresh) }
       block &+= size
     }
+    // Level 1's sealed classes (above 1 KiB, at most 7 blocks an extension): a zero last word, as at full,
+    // for the underflow check of the block after (a recycled page's memory holds anything).
+    if !full && size > UInt(SizeClass.directMaxByteCount) {
+      var carved = first &+ size &- 8
+      while carved < end {
+        UnsafeMutableRawPointer(bitPattern: carved).unsafelyUnwrapped.storeBytes(of: 0, as: UInt.self)
+        carved &+= size
+      }
+    }
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
@@ -585,8 +594,12 @@ enum Secure {
       if owned && blockByteCount > wholeFillMaxByteCount && park(block, page, heap: heap) { return }
       fill(block, blockByteCount: blockByteCount)
     } else if isSealed(blockByteCount: page.pointee.blockByteCount) {
-      // Level 1's sealed blocks (above 1 KiB): the canary and the trailer only.
-      checkSeal(block, blockByteCount: page.pointee.blockByteCount)
+      // Level 1's sealed blocks (above 1 KiB): the canary and the trailer, and on the owner's thread the end
+      // of the block before (an underflow of this one): a live or freed block's trailer (level 1 leaves it
+      // at free), or the zero `extend` writes into blocks never handed out.
+      let blockByteCount = page.pointee.blockByteCount
+      checkSeal(block, blockByteCount: blockByteCount)
+      if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     if owned {

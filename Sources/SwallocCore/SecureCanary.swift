@@ -68,13 +68,32 @@ extension Secure {
   // MARK: sealing
 
   /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block`, then the trailer
-  /// that records `byteCount` (over the canary's last bytes when fewer than 8 bytes separate them). The
-  /// trailer word is written in one store (the previous-block check of a concurrent free reads it).
+  /// that records `byteCount`. The trailer word changes in one store, from one valid trailer (or zero) to the
+  /// next: the previous-block check of a free on the page owner's thread may read it while another thread's
+  /// realloc reseals the block in place. So a canary with fewer than 8 bytes of room before the trailer is
+  /// written byte by byte, never over it.
   @inline(__always)
   static func seal(_ block: UnsafeMutableRawPointer, byteCount: Int, blockByteCount: Int) {
     let mask = trailerMask(UInt(bitPattern: block))
-    block.storeBytes(of: canary(mask), toByteOffset: byteCount, as: UInt.self)
-    block.storeBytes(of: mask ^ UInt(bitPattern: byteCount), toByteOffset: blockByteCount &- 8, as: UInt.self)
+    let trailerOffset = blockByteCount &- 8
+    if byteCount &+ 8 <= trailerOffset {
+      block.storeBytes(of: canary(mask), toByteOffset: byteCount, as: UInt.self)
+    } else {
+      sealShortCanary(block, byteCount: byteCount, trailerOffset: trailerOffset, canary: canary(mask))
+    }
+    block.storeBytes(of: mask ^ UInt(bitPattern: byteCount), toByteOffset: trailerOffset, as: UInt.self)
+  }
+
+  /// The canary's bytes from `byteCount` up to the trailer (fewer than 8), one at a time.
+  @inline(never)
+  static func sealShortCanary(_ block: UnsafeMutableRawPointer, byteCount: Int, trailerOffset: Int, canary: UInt) {
+    var offset = byteCount
+    var bytes = canary
+    while offset < trailerOffset {
+      block.storeBytes(of: UInt8(truncatingIfNeeded: bytes), toByteOffset: offset, as: UInt8.self)
+      bytes &>>= 8
+      offset &+= 1
+    }
   }
 
   /// The requested size recorded in a trailer word, or -1 when the word is not a valid trailer of `block`

@@ -53,11 +53,12 @@ struct MisuseTests {
                            environment: Self.secureFull)
   }
 
-  /// Level 1 seals the blocks above 1 KiB (SecureCanary.swift): their overflows abort at free there too.
+  /// Level 1 seals the blocks above 1 KiB (SecureCanary.swift): their overflows and underflows abort at free
+  /// there too.
   static let level1CanaryCases = canaryCases.filter { $0.1.hasSuffix("-medium") || $0.1.hasSuffix("-large") }
-    .filter { $0.1.hasPrefix("overflow-") }
+    .filter { $0.1.hasPrefix("overflow-") || $0.1.hasPrefix("underflow-") }
 
-  @Test("overflows of blocks above 1 KiB (20 000 and 300 000 bytes) are caught at SWALLOC_SECURE=1 with a clear message",
+  @Test("overflows and underflows of blocks above 1 KiB (20 000 and 300 000 bytes) are caught at SWALLOC_SECURE=1 with a clear message",
         arguments: Self.level1CanaryCases)
   func overflowCaughtAtLevel1(source: String, mode: String, message: String) async throws {
     try await expectCaught(source: source, mode: mode, signal: SIGABRT, message: message,
@@ -90,6 +91,8 @@ struct MisuseTests {
                 (source, "write-after-free", afterFree), (source, "zero-after-free", afterFree),
                 (source, "write-after-free-anywhere", afterFree)]
     }
+    cases.append(("misuse.c", "underflow-1-medium", underflow))
+    cases.append(("misuse.c", "underflow-32-medium", underflow))
     cases.append(("misuse.c", "stale-after-realloc", afterFree))
     cases.append(("misuse.c", "write-after-free-medium", afterFree))
     return cases

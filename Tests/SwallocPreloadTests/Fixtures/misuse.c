@@ -103,6 +103,42 @@ static void largeChurn(void) {
   for (int i = 0; i < 60; i++) free(blocks[i]);
 }
 
+/// A live block of `size` bytes whose address neighbour below is live too, for any size (blockAfterLive
+/// knows the 16-byte classes only): among 256 blocks handed out in a random order, the closest pair lies one
+/// block apart in one page (the class's size, whatever it is at each level).
+static char *blockAfterLiveSized(size_t size) {
+  static char *blocks[256];
+  for (int i = 0; i < 256; i++) {
+    blocks[i] = malloc(size);
+    FIXTURE_CHECK(blocks[i] != NULL, "allocation failed");
+  }
+  size_t closest = SIZE_MAX;
+  char *upper = NULL;
+  for (int i = 0; i < 256; i++) {
+    for (int j = 0; j < 256; j++) {
+      if (blocks[j] > blocks[i] && (size_t)(blocks[j] - blocks[i]) < closest) {
+        closest = (size_t)(blocks[j] - blocks[i]);
+        upper = blocks[j];
+      }
+    }
+  }
+  FIXTURE_CHECK(upper != NULL && closest < 2 * size, "no neighbouring blocks of %zu bytes", size);
+  return upper;
+}
+
+/// `underflow` for blocks of any size: `count` bytes written just before a block whose neighbour below is
+/// live, then the block freed.
+static void underflowSized(size_t size, size_t count) {
+  char *volatile p = blockAfterLiveSized(size);
+  if (count == 1) {
+    volatile char *q = (volatile char *)launder(p - 1);
+    *q = (char)(*q + 1);
+  } else {
+    memcpy(launder(p - count), source, count);
+  }
+  free(p);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   fixtureReportSwalloc();
@@ -153,6 +189,10 @@ int main(int argc, char **argv) {
     underflow(40, 1);
   } else if (strcmp(mode, "underflow-32") == 0) {
     underflow(40, 32);
+  } else if (strcmp(mode, "underflow-1-medium") == 0) {
+    underflowSized(20000, 1);
+  } else if (strcmp(mode, "underflow-32-medium") == 0) {
+    underflowSized(20000, 32);
   } else if (strcmp(mode, "write-after-free") == 0) {
     writeAfterFree(100, 20, 'x');
   } else if (strcmp(mode, "zero-after-free") == 0) {
