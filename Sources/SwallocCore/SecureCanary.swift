@@ -378,10 +378,10 @@ extension Secure {
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
     let page = segment.page(containing: address)
-    guard page.pointee.state == .inUse, isBlockStart(address, page) else { return nil }
     let blockByteCount = page.pointee.blockByteCount
     // Level 1: the blocks of the direct classes have no seal (realloc's general path resizes them).
-    if !isSealed(blockByteCount: blockByteCount) { return nil }
+    guard page.pointee.state == .inUse, isSealed(blockByteCount: blockByteCount), isBlockStart(address, page)
+    else { return nil }
     if isParked(pointer, page) { fail(pointer, .doubleFree, function: "realloc()") }
     if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
     checkSeal(pointer, blockByteCount: blockByteCount)

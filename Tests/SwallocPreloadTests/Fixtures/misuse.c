@@ -126,18 +126,8 @@ static char *blockAfterLiveSized(size_t size) {
   return upper;
 }
 
-/// `underflow` for blocks of any size: `count` bytes written just before a block whose neighbour below is
-/// live, then the block freed.
-static void underflowSized(size_t size, size_t count) {
-  char *volatile p = blockAfterLiveSized(size);
-  if (count == 1) {
-    volatile char *q = (volatile char *)launder(p - 1);
-    *q = (char)(*q + 1);
-  } else {
-    memcpy(launder(p - count), source, count);
-  }
-  free(p);
-}
+/// `underflow` for blocks of any size.
+static void underflowSized(size_t size, size_t count) { underflowBefore(blockAfterLiveSized(size), count); }
 
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";

@@ -50,9 +50,8 @@ static char *blockAfterLive(size_t size) {
   return blocks[1023];
 }
 
-/// Writes `count` bytes just before a block (the end of the block before it), then frees the block.
-static void underflow(size_t size, size_t count) {
-  char *volatile p = blockAfterLive(size);
+/// Writes `count` bytes just before the block `p` (the end of the block before it), then frees `p`.
+static void underflowBefore(char *volatile p, size_t count) {
   // One byte: changed for sure (a fixed value equals the byte there, the top byte of the keyed trailer, in 1
   // run in 256, and is then no change to catch).
   if (count == 1) {
@@ -63,5 +62,8 @@ static void underflow(size_t size, size_t count) {
   }
   MISUSE_RELEASE(p);
 }
+
+/// `underflowBefore` a block of `size` bytes (a 16-byte class) whose neighbour below is live.
+static void underflow(size_t size, size_t count) { underflowBefore(blockAfterLive(size), count); }
 
 #endif
