@@ -182,7 +182,8 @@ extension Page {
   static let sampledTag: UInt = 2
   /// Set in `ownerWord` from the start at SWALLOC_SECURE=1 for a page of sealed blocks (above 1 KiB:
   /// SecureCanary.swift): level 1's free fast path then fails its owner test for them, with no instruction of
-  /// its own, and the slow path checks their seal.
+  /// its own, and the slow path checks their seal. (Heaps are page-aligned mappings: their low bits are free
+  /// for the tags.)
   static let sealedTag: UInt = 4
   static let tagMask: UInt = fullTag | sampledTag | sealedTag
 
