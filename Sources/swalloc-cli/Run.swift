@@ -42,12 +42,12 @@ extension SwallocCommand {
         """,
 )
 
-    @Flag(help: "Secure mode (SWALLOC_SECURE=1): encoded free lists, double frees abort, guard pages.")
+    @Flag(help: "Secure mode (SWALLOC_SECURE=1): encoded free lists, double frees abort, guard pages, canaries after blocks above 1 KiB.")
     var secure = false
 
     @Option(name: .customLong("secure-level"), help: ArgumentHelp(
       "Secure mode at a level (SWALLOC_SECURE): 1 (as --secure), or full (also 2: 1 plus canaries and trailers "
-        + "after blocks, the fill of freed blocks and underflow checks).",
+        + "after every block, the fill of freed blocks and freed large blocks made inaccessible).",
       valueName: "1|full"))
     var secureLevel: SecureLevel?
 
