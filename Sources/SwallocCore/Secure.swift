@@ -531,7 +531,7 @@ enum Secure {
     let marker = freedMarker(block)
     if block.load(fromByteOffset: 8, as: UInt.self) == marker { return false }
     let blockByteCount = page.pointee.blockByteCount
-    if isSealed(blockByteCount: blockByteCount) { checkSeal(block, blockByteCount: blockByteCount) }
+    if isSealed(blockByteCount: blockByteCount) { checkLevel1Seal(block, blockByteCount: blockByteCount) }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     Heap.freeRemote(page, block, heap, encoded: true)
     return true
@@ -598,7 +598,7 @@ enum Secure {
       // of the block before (an underflow of this one): a live or freed block's trailer (level 1 leaves it
       // at free), or the zero `extend` writes into blocks never handed out.
       let blockByteCount = page.pointee.blockByteCount
-      checkSeal(block, blockByteCount: blockByteCount)
+      checkLevel1Seal(block, blockByteCount: blockByteCount)
       if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
@@ -660,7 +660,7 @@ enum Secure {
       case .neverAllocated: writer.text(" (a block boundary never handed out)")
       case .notLive: writer.text(" (freed, or never handed out)")
       }
-      writer.text("; aborting (SWALLOC_SECURE=1)\n")
+      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
     }
     swalloc_abort()
   }

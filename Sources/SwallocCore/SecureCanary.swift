@@ -119,6 +119,16 @@ extension Secure {
     }
   }
 
+  /// `checkSeal` at level 1's free of a sealed block, which first recognizes a block carved and never handed
+  /// out: its last word is the zero `extend` wrote (a handed-out block's trailer is a keyed word, zero with
+  /// probability 2^-64; an overflow that zeroes it is reported the same way), and its free is an invalid
+  /// pointer rather than an overflow. (Full recognizes it by its fresh marker.)
+  @inline(__always)
+  static func checkLevel1Seal(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
+    if block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0 { fail(block, .neverAllocated) }
+    checkSeal(block, blockByteCount: blockByteCount)
+  }
+
   /// The requested size of a live secure page block (its usable size), or `blockByteCount - 8` when its
   /// trailer does not decode (the block was freed, or overwritten: free reports that).
   static func requestedSize(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Int {

@@ -22,6 +22,8 @@ struct MisuseTests {
     ("misuse.c", "usable-size-freed", SIGABRT, "swalloc: malloc_usable_size(): freed block 0x"),
     ("misuse.c", "usable-size-foreign", SIGABRT, "swalloc: malloc_usable_size(): invalid pointer 0x"),
     ("misuse.c", "free-aligned-sized", SIGABRT, "swalloc: aligned sized free: alignment 3 does not fit 0x"),
+    // A sealed class's block (above 1 KiB) carved and never handed out: its zero trailer says so.
+    ("misuse.c", "free-never-handed-out", SIGABRT, "(a block boundary never handed out)"),
     ("misuse_cxx.cpp", "aligned-delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "zero-read", SIGSEGV, "swalloc: zero-size-access: read of 1 byte at 0x"),
     ("misuse_cxx.cpp", "zero-write", SIGSEGV, "swalloc: zero-size-access: write of 1 byte at 0x"),

@@ -145,6 +145,17 @@ int main(int argc, char **argv) {
     FIXTURE_CHECK(freeSized != NULL, "no free_sized");
     char *p = malloc(8);
     freeSized(p, 64);
+  } else if (strcmp(mode, "free-never-handed-out") == 0) {
+    // A block boundary carved with the one block handed out, and never handed out itself: the first 1600-byte
+    // request takes a fresh page of the 1792-byte class (also with the 8 bytes of a trailer), whose first
+    // extension carves 4 blocks from the page's start (64 KiB-aligned but in a segment's first page).
+    char *p = malloc(1600);
+    FIXTURE_CHECK(p != NULL, "allocation failed");
+    uintptr_t start = fixtureAddress(p) & ~(uintptr_t)0xFFFF;
+    FIXTURE_CHECK((fixtureAddress(p) & 0x3FFFFF) >= 0x10000, "the block is in its segment's first page");
+    size_t index = (fixtureAddress(p) - start) / 1792;
+    FIXTURE_CHECK(index < 4 && start + index * 1792 == fixtureAddress(p), "not a block of a fresh page");
+    free((char *)(start + (index + 1) % 4 * 1792));
   } else if (strcmp(mode, "usable-size-interior") == 0) {
     char *p = malloc(64);
     fixtureAddress(p);
