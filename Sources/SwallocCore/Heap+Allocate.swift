@@ -162,7 +162,7 @@ extension Heap {
     page.pointee.free = nil
     page.pointee.localFree = nil
     // SWALLOC_SECURE=1: a page of sealed blocks carries the sealed tag (Page.sealedTag).
-    let sealed = Options.secure && !Options.secureFull && blockByteCount > SizeClass.directMaxByteCount
+    let sealed = Options.secure && !Options.secureFull && Secure.isSealed(blockByteCount: blockByteCount)
     page.pointee.ownerWord.store(UInt(bitPattern: base) | (sealed ? Page.sealedTag : 0), ordering: .relaxed)
     page.pointee.used = 0
     page.pointee.state = .inUse

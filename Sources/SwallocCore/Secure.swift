@@ -256,7 +256,7 @@ enum Secure {
     }
     // Level 1's sealed classes (above 1 KiB, at most 7 blocks an extension): a zero last word, as at full,
     // for the underflow check of the block after (a recycled page's memory holds anything).
-    if !full && size > UInt(SizeClass.directMaxByteCount) {
+    if !full && isSealed(blockByteCount: blockByteCount) {
       var carved = first &+ size &- 8
       while carved < end {
         UnsafeMutableRawPointer(bitPattern: carved).unsafelyUnwrapped.storeBytes(of: 0, as: UInt.self)
@@ -516,8 +516,8 @@ enum Secure {
 
   /// Level 1's free of a block of another heap's page (the slow path's usual case under producer/consumer
   /// threads): the checks of `free(_:heap:slot:)` for it (a page in use, a block start, no freed marker, the
-  /// seal of a sealed block), the marker set and the block pushed on the page's thread-free list, without that function's calls and
-  /// saved registers. False, having changed nothing, for anything else (its own heap's page, a stub, a page
+  /// seal of a sealed block), the marker set and the block pushed on the page's thread-free list, without
+  /// that function's calls and saved registers. False, having changed nothing, for anything else (its own heap's page, a stub, a page
   /// tagged by the heap profiler, a marker already set: the general path decides and reports).
   @inline(__always)
   static func freeRemote(_ block: UnsafeMutableRawPointer, page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
@@ -531,7 +531,7 @@ enum Secure {
     let marker = freedMarker(block)
     if block.load(fromByteOffset: 8, as: UInt.self) == marker { return false }
     let blockByteCount = page.pointee.blockByteCount
-    if isSealed(blockByteCount: blockByteCount) { checkLevel1Seal(block, blockByteCount: blockByteCount) }
+    if isSealed(blockByteCount: blockByteCount) { checkSeal(block, blockByteCount: blockByteCount) }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     Heap.freeRemote(page, block, heap, encoded: true)
     return true
@@ -578,8 +578,8 @@ enum Secure {
       Profile.freeInSampledPage(page, block, heap: UInt(bitPattern: heap.base))
     }
     let owned = page.pointee.owner & ~Page.tagMask == UInt(bitPattern: heap.base)
+    let blockByteCount = page.pointee.blockByteCount
     if Options.secureFull {
-      let blockByteCount = page.pointee.blockByteCount
       if word == freshMarker(address)
         && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self), address,
                        blockByteCount: blockByteCount) < 0
@@ -593,12 +593,11 @@ enum Secure {
       }
       if owned && blockByteCount > wholeFillMaxByteCount && park(block, page, heap: heap) { return }
       fill(block, blockByteCount: blockByteCount)
-    } else if isSealed(blockByteCount: page.pointee.blockByteCount) {
+    } else if isSealed(blockByteCount: blockByteCount) {
       // Level 1's sealed blocks (above 1 KiB): the canary and the trailer, and on the owner's thread the end
       // of the block before (an underflow of this one): a live or freed block's trailer (level 1 leaves it
       // at free), or the zero `extend` writes into blocks never handed out.
-      let blockByteCount = page.pointee.blockByteCount
-      checkLevel1Seal(block, blockByteCount: blockByteCount)
+      checkSeal(block, blockByteCount: blockByteCount)
       if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
@@ -631,6 +630,11 @@ enum Secure {
     case foreign, doubleFree, interior, corruptedFreeList, neverAllocated, notLive, freed
   }
 
+  /// The end of every secure-mode abort message: the level that stopped the process.
+  static var abortingAtLevel: StaticString {
+    Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n"
+  }
+
   /// Reports a misuse of the heap and aborts (secure mode's answer; glibc aborts on what it detects too).
   /// `function`: the call that was given the bad pointer. Out of line: its message buffer would otherwise
   /// enlarge the frames of the paths that check.
@@ -660,7 +664,7 @@ enum Secure {
       case .neverAllocated: writer.text(" (a block boundary never handed out)")
       case .notLive: writer.text(" (freed, or never handed out)")
       }
-      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
+      writer.text(Secure.abortingAtLevel)
     }
     swalloc_abort()
   }

@@ -119,16 +119,6 @@ extension Secure {
     }
   }
 
-  /// `checkSeal` at level 1's free of a sealed block, which first recognizes a block carved and never handed
-  /// out: its last word is the zero `extend` wrote (a handed-out block's trailer is a keyed word, zero with
-  /// probability 2^-64; an overflow that zeroes it is reported the same way), and its free is an invalid
-  /// pointer rather than an overflow. (Full recognizes it by its fresh marker.)
-  @inline(__always)
-  static func checkLevel1Seal(_ block: UnsafeMutableRawPointer, blockByteCount: Int) {
-    if block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0 { fail(block, .neverAllocated) }
-    checkSeal(block, blockByteCount: blockByteCount)
-  }
-
   /// The requested size of a live secure page block (its usable size), or `blockByteCount - 8` when its
   /// trailer does not decode (the block was freed, or overwritten: free reports that).
   static func requestedSize(_ block: UnsafeMutableRawPointer, blockByteCount: Int) -> Int {
@@ -259,7 +249,13 @@ extension Secure {
 
   @inline(never)
   static func sealBroken(_ block: UnsafeMutableRawPointer, blockByteCount: Int, byteCount: Int) -> Never {
-    if block.load(fromByteOffset: 8, as: UInt.self) == freshMarker(UInt(bitPattern: block)) {
+    // A block boundary carved and never handed out is an invalid pointer, not an overflow: full marks it
+    // with the fresh marker; level 1 leaves the zero its carving wrote in the trailer's place (a handed-out
+    // block's trailer is a keyed word, zero with probability 2^-64; an overflow that zeroes the whole
+    // trailer is reported the same way).
+    if block.load(fromByteOffset: 8, as: UInt.self) == freshMarker(UInt(bitPattern: block))
+      || (!Options.secureFull && block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0)
+    {
       fail(block, .neverAllocated)
     }
     var offset = -1
@@ -349,7 +345,7 @@ extension Secure {
         writer.decimal(offset)
         writer.text(" after it was freed")
       }
-      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
+      writer.text(Secure.abortingAtLevel)
     }
     swalloc_abort()
   }
@@ -358,8 +354,9 @@ extension Secure {
 extension Secure {
   /// Whether the page blocks of `blockByteCount` bytes are sealed (a canary and a trailer): every class at
   /// SWALLOC_SECURE=full; at 1 the classes above the direct classes (above 1 KiB), whose mallocs never take
-  /// level 1's inline fast path (its instructions stay what they were) and whose frees leave it at one
-  /// comparison. Secure mode only (the default mode seals nothing).
+  /// level 1's inline fast path and whose pages carry Page.sealedTag, which sends their frees to the slow
+  /// path (level 1's fast paths stay the instructions they were). Secure mode only (the default mode seals
+  /// nothing).
   @inline(__always)
   static func isSealed(blockByteCount: Int) -> Bool {
     Options.secureFull || blockByteCount > SizeClass.directMaxByteCount

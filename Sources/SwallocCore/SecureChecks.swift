@@ -98,7 +98,7 @@ enum SecureChecks {
       writer.text(" does not fit ")
       writer.hexadecimal(UInt(bitPattern: block))
       writer.text(" (not a power of two, or not the pointer's)")
-      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
+      writer.text(Secure.abortingAtLevel)
     }
     swalloc_abort()
   }
@@ -133,7 +133,7 @@ enum SecureChecks {
       writer.text(isSealedPageBlock(block) ? " bytes allocated from there)" : " bytes from there to the end of its block)")
       writer.text(": deleted through a pointer of the wrong type, or ")
       writer.text("with delete instead of delete[] or the reverse")
-      writer.text(Options.secureFull ? "; aborting (SWALLOC_SECURE=full)\n" : "; aborting (SWALLOC_SECURE=1)\n")
+      writer.text(Secure.abortingAtLevel)
     }
     swalloc_abort()
   }

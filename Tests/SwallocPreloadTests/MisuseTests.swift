@@ -41,6 +41,7 @@ struct MisuseTests {
   @Test("secure mode's pointer, size and alignment checks leave the default mode alone", arguments: [
     ("misuse.c", "usable-size-interior"), ("misuse.c", "usable-size-freed"), ("misuse.c", "usable-size-foreign"),
     ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"), ("misuse_cxx.cpp", "delete-size-large"),
+    ("misuse.c", "free-never-handed-out"),
   ])
   func defaultModeRunsOn(source: String, mode: String) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
