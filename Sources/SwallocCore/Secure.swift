@@ -240,18 +240,21 @@ enum Secure {
     // SWALLOC_SECURE=full: word 8 gets the fresh marker: not the freed one (the memory may hold an earlier
     // page's freed blocks), which tells malloc there is no fill to check; the last word gets zero, which the
     // next block's free checks (an underflow of it); in 16-byte blocks the last word is word 8
-    // (SecureCanary.swift).
-    let fresh = full ? markerKey ^ 2 : 0
+    // (SecureCanary.swift). Level 1: word 8 gets the freed marker, so that a free of a block boundary carved
+    // and never handed out fails free's fast path as a double free does (without it, such a free pushed the
+    // block a second time, and malloc would hand it out twice); every hand-out clears word 8, and the slow
+    // path tells the two apart as far as it can (`markedFailure`).
+    let marker = full ? markerKey ^ 2 : markerKey
     var block = first
     while block < end &- step {
       link(block, to: block &+ step, key: key)
-      if full { markFresh(block, size: size, fresh: fresh) }
+      mark(block, size: size, marker: marker, full: full)
       block &+= size
     }
     let wrap = step &- (end &- first)
     while block < end {
       link(block, to: block &+ wrap, key: key)
-      if full { markFresh(block, size: size, fresh: fresh) }
+      mark(block, size: size, marker: marker, full: full)
       block &+= size
     }
     // Level 1's sealed classes (above 1 KiB, at most 7 blocks an extension): a zero last word, as at full,
@@ -268,11 +271,13 @@ enum Secure {
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
   }
 
+  /// Marks a block `extend` carves: word 8 gets `block ^ marker` (full: the fresh marker, after a zero last
+  /// word; level 1: the freed marker).
   @inline(__always)
-  static func markFresh(_ block: UInt, size: UInt, fresh: UInt) {
+  static func mark(_ block: UInt, size: UInt, marker: UInt, full: Bool) {
     let pointer = UnsafeMutableRawPointer(bitPattern: block).unsafelyUnwrapped
-    pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self)
-    pointer.storeBytes(of: block ^ fresh, toByteOffset: 8, as: UInt.self)
+    if full { pointer.storeBytes(of: 0, toByteOffset: Int(bitPattern: size &- 8), as: UInt.self) }
+    pointer.storeBytes(of: block ^ marker, toByteOffset: 8, as: UInt.self)
   }
 
   /// Whether `a` and `b` (both at least 1) have no common divisor but 1: Stein's binary gcd (shifts and
@@ -572,7 +577,7 @@ enum Secure {
     if isParked(block, page) { fail(block, .doubleFree) }
     let marker = freedMarker(block)
     let word = block.load(fromByteOffset: 8, as: UInt.self)
-    if word == marker { fail(block, .doubleFree) }
+    if word == marker { fail(block, markedFailure(block, page)) }
     // The heap profiler samples blocks of this page where they are (Profile.sampleInPage).
     if page.pointee.owner & Page.sampledTag != 0 {
       Profile.freeInSampledPage(page, block, heap: UInt(bitPattern: heap.base))
@@ -580,12 +585,7 @@ enum Secure {
     let owned = page.pointee.owner & ~Page.tagMask == UInt(bitPattern: heap.base)
     let blockByteCount = page.pointee.blockByteCount
     if Options.secureFull {
-      if word == freshMarker(address)
-        && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self), address,
-                       blockByteCount: blockByteCount) < 0
-      {
-        fail(block, .neverAllocated)
-      }
+      if isFresh(block, word: word, blockByteCount: blockByteCount) { fail(block, .neverAllocated) }
       checkSeal(block, blockByteCount: blockByteCount)
       // The block before: only on the owner's thread (no malloc of it can race the read), and not parked.
       if owned && block != page.pointee.start && !isParked(block - blockByteCount, page) {
@@ -605,6 +605,34 @@ enum Secure {
       return heap.freeOwned(page, block, encoded: true)
     }
     Heap.freeRemote(page, block, heap, encoded: true)
+  }
+
+  /// What a block of `page` that carries the freed marker is, for the report. At full, a freed block (its
+  /// carving writes the fresh marker instead). At level 1, whose carving writes the freed marker too: a freed
+  /// block when it is on the page's local or thread-free list; a block boundary never handed out when it is
+  /// a sealed block whose trailer is still the zero its carving wrote; otherwise either (a block on `free`,
+  /// which holds an extension's blocks or, once moved there, freed ones), reported as no live block. Error
+  /// path only: the walks follow at most `capacity` links, each checked to lie in the page (another thread
+  /// may be changing the lists: the walk may miss the block, never leave the page).
+  static func markedFailure(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Failure {
+    if Options.secureFull { return .doubleFree }
+    let blockByteCount = page.pointee.blockByteCount
+    if isSealed(blockByteCount: blockByteCount) {
+      return block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0 ? .neverAllocated : .doubleFree
+    }
+    let reader = LinkReader(page)
+    let limit = Int(page.pointee.capacity)
+    let threadFree = page.pointee.threadFree.load(ordering: .relaxed) & ~NotifyState.mask
+    for list in 0..<2 {
+      var current = list == 0 ? UnsafeMutableRawPointer(bitPattern: threadFree) : page.pointee.localFree
+      var steps = 0
+      while let listed = current, steps < limit, reader.isValid(listed) {
+        if listed == block { return .doubleFree }
+        current = reader.next(listed)
+        steps &+= 1
+      }
+    }
+    return .notLive
   }
 
   // MARK: guard pages

@@ -65,6 +65,15 @@ extension Secure {
   @inline(__always)
   static func freshMarker(_ block: UInt) -> UInt { block ^ markerKey ^ 2 }
 
+  /// SWALLOC_SECURE=full: whether `block`, whose word 8 holds `word`, is a block boundary carved and never
+  /// handed out: the fresh marker, and a last word that decodes to no size (a 16-byte block's trailer is its
+  /// word 8: a live one's decodes).
+  static func isFresh(_ block: UnsafeMutableRawPointer, word: UInt, blockByteCount: Int) -> Bool {
+    word == freshMarker(UInt(bitPattern: block))
+      && decodedSize(block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self), UInt(bitPattern: block),
+                     blockByteCount: blockByteCount) < 0
+  }
+
   // MARK: sealing
 
   /// Writes the canary after `byteCount` (at most `blockByteCount - 8`) bytes of `block`, then the trailer

@@ -84,8 +84,13 @@ enum SecureChecks {
     if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
     if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
     if Secure.isParked(pointer, page) { Secure.fail(pointer, .freed, function: "malloc_usable_size()") }
-    if pointer.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(pointer) {
-      Secure.fail(pointer, .freed, function: "malloc_usable_size()")
+    let word = pointer.load(fromByteOffset: 8, as: UInt.self)
+    if word == Secure.freedMarker(pointer) {
+      let failure = Secure.markedFailure(pointer, page)
+      Secure.fail(pointer, failure == .doubleFree ? .freed : failure, function: "malloc_usable_size()")
+    }
+    if Options.secureFull && Secure.isFresh(pointer, word: word, blockByteCount: page.pointee.blockByteCount) {
+      Secure.fail(pointer, .neverAllocated, function: "malloc_usable_size()")
     }
     return Swift.max(0, LibC.usableSize(pointer))
   }

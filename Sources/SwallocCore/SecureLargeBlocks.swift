@@ -221,7 +221,7 @@ extension Secure {
     let block = page.pointee.start.unsafelyUnwrapped + index &* blockByteCount
     restoreCounted(block, byteCount: blockByteCount, of: block)
     segment.pointee.parkedMask = mask & ~(UInt64(1) &<< UInt64(index))
-    markFresh(UInt(bitPattern: block), size: UInt(bitPattern: blockByteCount), fresh: markerKey ^ 2)
+    mark(UInt(bitPattern: block), size: UInt(bitPattern: blockByteCount), marker: markerKey ^ 2, full: true)
     setNext(block, nil)
     page.pointee.free = block
   }

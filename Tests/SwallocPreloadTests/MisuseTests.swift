@@ -24,6 +24,10 @@ struct MisuseTests {
     ("misuse.c", "free-aligned-sized", SIGABRT, "swalloc: aligned sized free: alignment 3 does not fit 0x"),
     // A sealed class's block (above 1 KiB) carved and never handed out: its zero trailer says so.
     ("misuse.c", "free-never-handed-out", SIGABRT, "(a block boundary never handed out)"),
+    // One of a class up to 1 KiB: its carving wrote the freed marker, and the block is on no list of freed
+    // blocks (it may have been freed and moved to `free`, which also holds the blocks never handed out).
+    ("misuse.c", "free-never-handed-out-small", SIGABRT, "swalloc: free(): no live block at 0x"),
+    ("misuse.c", "usable-size-never-handed-out", SIGABRT, "swalloc: malloc_usable_size(): no live block at 0x"),
     ("misuse_cxx.cpp", "aligned-delete-size", SIGABRT, "swalloc: operator delete(): size mismatch at 0x"),
     ("misuse_cxx.cpp", "zero-read", SIGSEGV, "swalloc: zero-size-access: read of 1 byte at 0x"),
     ("misuse_cxx.cpp", "zero-write", SIGSEGV, "swalloc: zero-size-access: write of 1 byte at 0x"),
@@ -41,12 +45,25 @@ struct MisuseTests {
   @Test("secure mode's pointer, size and alignment checks leave the default mode alone", arguments: [
     ("misuse.c", "usable-size-interior"), ("misuse.c", "usable-size-freed"), ("misuse.c", "usable-size-foreign"),
     ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"), ("misuse_cxx.cpp", "delete-size-large"),
-    ("misuse.c", "free-never-handed-out"),
+    ("misuse.c", "free-never-handed-out"), ("misuse.c", "free-never-handed-out-small"),
+    ("misuse.c", "usable-size-never-handed-out"),
   ])
   func defaultModeRunsOn(source: String, mode: String) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
     let result = try await runPreloaded(program, [mode], mode: .standard, timeout: shortChildTimeout)
     expectLine("not stopped", in: result)
+  }
+
+  /// Full marks the blocks it carves with the fresh marker (and a last word that decodes to no size): a
+  /// free or malloc_usable_size of one is an invalid pointer, in every class.
+  @Test("a block boundary never handed out is an invalid pointer at SWALLOC_SECURE=full", arguments: [
+    ("free-never-handed-out", "swalloc: free(): invalid pointer 0x"),
+    ("free-never-handed-out-small", "swalloc: free(): invalid pointer 0x"),
+    ("usable-size-never-handed-out", "swalloc: malloc_usable_size(): invalid pointer 0x"),
+  ])
+  func neverHandedOutAtFull(mode: String, message: String) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT,
+                           message: message, environment: Self.secureFull)
   }
 
   @Test("each overflow, underflow and write after free is caught at SWALLOC_SECURE=full with a clear message",

@@ -129,6 +129,19 @@ static char *blockAfterLiveSized(size_t size) {
 /// `underflow` for blocks of any size.
 static void underflowSized(size_t size, size_t count) { underflowBefore(blockAfterLiveSized(size), count); }
 
+/// A block boundary of the first extension of a fresh page, other than the one block handed out there: the
+/// first request of `request` bytes takes a fresh page of the `blockSize`-byte class (64 KiB pages, not a
+/// segment's first), whose first extension carves `count` blocks from the page's start.
+static void *neverHandedOut(size_t request, size_t blockSize, size_t count) {
+  char *p = malloc(request);
+  FIXTURE_CHECK(p != NULL, "allocation failed");
+  uintptr_t start = fixtureAddress(p) & ~(uintptr_t)0xFFFF;
+  FIXTURE_CHECK((fixtureAddress(p) & 0x3FFFFF) >= 0x10000, "the block is in its segment's first page");
+  size_t index = (fixtureAddress(p) - start) / blockSize;
+  FIXTURE_CHECK(index < count && start + index * blockSize == fixtureAddress(p), "not a block of a fresh page");
+  return (void *)(start + (index + 1) % count * blockSize);
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   fixtureReportSwalloc();
@@ -148,14 +161,14 @@ int main(int argc, char **argv) {
   } else if (strcmp(mode, "free-never-handed-out") == 0) {
     // A block boundary carved with the one block handed out, and never handed out itself: the first 1600-byte
     // request takes a fresh page of the 1792-byte class (also with the 8 bytes of a trailer), whose first
-    // extension carves 4 blocks from the page's start (64 KiB-aligned but in a segment's first page).
-    char *p = malloc(1600);
-    FIXTURE_CHECK(p != NULL, "allocation failed");
-    uintptr_t start = fixtureAddress(p) & ~(uintptr_t)0xFFFF;
-    FIXTURE_CHECK((fixtureAddress(p) & 0x3FFFFF) >= 0x10000, "the block is in its segment's first page");
-    size_t index = (fixtureAddress(p) - start) / 1792;
-    FIXTURE_CHECK(index < 4 && start + index * 1792 == fixtureAddress(p), "not a block of a fresh page");
-    free((char *)(start + (index + 1) % 4 * 1792));
+    // extension carves 4 blocks.
+    free(neverHandedOut(1600, 1792, 4));
+  } else if (strcmp(mode, "free-never-handed-out-small") == 0) {
+    // The same in a class up to 1 KiB (no seal at SWALLOC_SECURE=1): 1000 bytes, the 1024-byte class, 8 blocks
+    // an extension (full: also with the trailer's 8 bytes).
+    free(neverHandedOut(1000, 1024, 8));
+  } else if (strcmp(mode, "usable-size-never-handed-out") == 0) {
+    printf("usable %zu\n", malloc_usable_size(neverHandedOut(1000, 1024, 8)));
   } else if (strcmp(mode, "usable-size-interior") == 0) {
     char *p = malloc(64);
     fixtureAddress(p);
