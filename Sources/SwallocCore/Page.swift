@@ -28,8 +28,9 @@ struct Page: ~Copyable {
   var blockByteCount: Int
   /// First byte of the page's block area.
   var start: UnsafeMutableRawPointer?
-  /// `ceil(2^41 / blockByteCount)`: the index of the block at offset `o < 2^22` is `(o * reciprocal) >> 41`,
-  /// exactly (secure mode's free checks block boundaries with it instead of a division). Unused on huge pages.
+  /// `ceil(2^64 / blockByteCount)`: the index of the block at offset `o` is the high word of
+  /// `o * reciprocal`, and `o` is a block start when the low word is below `reciprocal` (`Page.blockIndex`;
+  /// secure mode's free checks block boundaries with it instead of a division). Unused on huge pages.
   var reciprocal: UInt
   /// Blocks freed by other threads: a Treiber stack of block addresses; the low two bits hold `NotifyState`.
   /// Pushed by any thread with one compare-and-swap; taken whole by the owner. In the descriptor's second
@@ -204,19 +205,24 @@ extension Page {
     set { ownerWord.store(newValue ? owner | Page.fullTag : owner & ~Page.fullTag, ordering: .relaxed) }
   }
 
-  /// The shift that goes with `reciprocal`: offsets below 2^22 (a page is at most 4 MiB) times block sizes
-  /// below 2^19 stay below 2^41, which keeps the rounding error of the reciprocal under one block.
-  static let reciprocalShift: UInt = 41
-
+  /// `ceil(2^64 / blockByteCount)` (`UInt.max / d + 1`, the two being equal for every d above 1): for an
+  /// offset `o` below 2^32, the high word of `o * reciprocal` is `o / d` and the low word is below
+  /// `reciprocal` exactly when d divides `o` (Lemire, Kaser and Kurz, "Faster remainder by direct
+  /// computation", 2019: one multiplication for both). Page offsets are below 4 MiB.
   static func reciprocal(of blockByteCount: Int) -> UInt {
-    let divisor = UInt(blockByteCount)
-    return ((1 as UInt) &<< reciprocalShift &+ divisor &- 1) / divisor
+    UInt.max / UInt(blockByteCount) &+ 1
   }
 
-  /// `offset / blockByteCount` for an offset below 4 MiB, from the block size's `reciprocal`.
+  /// `offset / blockByteCount` for an offset below 2^32, from the block size's `reciprocal`.
   @inline(__always)
   static func blockIndex(offset: UInt, reciprocal: UInt) -> UInt {
-    (offset &* reciprocal) &>> reciprocalShift
+    reciprocal.multipliedFullWidth(by: offset).high
+  }
+
+  /// Whether `offset` (below 2^32) is a multiple of the block size whose `reciprocal` is given.
+  @inline(__always)
+  static func isMultiple(offset: UInt, reciprocal: UInt) -> Bool {
+    reciprocal.multipliedFullWidth(by: offset).low < reciprocal
   }
 
   /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.

@@ -496,16 +496,16 @@ enum Secure {
   }
 
   /// Whether `address`, an address in the slices of `page` (a page in use, not huge), is the start of one of
-  /// its carved blocks: a multiple of the block size from the page's start (by the page's reciprocal), below
-  /// the carved capacity. An address in the same page is less than 4 MiB past its start, where the reciprocal
-  /// is exact; one before the start (in the segment header) wraps around to an offset above 2^63, which no
-  /// index times the block size (below 2^42) equals.
+  /// its carved blocks: a multiple of the block size from the page's start, below the carved capacity, both
+  /// from one multiplication by the page's reciprocal (`Page.reciprocal`). An address in the same page is
+  /// less than 4 MiB past its start, where both answers are exact; one before the start (in the segment
+  /// header) wraps around to an offset above 2^63, whose high word is above 2^44, more than any capacity.
   @inline(__always)
   static func isBlockStart(_ address: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
     let offset = address &- UInt(bitPattern: page.pointee.start)
-    let index = Page.blockIndex(offset: offset, reciprocal: page.pointee.reciprocal)
-    return index &* UInt(bitPattern: page.pointee.blockByteCount) == offset
-      && index < UInt(truncatingIfNeeded: page.pointee.capacity)
+    let reciprocal = page.pointee.reciprocal
+    return Page.isMultiple(offset: offset, reciprocal: reciprocal)
+      && Page.blockIndex(offset: offset, reciprocal: reciprocal) < UInt(truncatingIfNeeded: page.pointee.capacity)
   }
 
   /// Everything `free`'s fast path does not finish. `slot` is the descriptor slot it found (0: the segment

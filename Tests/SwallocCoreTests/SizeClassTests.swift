@@ -21,7 +21,7 @@ struct SizeClassTests {
     #expect(SizeClass.of(byteCount: SizeClass.mediumMaxByteCount) == SizeClass.mediumMaxClass)
   }
 
-  @Test("a page's reciprocal divides exactly: block starts are found, offsets inside blocks are not")
+  @Test("a page's reciprocal divides exactly and tells block starts from offsets inside blocks, with one multiplication")
   func reciprocalDivision() {
     let limit = UInt(Segment.byteCount)  // offsets within a page are below 4 MiB
     for sizeClass in 1..<SizeClass.count {
@@ -34,7 +34,9 @@ struct SizeClassTests {
         for offset in [start, start + 1, start + 15, start + 16, start + size / 2, start + size - 1]
         where offset < limit {
           let index = Page.blockIndex(offset: offset, reciprocal: reciprocal)
-          if index != offset / size || (index * size == offset) != (offset % size == 0) { failures += 1 }
+          if index != offset / size || Page.isMultiple(offset: offset, reciprocal: reciprocal) != (offset % size == 0) {
+            failures += 1
+          }
         }
         start += size
       }
