@@ -1,5 +1,6 @@
 // Double frees in default mode: each pattern that a cheap check sees is reported on stderr with the block's
 // address, counted as an invalid free, and leaves the free lists sound (malloc never hands out a block twice).
+// In secure mode (both levels) the same patterns abort at the second free, named as double frees.
 import Foundation
 import Testing
 
@@ -47,6 +48,21 @@ struct DoubleFreeTests {
     let reports = result.errorLines.filter { $0.contains("double free") }
     #expect(reports == [witness.report(String(block))], "expected one report naming \(block)\n\(result.summary)")
     #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
+  }
+
+  /// Secure mode aborts at the second free. Level 1 marks the blocks it carves with the freed marker too
+  /// (a free of one never handed out must not pass): the block on the page's local list or thread-free list
+  /// (`Secure.markedFailure` walks both) or a sealed block with its trailer is still named a double free.
+  @Test("in secure mode each pattern aborts as a double free naming the block", arguments: patterns.map(\.0),
+        [Mode.secure, .secureFull])
+  func patternInSecureMode(name: String, level: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
+    let result = try await runChild(program, [name], preload: try Preload.library(), environment: level.environment,
+                                    timeout: shortChildTimeout)
+    expectLine("swalloc active", in: result)
+    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    #expect(result.errorLines.contains { $0.hasPrefix("swalloc: free(): double free of 0x") && $0.contains("(already free)") },
+            "\(result.summary)")
   }
 
   @Test("without SWALLOC_VERBOSE the first 10 double frees are reported, then one line says the rest are counted")
