@@ -86,10 +86,12 @@ extension Heap {
   }
 
   /// A free of a block this thread's heap does not own: push it on the page's thread-free list. `encoded`:
-  /// secure mode's links (Secure.setNext).
+  /// secure mode's links (Secure.setNext). `linkWord`: where the block's link goes instead of its first word
+  /// (SWALLOC_SECURE=full's wholly inaccessible large blocks: SecureLargeBlocks.swift), encoded.
   @inline(__always)
   static func freeRemote(
-    _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap, encoded: Bool = false
+    _ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, _ current: Heap, encoded: Bool = false,
+    linkWord: UnsafeMutableRawPointer? = nil
   ) {
     let pageState = page.pointee.state
     if pageState != .inUse {
@@ -115,7 +117,13 @@ extension Heap {
         Heap(page.pointee.heap.unsafelyUnwrapped).pushDelayed(page)
       }
       let next = UnsafeMutableRawPointer(bitPattern: word & ~NotifyState.mask)
-      if encoded { Secure.setNext(block, next) } else { setNextBlock(block, next) }
+      if let linkWord {
+        Secure.storeLink(of: block, to: next, at: linkWord)
+      } else if encoded {
+        Secure.setNext(block, next)
+      } else {
+        setNextBlock(block, next)
+      }
       let (pushed, original) = page.pointee.threadFree.compareExchange(
         expected: word, desired: UInt(bitPattern: block) | (word & NotifyState.mask), ordering: .releasing)
       if pushed { break }

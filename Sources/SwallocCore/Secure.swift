@@ -84,6 +84,20 @@ enum Secure {
       .storeBytes(of: next ^ mask(block, key: key), as: UInt.self)
   }
 
+  /// A link of `block` kept in `word`, outside the block (SecureLargeBlocks.swift), encoded as if it were in
+  /// the block.
+  @inline(__always)
+  static func storeLink(of block: UnsafeMutableRawPointer, to next: UnsafeMutableRawPointer?,
+                        at word: UnsafeMutableRawPointer) {
+    word.storeBytes(of: UInt(bitPattern: next) ^ mask(UInt(bitPattern: block), key: key), as: UInt.self)
+  }
+
+  /// The link of `block` kept in `word` (`storeLink`), decoded, unchecked.
+  @inline(__always)
+  static func loadLink(of block: UnsafeMutableRawPointer, at word: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+    UnsafeMutableRawPointer(bitPattern: word.load(as: UInt.self) ^ mask(UInt(bitPattern: block), key: key))
+  }
+
   /// What a link stored in `block` is xored with.
   @inline(__always)
   static func mask(_ block: UInt, key: UInt) -> UInt { key ^ rotated(block) }
@@ -591,7 +605,9 @@ enum Secure {
       if owned && block != page.pointee.start && !isParked(block - blockByteCount, page) {
         checkPrevious(block, blockByteCount: blockByteCount)
       }
-      if owned && blockByteCount > wholeFillMaxByteCount && park(block, page, heap: heap) { return }
+      if blockByteCount > wholeFillMaxByteCount {
+        if owned ? park(block, page, heap: heap) : hideRemote(block, page, heap: heap) { return }
+      }
       fill(block, blockByteCount: blockByteCount)
     } else if isSealed(blockByteCount: blockByteCount) {
       // Level 1's sealed blocks (above 1 KiB): the canary and the trailer, and on the owner's thread the end

@@ -24,8 +24,8 @@
 // which gets zero. malloc checks all of it when it hands the block out again: a write after free anywhere in
 // the block, a zero included, aborts with its offset (hardened_malloc checks its zeroed freed blocks the
 // same way). Fill and check are inline word loops up to 256 bytes, libc's memset and memcmp beyond. Large blocks (80 KiB to 512 KiB)
-// get the fill in their first and last 4 KiB; their middle is inaccessible while they are free
-// (SecureLargeBlocks.swift). The zero last word also serves C++: it reads the
+// are wholly inaccessible while they are free, or when that fails get the fill in their first and last 4 KiB
+// with their middle inaccessible (SecureLargeBlocks.swift). The zero last word also serves C++: it reads the
 // element count of an array deleted with delete[] from the 8 bytes before it, so a delete[] of an object
 // from new finds a count of zero when the block before it is free (and reaches the sized delete's check)
 // instead of running destructors over a count read from a fill. Blocks carved but never handed out carry a

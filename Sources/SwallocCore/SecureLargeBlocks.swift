@@ -1,14 +1,16 @@
 // SecureLargeBlocks: SWALLOC_SECURE=full's freed large blocks (80 KiB to 512 KiB, the blocks of large pages).
 // A block freed by its page's owner is parked: all of it inaccessible and on no list (`park`, `unpark`), so
 // that a read or a write after free anywhere in it faults at once (hardened_malloc unmaps its freed large
-// allocations). A block freed by another thread goes on the page's thread-free list, whose link is in the
-// block: all of it but its first and last 4 KiB is inaccessible until the owner collects the list, which
-// parks it (`collectLarge`). The memory stays
+// allocations). A block freed by another thread is hidden: all of it inaccessible too, its bit set in its
+// segment's hidden mask and its thread-free link kept in a table in the segment header (`hideRemote`), until
+// the owner collects the list and parks it (`collectLarge`). When it cannot be hidden (the limit of protected
+// blocks, or mprotect refuses), its link is in the block as on any list, and all of it but its first and last
+// 4 KiB is made inaccessible (`fillLarge`). The memory stays
 // backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of
 // 60 KB to 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault
-// for each page touched again). In a block freed by another thread the first 4 KiB keep the free-list link,
-// the freed marker and a flag word, the last 4 KiB the zero last word (the next block's underflow check reads
-// it); both edges are filled and checked at malloc as small blocks are. An access to an inaccessible block is
+// for each page touched again). In a block freed by another thread that could not be hidden, the first 4 KiB
+// keep the free-list link, the freed marker and a flag word, the last 4 KiB the zero last word (the next
+// block's underflow check reads it); both edges are filled and checked at malloc as small blocks are. An access to an inaccessible block is
 // reported by the SIGSEGV handler of guarded sampling (CShim/guarded.c), which it installs. A large page
 // carves all of its blocks before it hands a freed one out again (`Heap.findPage`), and takes back a parked
 // one last, so a stale pointer does not reach the next block of its class at once. Freed huge
@@ -26,6 +28,66 @@ extension Secure {
   /// (the kernel's default vm.max_map_count is 65 530, and the program needs mappings of its own).
   static let protectedBlockLimit = 8192
   static let protectedBlockTotal = Atomic<Int>(0)
+
+  /// Where a segment keeps its hidden blocks (`hideRemote`): the mask (bit i: block i of its page) and one
+  /// link word per block, in the segment header after the page descriptors (unused there in every kind of
+  /// segment, before the header's guard page at 12 KiB).
+  static let hiddenTableOffset = Segment.pageDescriptorOffset + Segment.sliceCount * Page.stride
+
+  /// The blocks of `segment`'s page that other threads freed and made wholly inaccessible, not yet collected
+  /// by the page's owner. Set by the freeing thread, cleared by the owner when it collects (and at release).
+  @inline(__always)
+  static func hiddenMask(_ segment: UnsafeMutablePointer<Segment>) -> UnsafeMutablePointer<Atomic<UInt64>> {
+    UnsafeMutablePointer<Atomic<UInt64>>(bitPattern: UInt(bitPattern: segment) &+ UInt(hiddenTableOffset))
+      .unsafelyUnwrapped
+  }
+
+  /// The word that holds the thread-free link of the hidden block of index `index` in `segment`'s page.
+  @inline(__always)
+  static func hiddenLinkWord(_ segment: UnsafeMutablePointer<Segment>, index: Int) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(segment) + (hiddenTableOffset &+ 8 &+ index &* 8)
+  }
+
+  /// The index of `block` in `page` (a large page has at most 51 blocks: 4 MiB in blocks of 80 KiB or more).
+  @inline(__always)
+  static func largeIndex(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Int {
+    (block - page.pointee.start.unsafelyUnwrapped) / page.pointee.blockByteCount
+  }
+
+  /// The free of a large block by another thread than its page's owner at SWALLOC_SECURE=full, its checks
+  /// done: all of it becomes inaccessible and it goes on the page's thread-free list with its link in the
+  /// segment's table, its bit set in the hidden mask (a second free of it by any thread then reports a double
+  /// free without reading it). False when it cannot be hidden (the caller fills and pushes it as before).
+  static func hideRemote(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
+    let segment = page.segment
+    let index = largeIndex(block, page)
+    let bit = UInt64(1) &<< UInt64(index)
+    let mask = hiddenMask(segment)
+    // Claimed first: two threads freeing the block at once, one of them reports it.
+    if mask.pointee.bitwiseOr(bit, ordering: .relaxed).oldValue & bit != 0 { fail(block, .doubleFree) }
+    if !protectCounted(block, byteCount: page.pointee.blockByteCount, of: block) {
+      mask.pointee.bitwiseAnd(~bit, ordering: .relaxed)
+      return false
+    }
+    Heap.freeRemote(page, block, heap, encoded: true, linkWord: hiddenLinkWord(segment, index: index))
+    return true
+  }
+
+  /// The link after `block` on `page`'s thread-free list: in the segment's table when the block is hidden,
+  /// in the block otherwise. Decoded, unchecked. (Only the page's owner, or a walk of a list it took, may
+  /// ask: the hidden bit is read once the block is on the list.)
+  static func threadFreeNext(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>)
+    -> UnsafeMutableRawPointer?
+  {
+    if Options.secureFull && page.pointee.blockByteCount > wholeFillMaxByteCount {
+      let segment = page.segment
+      let index = largeIndex(block, page)
+      if hiddenMask(segment).pointee.load(ordering: .relaxed) & (UInt64(1) &<< UInt64(index)) != 0 {
+        return loadLink(of: block, at: hiddenLinkWord(segment, index: index))
+      }
+    }
+    return next(block)
+  }
 
   /// The large segment that holds `block` (large segments are one 4 MiB unit).
   @inline(__always)
@@ -133,8 +195,9 @@ extension Secure {
   static func isParked(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> Bool {
     if !Options.secureFull { return false }
     let segment = page.segment
-    if segment.pointee.kind != .large || segment.pointee.parkedMask == 0 { return false }
-    return segment.pointee.parkedMask & parkedBit(block, page) != 0
+    if segment.pointee.kind != .large { return false }
+    let blocks = segment.pointee.parkedMask | hiddenMask(segment).pointee.load(ordering: .relaxed)
+    return blocks != 0 && blocks & parkedBit(block, page) != 0
   }
 
   /// The bit of `block` in its segment's `parkedMask` (a large page has at most 51 blocks: 4 MiB in blocks
@@ -163,10 +226,11 @@ extension Secure {
     return true
   }
 
-  /// `Page.collect` at SWALLOC_SECURE=full for a large page: the blocks other threads freed (on the
-  /// thread-free list, whose links keep their first 4 KiB readable) are checked as `malloc` would check them
-  /// and parked by the owner, which alone may touch the bitmap; a block that cannot be parked goes on
-  /// `localFree` as before. Returns how many blocks the list held.
+  /// `Page.collect` at SWALLOC_SECURE=full for a large page: the blocks other threads freed are parked by
+  /// the owner, which alone may touch the bitmap: a hidden one as it is (its link in the segment's table),
+  /// one that could not be hidden (its link in its first 4 KiB) once its edges are checked as `malloc` would
+  /// check them; a block that cannot be parked goes on `localFree` as before. Returns how many blocks the
+  /// list held.
   @inline(never)
   static func collectLarge(_ page: UnsafeMutablePointer<Page>, head: UnsafeMutableRawPointer) -> Int {
     let blockByteCount = page.pointee.blockByteCount
@@ -174,9 +238,22 @@ extension Secure {
     let limit = Int(page.pointee.used)
     var collected = 0
     var next: UnsafeMutableRawPointer? = head
+    let segment = page.segment
+    let hidden = hiddenMask(segment)
     while let block = next {
       collected &+= 1
       if collected > limit { fail(head, .doubleFree) }
+      let index = largeIndex(block, page)
+      let bit = UInt64(1) &<< UInt64(index)
+      if hidden.pointee.load(ordering: .relaxed) & bit != 0 {
+        // Hidden by the thread that freed it (wholly inaccessible, counted): parked as it is.
+        next = loadLink(of: block, at: hiddenLinkWord(segment, index: index))
+        if !isValidLink(next, page) { fail(block, .corruptedFreeList) }
+        if segment.pointee.parkedMask & bit != 0 { fail(block, .doubleFree) }
+        hidden.pointee.bitwiseAnd(~bit, ordering: .relaxed)
+        segment.pointee.parkedMask |= bit
+        continue
+      }
       next = checkedNext(block, page: page)
       if !parkCollected(block, page, blockByteCount: blockByteCount) {
         setNext(block, page.pointee.localFree)
@@ -231,6 +308,7 @@ extension Secure {
   /// any other use of the memory.
   static func unprotectSegment(_ segment: UnsafeMutablePointer<Segment>) {
     segment.pointee.parkedMask = 0
+    hiddenMask(segment).pointee.store(0, ordering: .relaxed)
     let count = segment.pointee.protectedBlockCount.exchange(0, ordering: .relaxed)
     if count == 0 { return }
     let area = segment.pageArea(at: 0)
@@ -378,9 +456,10 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     block = start + Int(bitPattern: index) &* blockByteCount
     let inside = Int(bitPattern: address &- UInt(bitPattern: block))
     let edge = Secure.largeEdgeByteCount
-    // Parked (freed by the page's owner): all of it. Freed by another thread, its middle inaccessible, the
-    // address in the middle: the first page of the block is readable.
-    if segment.pointee.parkedMask & Secure.parkedBit(block, page) == 0 {
+    // Parked (freed by the page's owner, or collected) or hidden (freed by another thread): all of it. Freed by
+    // another thread when it could not be hidden, its middle inaccessible: the address in the middle.
+    let bit = Secure.parkedBit(block, page)
+    if (segment.pointee.parkedMask | Secure.hiddenMask(segment).pointee.load(ordering: .relaxed)) & bit == 0 {
       guard inside >= edge && inside < blockByteCount &- edge,
         block.load(fromByteOffset: 8, as: UInt.self) == Secure.freedMarker(block),
         block.load(fromByteOffset: 16, as: UInt.self) == ~Secure.fillWord
@@ -397,8 +476,7 @@ func swallocCoreFreedLargeFault(_ address: UInt, _ access: Int32, _ pc: UInt) ->
     writer.decimal(blockByteCount)
     writer.text("-byte block at ")
     writer.hexadecimal(UInt(bitPattern: block))
-    writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible; a large block freed by")
-    writer.text(" another thread keeps its first and last 4 KiB until its page's owner collects it)\n")
+    writer.text(" (SWALLOC_SECURE=full makes freed blocks above 64 KiB inaccessible)\n")
     writeFrame(&writer, pc)
   }
   return 1

@@ -170,6 +170,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
     pointee.isAvailable = false
     pointee.protectedBlockCount.store(0, ordering: .relaxed)  // 0 at every release already (SecureLargeBlocks)
     pointee.parkedMask = 0
+    Secure.hiddenMask(self).pointee.store(0, ordering: .relaxed)
     if Options.secure && !pointee.isHeaderGuarded {
       // Between the descriptors and the first block: an underflow of page 0 or an overflow from the mapping
       // below cannot reach the metadata. Every use of the span keeps it (no block starts before 16 KiB).

@@ -127,7 +127,9 @@ struct MisuseTests {
     // realloc_c23_undefined_behaviour_use_after_free): the block is parked, wholly inaccessible.
     ("large-after-free-first-byte", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("large-after-realloc-zero", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
-    // Freed by another thread: parked when the page's owner collects it.
+    // Freed by another thread: hidden at once (wholly inaccessible, its link in the segment header), parked
+    // when the page's owner collects it.
+    ("large-after-remote-free-uncollected", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("large-after-remote-free-first-byte", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("huge-after-free", "swalloc: heap-use-after-free: read of 1 byte at 0x"),
     ("huge-after-shrink", "swalloc: heap-buffer-overflow: read of 1 byte at 0x"),

@@ -222,7 +222,7 @@ extension Heap {
         var word = page.pointee.threadFree.load(ordering: .acquiring) & ~NotifyState.mask
         while let block = UnsafeMutableRawPointer(bitPattern: word) {
           pending += 1
-          word = UInt(bitPattern: Options.secure ? Secure.next(block) : nextBlock(block))
+          word = UInt(bitPattern: Options.secure ? Secure.threadFreeNext(block, page) : nextBlock(block))
         }
         let used = usedBlockCount(page) - pending
         figures.pendingRemoteFreeCount += pending

@@ -233,6 +233,16 @@ int main(int argc, char **argv) {
     memset(p, 'a', 16);
     free(p);
     sink = *(volatile char *)launder(p);
+  } else if (strcmp(mode, "large-after-remote-free-uncollected") == 0) {
+    // A large block freed by another thread and not collected yet by its page's owner (this thread makes no
+    // allocation after it): byte 0 read at once, where the thread-free list's link would be.
+    char *p = malloc(200000);
+    FIXTURE_CHECK(p != NULL, "malloc failed");
+    memset(p, 'a', 200000);
+    pthread_t thread;
+    FIXTURE_CHECK(pthread_create(&thread, NULL, freeOnThread, p) == 0, "pthread_create");
+    pthread_join(thread, NULL);
+    sink = *(volatile char *)p;
   } else if (strcmp(mode, "large-after-remote-free-first-byte") == 0) {
     // Ten large blocks freed by another thread (on their page's thread-free list, their first 4 KiB
     // readable), then blocks of their size allocated until one of them comes back: the owner collected the
