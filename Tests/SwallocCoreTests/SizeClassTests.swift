@@ -111,6 +111,11 @@ struct LayoutTests {
     #expect(MemoryLayout<Segment>.size <= Segment.pageDescriptorOffset)
     // Small segments: the header and 64 descriptors end before page 0's blocks.
     #expect(Segment.pageDescriptorOffset + Segment.sliceCount * Page.stride <= Segment.headerByteCount)
+    // SWALLOC_SECURE=full's table of hidden large blocks (a mask and a link per block of a large page, at most
+    // 64) lies after the descriptors and before the header's guard page.
+    #expect(Secure.hiddenTableOffset >= Segment.pageDescriptorOffset + Segment.sliceCount * Page.stride)
+    #expect(Secure.hiddenTableOffset + 8 + 64 * 8 <= Secure.headerGuardOffset)
+    #expect(Segment.byteCount / (SizeClass.mediumMaxByteCount + 1) < 64)
     #expect(Segment.firstPageOffset(.small) >= Segment.headerByteCount)
     #expect(Heap.stateOffset >= Int(SWALLOC_DIRECT_COUNT) * 8)
     #expect(Heap.stateOffset + MemoryLayout<HeapState>.size <= Heap.queuesOffset)
