@@ -94,7 +94,9 @@ enum Secure {
 
   /// The link of `block` kept in `word` (`storeLink`), decoded, unchecked.
   @inline(__always)
-  static func loadLink(of block: UnsafeMutableRawPointer, at word: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? {
+  static func loadLink(of block: UnsafeMutableRawPointer, at word: UnsafeMutableRawPointer)
+    -> UnsafeMutableRawPointer?
+  {
     UnsafeMutableRawPointer(bitPattern: word.load(as: UInt.self) ^ mask(UInt(bitPattern: block), key: key))
   }
 

@@ -1,20 +1,19 @@
-// SecureLargeBlocks: SWALLOC_SECURE=full's freed large blocks (80 KiB to 512 KiB, the blocks of large pages).
-// A block freed by its page's owner is parked: all of it inaccessible and on no list (`park`, `unpark`), so
-// that a read or a write after free anywhere in it faults at once (hardened_malloc unmaps its freed large
-// allocations). A block freed by another thread is hidden: all of it inaccessible too, its bit set in its
-// segment's hidden mask and its thread-free link kept in a table in the segment header (`hideRemote`), until
-// the owner collects the list and parks it (`collectLarge`). When it cannot be hidden (the limit of protected
-// blocks, or mprotect refuses), its link is in the block as on any list, and all of it but its first and last
-// 4 KiB is made inaccessible (`fillLarge`). The memory stays
-// backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of
-// 60 KB to 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault
-// for each page touched again). In a block freed by another thread that could not be hidden, the first 4 KiB
-// keep the free-list link, the freed marker and a flag word, the last 4 KiB the zero last word (the next
-// block's underflow check reads it); both edges are filled and checked at malloc as small blocks are. An access to an inaccessible block is
-// reported by the SIGSEGV handler of guarded sampling (CShim/guarded.c), which it installs. A large page
-// carves all of its blocks before it hands a freed one out again (`Heap.findPage`), and takes back a parked
-// one last, so a stale pointer does not reach the next block of its class at once. Freed huge
-// blocks (above 512 KiB) are inaccessible while their span waits in the span cache.
+// SecureLargeBlocks: SWALLOC_SECURE=full's freed large blocks (80 KiB to 512 KiB, the blocks of large pages). A block
+// freed by its page's owner is parked: all of it inaccessible and on no list (`park`, `unpark`), so that a read or a
+// write after free anywhere in it faults at once (hardened_malloc unmaps its freed large allocations). A block freed by
+// another thread is hidden: all of it inaccessible too, its bit set in its segment's hidden mask and its thread-free
+// link kept in a table in the segment header (`hideRemote`), until the owner collects the list and parks it
+// (`collectLarge`). When it cannot be hidden (the limit of protected blocks, or mprotect refuses), its link is in the
+// block as on any list, and all of it but its first and last 4 KiB is made inaccessible (`fillLarge`). The memory stays
+// backed, as a freed block's does at the other levels: purging it as well (madvise) made a 4-thread churn of 60 KB to
+// 540 KB blocks, every page touched, 15x slower than the default mode instead of 5x (a page fault for each page touched
+// again). In a block freed by another thread that could not be hidden, the first 4 KiB keep the free-list link, the
+// freed marker and a flag word, the last 4 KiB the zero last word (the next block's underflow check reads it); both
+// edges are filled and checked at malloc as small blocks are. An access to an inaccessible block is reported by the
+// SIGSEGV handler of guarded sampling (CShim/guarded.c), which it installs. A large page carves all of its blocks
+// before it hands a freed one out again (`Heap.findPage`), and takes back a parked one last, so a stale pointer does
+// not reach the next block of its class at once. Freed huge blocks (above 512 KiB) are inaccessible while their span
+// waits in the span cache.
 import CShim
 import Synchronization
 

@@ -21,7 +21,7 @@ struct SizeClassTests {
     #expect(SizeClass.of(byteCount: SizeClass.mediumMaxByteCount) == SizeClass.mediumMaxClass)
   }
 
-  @Test("a page's reciprocal divides exactly and tells block starts from offsets inside blocks, with one multiplication")
+  @Test("a page's reciprocal divides exactly and tells block starts from offsets inside blocks (one multiplication)")
   func reciprocalDivision() {
     let limit = UInt(Segment.byteCount)  // offsets within a page are below 4 MiB
     for sizeClass in 1..<SizeClass.count {
