@@ -600,23 +600,25 @@ enum Secure {
     }
     let owned = page.pointee.owner & ~Page.tagMask == UInt(bitPattern: heap.base)
     let blockByteCount = page.pointee.blockByteCount
-    if Options.secureFull {
-      if isFresh(block, word: word, blockByteCount: blockByteCount) { fail(block, .neverAllocated) }
+    // Sealed blocks (every class at full, above 1 KiB at 1): the canary and the trailer, and on the owner's
+    // thread the end of the block before (an underflow of this one): a live or freed block's trailer (level 1
+    // leaves it at free), or the zero its carving wrote. Only the owner's thread reads it (no malloc of that
+    // block can race the read), and not when that block is parked (full).
+    if isSealed(blockByteCount: blockByteCount) {
+      if Options.secureFull && isFresh(block, word: word, blockByteCount: blockByteCount) {
+        fail(block, .neverAllocated)
+      }
       checkSeal(block, blockByteCount: blockByteCount)
-      // The block before: only on the owner's thread (no malloc of it can race the read), and not parked.
       if owned && block != page.pointee.start && !isParked(block - blockByteCount, page) {
         checkPrevious(block, blockByteCount: blockByteCount)
       }
-      if blockByteCount > wholeFillMaxByteCount {
-        if owned ? park(block, page, heap: heap) : hideRemote(block, page, heap: heap) { return }
+      // Full: a large block is parked (its owner's free) or hidden (another thread's), any other filled.
+      if Options.secureFull {
+        if blockByteCount > wholeFillMaxByteCount {
+          if owned ? park(block, page, heap: heap) : hideRemote(block, page, heap: heap) { return }
+        }
+        fill(block, blockByteCount: blockByteCount)
       }
-      fill(block, blockByteCount: blockByteCount)
-    } else if isSealed(blockByteCount: blockByteCount) {
-      // Level 1's sealed blocks (above 1 KiB): the canary and the trailer, and on the owner's thread the end
-      // of the block before (an underflow of this one): a live or freed block's trailer (level 1 leaves it
-      // at free), or the zero `extend` writes into blocks never handed out.
-      checkSeal(block, blockByteCount: blockByteCount)
-      if owned && block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
     }
     block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
     if owned {

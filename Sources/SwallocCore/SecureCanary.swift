@@ -376,7 +376,14 @@ extension Secure {
   /// 1 KiB lands in a sealed class only when its alignment is above 1 KiB, which leaves the room).
   @inline(__always)
   static func sealedRequest(_ byteCount: Int) -> Int {
-    Options.secureFull || byteCount > SizeClass.directMaxByteCount ? withTrailer(byteCount) : byteCount
+    isSealedRequest(byteCount) ? withTrailer(byteCount) : byteCount
+  }
+
+  /// Whether a request of `byteCount` bytes (alignment at most 1 KiB) gets a sealed block: every request at
+  /// full, those above 1 KiB at 1.
+  @inline(__always)
+  static func isSealedRequest(_ byteCount: Int) -> Bool {
+    Options.secureFull || byteCount > SizeClass.directMaxByteCount
   }
 
   /// The request size to choose a class for in secure mode: room for the trailer (sizes beyond a page

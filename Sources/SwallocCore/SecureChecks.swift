@@ -111,7 +111,7 @@ enum SecureChecks {
   /// Whether a block of `usable` bytes is what `new` gives for `size` bytes (C++ passes the size it
   /// allocated: the same class, or a huge block that holds it).
   static func fits(_ size: Int, usable: Int) -> Bool {
-    if Options.secureFull || size > SizeClass.directMaxByteCount {
+    if Secure.isSealedRequest(size) {
       // A sealed block's usable size is the size it was allocated with (its trailer records it): every page
       // block at full, those above 1 KiB at 1.
       if UInt(bitPattern: size) > UInt(SizeClass.largeMaxByteCount &- Secure.trailerByteCount) { return size <= usable }

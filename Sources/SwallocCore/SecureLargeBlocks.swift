@@ -60,7 +60,7 @@ extension Secure {
   static func hideRemote(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, heap: Heap) -> Bool {
     let segment = page.segment
     let index = largeIndex(block, page)
-    let bit = UInt64(1) &<< UInt64(index)
+    let bit = bit(index: index)
     let mask = hiddenMask(segment)
     // Claimed first: two threads freeing the block at once, one of them reports it.
     if mask.pointee.bitwiseOr(bit, ordering: .relaxed).oldValue & bit != 0 { fail(block, .doubleFree) }
@@ -81,7 +81,7 @@ extension Secure {
     if Options.secureFull && page.pointee.blockByteCount > wholeFillMaxByteCount {
       let segment = page.segment
       let index = largeIndex(block, page)
-      if hiddenMask(segment).pointee.load(ordering: .relaxed) & (UInt64(1) &<< UInt64(index)) != 0 {
+      if hiddenMask(segment).pointee.load(ordering: .relaxed) & bit(index: index) != 0 {
         return loadLink(of: block, at: hiddenLinkWord(segment, index: index))
       }
     }
@@ -199,13 +199,15 @@ extension Secure {
     return blocks != 0 && blocks & parkedBit(block, page) != 0
   }
 
-  /// The bit of `block` in its segment's `parkedMask` (a large page has at most 51 blocks: 4 MiB in blocks
-  /// of 80 KiB or more).
+  /// The bit of `block` in its segment's `parkedMask` and hidden mask.
   @inline(__always)
   static func parkedBit(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>) -> UInt64 {
-    let index = (block - page.pointee.start.unsafelyUnwrapped) / page.pointee.blockByteCount
-    return UInt64(1) &<< UInt64(truncatingIfNeeded: index)
+    bit(index: largeIndex(block, page))
   }
+
+  /// The bit of the block of index `index` in its segment's masks.
+  @inline(__always)
+  static func bit(index: Int) -> UInt64 { UInt64(1) &<< UInt64(truncatingIfNeeded: index) }
 
   /// The free of a large block by its page's owner at SWALLOC_SECURE=full, its checks done: the whole block
   /// becomes inaccessible and goes on no list (its link and marker would keep its first bytes readable: a read
@@ -243,7 +245,7 @@ extension Secure {
       collected &+= 1
       if collected > limit { fail(head, .doubleFree) }
       let index = largeIndex(block, page)
-      let bit = UInt64(1) &<< UInt64(index)
+      let bit = bit(index: index)
       if hidden.pointee.load(ordering: .relaxed) & bit != 0 {
         // Hidden by the thread that freed it (wholly inaccessible, counted): parked as it is.
         next = loadLink(of: block, at: hiddenLinkWord(segment, index: index))
@@ -296,7 +298,7 @@ extension Secure {
     let blockByteCount = page.pointee.blockByteCount
     let block = page.pointee.start.unsafelyUnwrapped + index &* blockByteCount
     restoreCounted(block, byteCount: blockByteCount, of: block)
-    segment.pointee.parkedMask = mask & ~(UInt64(1) &<< UInt64(index))
+    segment.pointee.parkedMask = mask & ~bit(index: index)
     mark(UInt(bitPattern: block), size: UInt(bitPattern: blockByteCount), marker: markerKey ^ 2, full: true)
     setNext(block, nil)
     page.pointee.free = block
