@@ -182,6 +182,7 @@ enum Secure {
     if Options.secureFull {
       takeFromListOutOfLine(block, blockByteCount: page.pointee.blockByteCount)
     } else {
+      if block.load(fromByteOffset: 8, as: UInt.self) != freedMarker(block) { fail(block, .markerLost) }
       block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
     }
     return block
@@ -367,10 +368,12 @@ enum Secure {
           }
           if !isValidLink(next, page) { corrupted = block }
         } else {
-          if isValidLink(next, page) {
+          // Level 1: the link, and the freed marker (a block on a list twice, or written after free, has lost
+          // it: the slow path pops the block again and reports).
+          if isValidLink(next, page) && block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
             return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: 0, full: false)
           }
-          corrupted = block
+          if !isValidLink(next, page) { corrupted = block }
         }
       }
     }
@@ -676,6 +679,10 @@ enum Secure {
 
   enum Failure {
     case foreign, doubleFree, interior, corruptedFreeList, neverAllocated, notLive, freed
+    /// Level 1's malloc found a block on a free list without its freed marker: it was handed out already (a
+    /// second free, whose marker check a write after the first one defeated, put it on a list twice), or
+    /// the marker's bytes were written after free.
+    case markerLost
   }
 
   /// The end of every secure-mode abort message: the level that stopped the process.
@@ -692,6 +699,8 @@ enum Secure {
       writer.text("swalloc: ")
       if failure == .corruptedFreeList {
         writer.text("malloc(): corrupted free list at ")
+      } else if failure == .markerLost {
+        writer.text("malloc(): freed block ")
       } else {
         writer.text(function)
         switch failure {
@@ -700,7 +709,7 @@ enum Secure {
         case .freed: writer.text(": freed block ")
         case .interior: writer.text(": pointer into the middle of a block ")
         case .notLive: writer.text(": no live block at ")
-        case .corruptedFreeList: break
+        case .corruptedFreeList, .markerLost: break
         }
       }
       writer.hexadecimal(UInt(bitPattern: block))
@@ -711,6 +720,9 @@ enum Secure {
       case .corruptedFreeList: writer.text(" (a freed block was overwritten: use after free or overflow)")
       case .neverAllocated: writer.text(" (a block boundary never handed out)")
       case .notLive: writer.text(" (freed, or never handed out)")
+      case .markerLost:
+        writer.text(" lost its freed marker (bytes 8 to 15): it was written after free, or freed twice with a write")
+        writer.text(" in between")
       }
       writer.text(Secure.abortingAtLevel)
     }

@@ -267,6 +267,12 @@ extension Secure {
     {
       fail(block, .neverAllocated)
     }
+    // Full: a block whose fill is intact is a freed one, freed again after a write over its freed marker.
+    if Options.secureFull && blockByteCount > 16 && blockByteCount <= wholeFillMaxByteCount
+      && fillDifference(block, blockByteCount: blockByteCount) == 0
+    {
+      fail(block, .doubleFree)
+    }
     var offset = -1
     if byteCount >= 0 {
       let canary = canary(trailerMask(UInt(bitPattern: block)))

@@ -67,6 +67,34 @@ struct DoubleFreeTests {
     #expect(reported, "\(result.summary)")
   }
 
+  /// A double free after a write over the freed block's second word (a use after free), which took away the
+  /// freed marker the second free checks. On the owner's thread the second free still sees the block on its
+  /// page's local list. From another thread the block went on the thread-free list while on the local list,
+  /// and level 1's malloc handed it out again and again to a program that had not written its first word yet
+  /// (glibc's tcache-key bypass, against secure mode's marker; found 2026-12-07: the fixture failed with
+  /// "malloc returned ... twice", and full reported an overflow). Level 1's malloc now checks the freed
+  /// marker of every block it hands out (the second hand-out finds it gone); full tells a freed block (its
+  /// fill intact) from an overflowed one.
+  @Test("in secure mode a double free after a write over the freed block's marker aborts",
+        arguments: ["written-then-freed-again", "remote-written-then-freed-again"], [Mode.secure, .secureFull])
+  func writtenThenFreedAgain(name: String, level: Mode) async throws {
+    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
+    let result = try await runChild(program, [name], preload: try Preload.library(), environment: level.environment,
+                                    timeout: shortChildTimeout)
+    expectLine("swalloc active", in: result)
+    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    #expect(!result.outputLines.contains("double-free ok"), "\(result.summary)")
+    let block = try #require(
+      result.outputLines.compactMap { $0.wholeMatch(of: #/(\S+) block=(0x[0-9a-f]+)/#) }.first { $0.1 == name }?.2,
+      "no `\(name) block=` line\n\(result.summary)")
+    let reported = result.errorLines.contains {
+      $0 == "swalloc: free(): double free of \(block) (already free)\(level.abortSuffix)"
+        || $0 == "swalloc: malloc(): freed block \(block) lost its freed marker (bytes 8 to 15): it was written "
+          + "after free, or freed twice with a write in between\(level.abortSuffix)"
+    }
+    #expect(reported, "\(result.summary)")
+  }
+
   @Test("without SWALLOC_VERBOSE the first 10 double frees are reported, then one line says the rest are counted")
   func reportLimit() async throws {
     let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)

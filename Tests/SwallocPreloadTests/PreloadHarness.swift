@@ -276,6 +276,15 @@ enum Mode: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }
   }
   var testDescription: String { rawValue }
+
+  /// How secure mode's abort messages end at this level (`Secure.abortingAtLevel`).
+  var abortSuffix: String {
+    switch self {
+    case .standard: ""
+    case .secure: "; aborting (SWALLOC_SECURE=1)"
+    case .secureFull: "; aborting (SWALLOC_SECURE=full)"
+    }
+  }
 }
 
 /// Runs `program` under the preloaded libswalloc.so in `mode` and records a failure unless it exited 0 and

@@ -8,6 +8,8 @@
 // GCC sees through free(p); free(p) and warns; the double frees are the point here.
 #pragma GCC diagnostic ignored "-Wuse-after-free"
 
+static void allocateUnwritten(size_t count, size_t byteCount);
+
 /// Blocks kept live until the end, with their sizes; checked for duplicates and contents.
 enum { maximumLive = 1 << 16 };
 static void *live[maximumLive];
@@ -157,6 +159,63 @@ static void remoteAfterOtherFrees(void) {
   allocateMany(3000, byteCount);
 }
 
+/// free(B), free(C), a write over B's second word (a use after free), free(B) again: the write took away the
+/// mark that tells secure mode's free that B is free. Secure mode only (onlyWhenNamed): by default, nothing
+/// marks freed blocks.
+static void writtenThenFreedAgain(void) {
+  size_t byteCount = 48;
+  allocateLive(byteCount);
+  long *block = malloc(byteCount);
+  void *other = malloc(byteCount);
+  printf("written-then-freed-again block=%p\n", (void *)block);
+  fflush(stdout);  // the process aborts
+  free(block);
+  free(other);
+  block[1] = 42;
+  free(block);
+  allocateUnwritten(1000, byteCount);
+}
+
+static void *freeOnce(void *block) {
+  free(block);
+  return NULL;
+}
+
+/// The owner frees X, B and Y, writes over B's second word, and another thread frees B again: B goes on the
+/// page's thread-free list while it is on its local list (found in a real sequence: malloc then handed B out
+/// over and over). Secure mode only.
+static void remoteWrittenThenFreedAgain(void) {
+  size_t byteCount = 48;
+  allocateLive(byteCount);
+  void *x = malloc(byteCount);
+  long *block = malloc(byteCount);
+  void *y = malloc(byteCount);
+  printf("remote-written-then-freed-again block=%p\n", (void *)block);
+  fflush(stdout);  // the process aborts
+  free(y);
+  free(block);
+  free(x);
+  block[1] = 42;
+  pthread_t thread;
+  FIXTURE_CHECK(pthread_create(&thread, NULL, freeOnce, block) == 0, "pthread_create failed");
+  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+  allocateUnwritten(1000, byteCount);
+}
+
+/// Allocates `count` blocks of `byteCount` without writing them (a program that fills its blocks later
+/// overwrites a block's encoded link, which secure mode's malloc checks: it would see a block handed out twice
+/// that way), and fails if one was handed out twice.
+static void allocateUnwritten(size_t count, size_t byteCount) {
+  enum { limit = 4096 };
+  static void *blocks[limit];
+  FIXTURE_CHECK(count <= limit, "too many blocks");
+  for (size_t i = 0; i < count; i++) {
+    blocks[i] = malloc(byteCount);
+    FIXTURE_CHECK(blocks[i] != NULL, "malloc(%zu) failed", byteCount);
+    for (size_t j = 0; j < i; j++) FIXTURE_CHECK(blocks[j] != blocks[i], "malloc returned %p twice", blocks[i]);
+  }
+}
+
 static const struct {
   const char *name;
   void (*run)(void);
@@ -169,6 +228,8 @@ static const struct {
   {"remote", remote, 0},
   {"remote-after-other-frees", remoteAfterOtherFrees, 0},
   {"many", many, 1},
+  {"written-then-freed-again", writtenThenFreedAgain, 1},
+  {"remote-written-then-freed-again", remoteWrittenThenFreedAgain, 1},
 };
 
 int main(int argc, char **argv) {
