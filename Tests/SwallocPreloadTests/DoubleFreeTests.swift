@@ -68,13 +68,12 @@ struct DoubleFreeTests {
   }
 
   /// A double free after a write over the freed block's second word (a use after free), which took away the
-  /// freed marker the second free checks. On the owner's thread the second free still sees the block on its
-  /// page's local list. From another thread the block went on the thread-free list while on the local list,
-  /// and level 1's malloc handed it out again and again to a program that had not written its first word yet
-  /// (glibc's tcache-key bypass, against secure mode's marker; found 2026-12-07: the fixture failed with
-  /// "malloc returned ... twice", and full reported an overflow). Level 1's malloc now checks the freed
-  /// marker of every block it hands out (the second hand-out finds it gone); full tells a freed block (its
-  /// fill intact) from an overflowed one.
+  /// freed marker the second free checks: the block went on a list a second time (the owner's local list, or
+  /// another thread's thread-free list), and level 1's malloc handed it out again and again to a program that
+  /// had not written its first word yet (glibc's tcache-key bypass, against secure mode's marker; found
+  /// 2026-12-07: both patterns failed at 1 with "malloc returned ... twice", and full reported an overflow
+  /// or a double free). Level 1's malloc now checks the freed marker of every block it hands out (the second
+  /// hand-out finds it gone); full tells a freed block (its fill intact) from an overflowed one.
   @Test("in secure mode a double free after a write over the freed block's marker aborts",
         arguments: ["written-then-freed-again", "remote-written-then-freed-again"], [Mode.secure, .secureFull])
   func writtenThenFreedAgain(name: String, level: Mode) async throws {
