@@ -101,8 +101,12 @@ extension Heap {
       return Diagnostics.invalidFree(block, reason: .pageNotInUse)
     }
     var word = page.pointee.threadFree.load(ordering: .relaxed)
-    // The block at the head of the list is already free (a second remote free in a row).
-    if word & ~NotifyState.mask == UInt(bitPattern: block) { return Diagnostics.doubleFree(block, witness: .atFree) }
+    // The block at the head of the list is already free (a second remote free in a row). Secure mode aborts
+    // (its freed marker missed it: a write over the marker between the frees).
+    if word & ~NotifyState.mask == UInt(bitPattern: block) {
+      if encoded { Secure.fail(block, .doubleFree) }
+      return Diagnostics.doubleFree(block, witness: .atFree)
+    }
     while true {
       if word & NotifyState.mask == NotifyState.notify {
         // The page is on its owner's full list. Claim the notification, then queue the page on the owner's

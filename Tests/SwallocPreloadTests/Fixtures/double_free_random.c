@@ -1,10 +1,10 @@
 // double_free_random: a random program with one double free in it, for secure mode. From a seed: random
 // mallocs and frees of a few size classes (some by a second thread), one block freed, written after free (a
-// word at a random offset, random or zero, or nothing), freed again (by this thread or another), then more
-// random work. Secure mode must either abort, naming the misuse, or keep the heap sound: malloc never hands
-// out a block that is live (each new block is compared with every live one before it is written), and live
-// blocks keep their contents. Exits 0 when the heap stayed sound; fails (exit 1) when malloc handed out a live
-// block or a live block changed. Usage: double_free_random SEED [ROUNDS]
+// word at a random offset, random or zero, or nothing), freed again (by this thread or another) or given to
+// realloc, then more random work. Secure mode must either abort, naming the misuse, or keep the heap sound:
+// malloc never hands out a block that is live (each new block is compared with every live one before it is
+// written), and live blocks keep their contents. Exits 0 when the heap stayed sound; fails (exit 1) when
+// malloc handed out a live block or a live block changed. Usage: double_free_random SEED [ROUNDS]
 #include "fixture.h"
 #include <pthread.h>
 
@@ -82,14 +82,16 @@ int main(int argc, char **argv) {
   FIXTURE_CHECK(victim != NULL, "malloc failed");
   int firstRemote = draw(4) == 0;
   int secondRemote = draw(2) == 0;
+  int secondRealloc = !secondRemote && draw(3) == 0;  // realloc of the freed block instead of a second free
+  size_t reallocSize = 1 + draw(2 * victimSize);
   int between = (int)draw(8);
   int writeKind = (int)draw(4);  // 0: nothing; 1: the second word; 2: a random word; 3: zero at a random word
   size_t words = victimSize / 8;
   size_t offset = writeKind == 1 ? 8 : 8 * draw(words);
   uint64_t value = writeKind == 3 ? 0 : fixtureRandom(&state);
-  printf("seed %llu: %zu-byte block %p, first free %s, %d steps, write %d at %zu, second free %s\n",
+  printf("seed %llu: %zu-byte block %p, first free %s, %d steps, write %d at %zu, then %s\n",
          (unsigned long long)seed, victimSize, (void *)victim, firstRemote ? "remote" : "local", between,
-         writeKind, offset, secondRemote ? "remote" : "local");
+         writeKind, offset, secondRemote ? "free remote" : secondRealloc ? "realloc" : "free local");
   fflush(stdout);
   if (firstRemote) freeRemotely(victim); else free(victim);
   work(between, victimSize);
@@ -101,7 +103,27 @@ int main(int argc, char **argv) {
     printf("the block was handed out again: no double free\n");
   } else {
     if (writeKind != 0) memcpy(victim + offset, &value, 8);
-    if (secondRemote) freeRemotely(victim); else free(victim);
+    if (secondRemote) {
+      freeRemotely(victim);
+    } else if (secondRealloc) {
+      // The block it returns is live: kept in a slot, as any other.
+      unsigned char *moved = realloc(victim, reallocSize);
+      FIXTURE_CHECK(moved != NULL, "realloc failed");
+      int slot = 0;
+      while (slot < slotCount - 1 && slots[slot] != NULL) slot++;
+      if (slots[slot] != NULL) release(slot, 0);
+      for (int i = 0; i < slotCount; i++) {
+        if (slots[i] == NULL) continue;
+        FIXTURE_CHECK(moved + reallocSize <= slots[i] || slots[i] + sizes[i] <= moved,
+                      "realloc returned %p, inside the live block %p", (void *)moved, (void *)slots[i]);
+      }
+      slots[slot] = moved;
+      sizes[slot] = reallocSize;
+      tags[slot] = nextTag++;
+      fixtureFill(moved, reallocSize, tags[slot]);
+    } else {
+      free(victim);
+    }
   }
   fflush(stdout);
   work(rounds, victimSize);
