@@ -74,10 +74,12 @@ enum LibC {
       release(pointer)
       return nil
     }
-    // Secure mode: a sealed page block's seal is checked, and it is resized in place within its room (the
-    // direct classes at level 1, guarded and sample slots and huge blocks: nil). When it must move, it moves
-    // as any block does below (a block growing past 64 KiB into a huge span with room to grow: moving it
-    // into each large class on the way made level 1's realloc workload 1.6x slower).
+    // Secure mode: a page block is checked as free checks it (a live block start: a freed block, or a
+    // pointer inside one, came back resized in place until 2026-12-07), a sealed one's seal too, and that one
+    // is resized in place within its room (the direct classes at level 1, guarded and sample slots and huge
+    // blocks: nil). When it must move, it moves as any block does below (a block growing past 64 KiB into a
+    // huge span with room to grow: moving it into each large class on the way made level 1's realloc
+    // workload 1.6x slower).
     var mustMove = false
     if Options.secure, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
       if inPlace {
@@ -99,8 +101,9 @@ enum LibC {
         swalloc_errno_set(ENOMEM)
         return nil
       }
-      // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort).
-      if Options.secure { Secure.fail(pointer, .foreign) }
+      // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort, saying what
+      // the pointer is: a freed huge block, a pointer inside one, memory never handed out).
+      if Options.secure { _ = SecureChecks.checkedUsableSize(pointer, function: "realloc()"); Secure.fail(pointer, .foreign) }
       Diagnostics.invalidFree(pointer, reason: .foreign)
       swalloc_errno_set(ENOMEM)
       return nil

@@ -400,19 +400,29 @@ extension Secure {
       ? byteCount &+ trailerByteCount : Swift.max(byteCount, SizeClass.largeMaxByteCount &+ 1)
   }
 
-  /// `realloc` of a secure page block: checks its seal, then resizes it in place (resealed) when the new
-  /// size still uses at least half of the block's room. Nil: not a page block start (huge, guarded, foreign,
-  /// interior: realloc's general path handles those); false: it must move.
+  /// `realloc` of a secure page block: checks that it is a live block start (as free does: not inside a
+  /// block, not freed, at full not a block never handed out) and its seal, then resizes it in place
+  /// (resealed) when the new size still uses at least half of the block's room. Nil: not a page block (huge,
+  /// guarded, foreign: realloc's general path handles those), or one of a class without a seal (level 1's
+  /// direct classes, which the general path resizes); false: it must move.
   static func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Bool? {
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
     let page = segment.page(containing: address)
+    guard page.pointee.state == .inUse else { return nil }
+    if !isBlockStart(address, page) { fail(pointer, .interior, function: "realloc()") }
+    if isParked(pointer, page) { fail(pointer, .freed, function: "realloc()") }
     let blockByteCount = page.pointee.blockByteCount
+    let word = pointer.load(fromByteOffset: 8, as: UInt.self)
+    if word == freedMarker(pointer) {
+      let failure = markedFailure(pointer, page)
+      fail(pointer, failure == .doubleFree ? .freed : failure, function: "realloc()")
+    }
+    if Options.secureFull && isFresh(pointer, word: word, blockByteCount: blockByteCount) {
+      fail(pointer, .neverAllocated, function: "realloc()")
+    }
     // Level 1: the blocks of the direct classes have no seal (realloc's general path resizes them).
-    guard page.pointee.state == .inUse, isSealed(blockByteCount: blockByteCount), isBlockStart(address, page)
-    else { return nil }
-    if isParked(pointer, page) { fail(pointer, .doubleFree, function: "realloc()") }
-    if pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(pointer) { return nil }  // free reports it
+    guard isSealed(blockByteCount: blockByteCount) else { return nil }
     checkSeal(pointer, blockByteCount: blockByteCount)
     let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
     let wanted = UInt(bitPattern: byteCount)

@@ -57,40 +57,43 @@ enum SecureChecks {
   /// malloc_usable_size in secure mode: the usable size of a live block; anything else (a pointer inside a
   /// block or past it, a freed block, memory Swalloc never handed out) aborts with free's messages, as
   /// hardened_malloc does (the default mode answers 0). NULL: 0.
-  static func checkedUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int {
+  /// `function`: the call that was given the pointer (realloc's checks are these: a freed block, a pointer
+  /// inside a block, memory never handed out must not be resized in place).
+  static func checkedUsableSize(_ pointer: UnsafeMutableRawPointer?,
+                                function: StaticString = "malloc_usable_size()") -> Int {
     guard let pointer else { return 0 }
     if Guarded.isEnabled && Guarded.contains(pointer) {
       if Guarded.isZeroSize(UInt(bitPattern: pointer)) { return 0 }
       let usable = Guarded.usableSize(pointer)
-      if usable < 0 { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
+      if usable < 0 { Secure.fail(pointer, .notLive, function: function) }
       return usable
     }
     if SamplePoints.isEnabled && SampleSlots.contains(pointer) {
       let usable = SampleSlots.usableSize(pointer)
-      if usable < 0 { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
+      if usable < 0 { Secure.fail(pointer, .notLive, function: function) }
       return usable
     }
     let address = UInt(bitPattern: pointer)
     guard let segment = SegmentMap.segment(of: address) else {
-      Secure.fail(pointer, .foreign, function: "malloc_usable_size()")
+      Secure.fail(pointer, .foreign, function: function)
     }
     if segment.pointee.kind == .huge {
       let page = segment.page(at: 0)
-      if page.pointee.state != .huge { Secure.fail(pointer, .freed, function: "malloc_usable_size()") }
-      if pointer != page.pointee.start { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
+      if page.pointee.state != .huge { Secure.fail(pointer, .freed, function: function) }
+      if pointer != page.pointee.start { Secure.fail(pointer, .interior, function: function) }
       return page.pointee.blockByteCount
     }
     let page = segment.page(containing: address)
-    if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: "malloc_usable_size()") }
-    if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: "malloc_usable_size()") }
-    if Secure.isParked(pointer, page) { Secure.fail(pointer, .freed, function: "malloc_usable_size()") }
+    if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: function) }
+    if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: function) }
+    if Secure.isParked(pointer, page) { Secure.fail(pointer, .freed, function: function) }
     let word = pointer.load(fromByteOffset: 8, as: UInt.self)
     if word == Secure.freedMarker(pointer) {
       let failure = Secure.markedFailure(pointer, page)
-      Secure.fail(pointer, failure == .doubleFree ? .freed : failure, function: "malloc_usable_size()")
+      Secure.fail(pointer, failure == .doubleFree ? .freed : failure, function: function)
     }
     if Options.secureFull && Secure.isFresh(pointer, word: word, blockByteCount: page.pointee.blockByteCount) {
-      Secure.fail(pointer, .neverAllocated, function: "malloc_usable_size()")
+      Secure.fail(pointer, .neverAllocated, function: function)
     }
     return Swift.max(0, LibC.usableSize(pointer))
   }

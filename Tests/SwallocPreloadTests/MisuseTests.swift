@@ -46,12 +46,27 @@ struct MisuseTests {
     ("misuse.c", "usable-size-interior"), ("misuse.c", "usable-size-freed"), ("misuse.c", "usable-size-foreign"),
     ("misuse.c", "free-aligned-sized"), ("misuse_cxx.cpp", "aligned-delete-size"), ("misuse_cxx.cpp", "delete-size-large"),
     ("misuse.c", "free-never-handed-out"), ("misuse.c", "free-never-handed-out-small"),
-    ("misuse.c", "usable-size-never-handed-out"),
+    ("misuse.c", "usable-size-never-handed-out"), ("misuse.c", "realloc-freed-in-place"),
+    ("misuse.c", "realloc-freed-sealed"), ("misuse.c", "realloc-interior-in-place"),
   ])
   func defaultModeRunsOn(source: String, mode: String) async throws {
     let program = try await FixtureBuilds.shared.build(source, as: source.hasSuffix(".cpp") ? .cxx : .c)
     let result = try await runPreloaded(program, [mode], mode: .standard, timeout: shortChildTimeout)
     expectLine("not stopped", in: result)
+  }
+
+  /// realloc of a freed block, or of a pointer inside one, at a size it would resize in place: it came back
+  /// resized, the freed block still on its free list (handed out again later: two owners), until 2026-12-07.
+  /// Now realloc checks the pointer as free does, at both levels.
+  @Test("realloc of a freed block or an interior pointer aborts in secure mode, also where it would stay in place",
+        arguments: [
+          ("realloc-freed-in-place", "swalloc: realloc(): freed block 0x"),
+          ("realloc-freed-sealed", "swalloc: realloc(): freed block 0x"),
+          ("realloc-interior-in-place", "swalloc: realloc(): pointer into the middle of a block 0x"),
+        ], [Mode.secure, .secureFull])
+  func reallocOfNoLiveBlock(mode: (String, String), level: Mode) async throws {
+    try await expectCaught(source: "misuse.c", mode: mode.0, signal: SIGABRT, message: mode.1,
+                           environment: level.environment)
   }
 
   /// Full marks the blocks it carves with the fresh marker (and a last word that decodes to no size): a
@@ -142,27 +157,29 @@ struct MisuseTests {
                            environment: Self.secureFull)
   }
 
-  /// A freed large block's second free and malloc_usable_size, reported the same way at every secure level;
-  /// realloc's message differs (below).
+  /// A freed large block's second free, malloc_usable_size and realloc, reported the same way at every
+  /// secure level (realloc checks its pointer as malloc_usable_size does since 2026-12-07; before, level 1's
+  /// realloc moved the block and its free reported the double free, full's reported it as one).
   static let freedLargeBlockMisuse: [(String, String)] = [
     ("large-double-free", "swalloc: free(): double free of 0x"),
     ("large-usable-size-freed", "swalloc: malloc_usable_size(): freed block 0x"),
+    ("large-realloc-freed", "swalloc: realloc(): freed block 0x"),
   ]
 
   /// A parked large block (freed by its page's owner, wholly inaccessible) must not be read by the checks
   /// either: a second free, malloc_usable_size and realloc of it are reported as for any freed block, not
   /// as a fault inside the allocator.
   @Test("a parked large block's second free, usable size and realloc abort at SWALLOC_SECURE=full with their messages",
-        arguments: Self.freedLargeBlockMisuse + [("large-realloc-freed", "swalloc: realloc(): double free of 0x")])
+        arguments: Self.freedLargeBlockMisuse)
   func parkedBlockMisuseAtFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secureFull)
   }
 
-  /// The same misuse of a freed large block below full (no parking there): level 1 aborts (its realloc frees
-  /// the old block, whose free reports it), the default mode reports or answers and runs on.
+  /// The same misuse of a freed large block below full (no parking there): level 1 aborts, the default mode
+  /// reports or answers and runs on.
   @Test("a freed large block's second free, usable size and realloc: level 1 aborts, the default mode runs on",
-        arguments: Self.freedLargeBlockMisuse + [("large-realloc-freed", "swalloc: free(): double free of 0x")])
+        arguments: Self.freedLargeBlockMisuse)
   func freedLargeBlockMisuseBelowFull(mode: String, message: String) async throws {
     try await expectCaught(source: "misuse.c", mode: mode, signal: SIGABRT, message: message,
                            environment: Self.secure)

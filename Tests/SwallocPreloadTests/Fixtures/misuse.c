@@ -178,6 +178,22 @@ int main(int argc, char **argv) {
     escape(keep);
     free(p);
     printf("usable %zu\n", malloc_usable_size(p));
+  } else if (strcmp(mode, "realloc-freed-in-place") == 0) {
+    // A size realloc would keep in place (40 of a 48-byte block's room): a freed block came back resized.
+    char *keep = malloc(48), *p = malloc(48);
+    escape(keep);
+    free(p);
+    printf("realloc %p\n", realloc(p, 40));
+  } else if (strcmp(mode, "realloc-freed-sealed") == 0) {
+    // The same for a sealed block (above 1 KiB), whose trailer still held its size.
+    char *keep = malloc(3000), *p = malloc(3000);
+    escape(keep);
+    free(p);
+    printf("realloc %p\n", realloc(p, 2500));
+  } else if (strcmp(mode, "realloc-interior-in-place") == 0) {
+    char *p = malloc(64);
+    fixtureAddress(p);
+    printf("realloc %p\n", realloc(p + 16, 40));
   } else if (strcmp(mode, "usable-size-foreign") == 0) {
     static char notHeap[64];
     printf("usable %zu\n", malloc_usable_size(notHeap + 16));
