@@ -84,7 +84,9 @@ public struct SwallocHeap: ~Copyable {
   public func reallocate(_ pointer: UnsafeMutableRawPointer, byteCount: Int, alignment: Int = 16)
     -> UnsafeMutableRawPointer
   {
-    let usable = LibC.usableSize(pointer)
+    // Secure mode: a live block only, checked as free checks it (a freed block came back resized in place).
+    let usable = Options.secure
+      ? SecureChecks.checkedUsableSize(pointer, function: "SwallocHeap.reallocate()") : LibC.usableSize(pointer)
     if usable < 0 { fatalError("SwallocHeap.reallocate: \(pointer) is not a live Swalloc heap block") }
     if byteCount >= 0 && byteCount <= usable && byteCount >= usable / 2
       && Int(bitPattern: pointer) & (Swift.max(alignment, 1) &- 1) == 0
