@@ -124,7 +124,7 @@ extension Heap {
       if let linkWord {
         Secure.storeLink(of: block, to: next, at: linkWord)
       } else if encoded {
-        Secure.setNext(block, next)
+        Secure.setNext(block, next, key: Secure.threadFreeKey)
       } else {
         setNextBlock(block, next)
       }

@@ -100,6 +100,18 @@ enum Secure {
     UnsafeMutableRawPointer(bitPattern: word.load(as: UInt.self) ^ mask(UInt(bitPattern: block), key: key))
   }
 
+  /// Links on a page's thread-free list are encoded with the key's top bit flipped (`threadFreeKey`), and
+  /// re-encoded with the key when the owner collects them. A block on both a thread-free list and a list of
+  /// its own thread (a double free whose freed marker a write between the two frees took away) has one link
+  /// for both: whichever list reads it with the other key decodes an address above 2^63, never a valid link,
+  /// and aborts. (Found 2026-12-07: another thread's free, a write over the marker, the owner's free: the
+  /// collection walked from the thread-free list into the local list, counted its blocks a second time, and
+  /// the page was retired with live blocks.)
+  static let threadFreeTweak: UInt = 1 &<< 63
+
+  @inline(__always)
+  static var threadFreeKey: UInt { key ^ threadFreeTweak }
+
   /// What a link stored in `block` is xored with.
   @inline(__always)
   static func mask(_ block: UInt, key: UInt) -> UInt { key ^ rotated(block) }
@@ -144,8 +156,8 @@ enum Secure {
     let bound: UInt
 
     @inline(__always)
-    init(_ page: UnsafeMutablePointer<Page>) {
-      key = Secure.key
+    init(_ page: UnsafeMutablePointer<Page>, key: UInt = Secure.key) {
+      self.key = key
       start = UInt(bitPattern: page.pointee.start)
       bound = LinkReader.bound(page)
     }
@@ -322,10 +334,13 @@ enum Secure {
     var collected = 1
     // `used` counts every block on the list: a longer one loops (two threads freed a block at once).
     let limit = Int(page.pointee.used)
-    let reader = LinkReader(page)
+    // The thread-free list's links (threadFreeKey), each re-encoded with the key as the walk passes.
+    let reader = LinkReader(page, key: threadFreeKey)
+    let key = key
     while let following = reader.next(tail) {
       if !reader.isValid(following) { fail(tail, .corruptedFreeList) }
       if collected >= limit { fail(head, .doubleFree) }
+      link(UInt(bitPattern: tail), to: UInt(bitPattern: following), key: key)
       tail = following
       collected &+= 1
     }
@@ -643,11 +658,11 @@ enum Secure {
     if isSealed(blockByteCount: blockByteCount) {
       return block.load(fromByteOffset: blockByteCount &- 8, as: UInt.self) == 0 ? .neverAllocated : .doubleFree
     }
-    let reader = LinkReader(page)
     let limit = Int(page.pointee.capacity)
     let threadFree = page.pointee.threadFree.load(ordering: .relaxed) & ~NotifyState.mask
     for list in 0..<2 {
       var current = list == 0 ? UnsafeMutableRawPointer(bitPattern: threadFree) : page.pointee.localFree
+      let reader = LinkReader(page, key: list == 0 ? threadFreeKey : key)
       var steps = 0
       while let listed = current, steps < limit, reader.isValid(listed) {
         if listed == block { return .doubleFree }

@@ -85,7 +85,7 @@ extension Secure {
         return loadLink(of: block, at: hiddenLinkWord(segment, index: index))
       }
     }
-    return next(block)
+    return next(block, key: threadFreeKey)
   }
 
   /// The large segment that holds `block` (large segments are one 4 MiB unit).
@@ -255,7 +255,8 @@ extension Secure {
         segment.pointee.parkedMask |= bit
         continue
       }
-      next = checkedNext(block, page: page)
+      next = Secure.next(block, key: threadFreeKey)
+      if !isValidLink(next, page) { fail(block, .corruptedFreeList) }
       if !parkCollected(block, page, blockByteCount: blockByteCount) {
         setNext(block, page.pointee.localFree)
         page.pointee.localFree = block
