@@ -103,7 +103,10 @@ enum LibC {
       }
       // Not ours: we cannot know how much to copy. Refuse rather than guess (secure mode: abort, saying what
       // the pointer is: a freed huge block, a pointer inside one, memory never handed out).
-      if Options.secure { _ = SecureChecks.checkedUsableSize(pointer, function: "realloc()"); Secure.fail(pointer, .foreign) }
+      if Options.secure {
+        _ = SecureChecks.checkedUsableSize(pointer, function: "realloc()")
+        Secure.fail(pointer, .foreign)
+      }
       Diagnostics.invalidFree(pointer, reason: .foreign)
       swalloc_errno_set(ENOMEM)
       return nil

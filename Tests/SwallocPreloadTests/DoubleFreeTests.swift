@@ -56,11 +56,7 @@ struct DoubleFreeTests {
   @Test("in secure mode each pattern aborts as a double free naming the block", arguments: patterns.map(\.0),
         [Mode.secure, .secureFull])
   func patternInSecureMode(name: String, level: Mode) async throws {
-    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
-    let result = try await runChild(program, [name], preload: try Preload.library(), environment: level.environment,
-                                    timeout: shortChildTimeout)
-    expectLine("swalloc active", in: result)
-    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    let result = try await runAborting(name, level: level)
     let reported = result.errorLines.contains {
       $0.hasPrefix("swalloc: free(): double free of 0x") && $0.contains("(already free)")
     }
@@ -77,11 +73,7 @@ struct DoubleFreeTests {
   @Test("in secure mode a double free after a write over the freed block's marker aborts",
         arguments: ["written-then-freed-again", "remote-written-then-freed-again"], [Mode.secure, .secureFull])
   func writtenThenFreedAgain(name: String, level: Mode) async throws {
-    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
-    let result = try await runChild(program, [name], preload: try Preload.library(), environment: level.environment,
-                                    timeout: shortChildTimeout)
-    expectLine("swalloc active", in: result)
-    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    let result = try await runAborting(name, level: level)
     #expect(!result.outputLines.contains("double-free ok"), "\(result.summary)")
     let block = try #require(
       result.outputLines.compactMap { $0.wholeMatch(of: #/(\S+) block=(0x[0-9a-f]+)/#) }.first { $0.1 == name }?.2,
@@ -96,11 +88,11 @@ struct DoubleFreeTests {
 
   /// Random programs, each with one double free (Fixtures/double_free_random.c): freed on this thread or
   /// another, then a word of the freed block written (its marker, a random word, a zero, or nothing), freed
-  /// again on either thread (or given to realloc), then enough allocations of the class to run through its free lists (half of
-  /// the blocks never written). Secure mode must abort with its message or keep the heap sound: every block
-  /// malloc hands out is compared with the live ones before it is written. Before level 1's malloc checked
-  /// the freed marker, seed 29 of the first 60 failed at 1 ("malloc(32) returned 0x..., inside the live block
-  /// 0x...": a local free, the marker overwritten, a local free again).
+  /// again on either thread (or given to realloc), then enough allocations of the class to run through its
+  /// free lists (half of the blocks never written). Secure mode must abort with its message or keep the heap sound:
+  /// every block malloc hands out is compared with the live ones before it is written. Before level 1's malloc checked
+  /// the freed marker, seed 29 of the first 60 failed at 1 ("malloc(32) returned 0x..., inside the live block 0x...": a
+  /// local free, the marker overwritten, a local free again).
   @Test("random programs with one double free: secure mode aborts or never hands out a live block",
         arguments: [Mode.secure, .secureFull])
   func randomDoubleFrees(level: Mode) async throws {
@@ -128,6 +120,16 @@ struct DoubleFreeTests {
     }
     // Most seeds free a block twice (the others hand it out again first): secure mode stops most of them.
     #expect(aborted >= 75, "only \(aborted) of \(runs.count) seeds aborted")
+  }
+
+  /// Runs double_free.c's `pattern` at a secure `level`: Swalloc active, and the process aborted.
+  func runAborting(_ pattern: String, level: Mode) async throws -> ChildResult {
+    let program = try await FixtureBuilds.shared.build("double_free.c", as: .c)
+    let result = try await runChild(program, [pattern], preload: try Preload.library(),
+                                    environment: level.environment, timeout: shortChildTimeout)
+    expectLine("swalloc active", in: result)
+    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    return result
   }
 
   @Test("without SWALLOC_VERBOSE the first 10 double frees are reported, then one line says the rest are counted")

@@ -98,7 +98,9 @@ int main(int argc, char **argv) {
   // A block handed out again in between is live: its second free would be a stale free of a live block,
   // which no allocator without a quarantine sees. Such a seed frees nothing twice.
   int reused = 0;
-  for (int i = 0; i < slotCount; i++) reused |= slots[i] != NULL && slots[i] < victim + victimSize && victim < slots[i] + sizes[i];
+  for (int i = 0; i < slotCount; i++) {
+    reused |= slots[i] != NULL && slots[i] < victim + victimSize && victim < slots[i] + sizes[i];
+  }
   if (reused) {
     printf("the block was handed out again: no double free\n");
   } else {
