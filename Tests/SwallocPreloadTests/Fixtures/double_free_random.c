@@ -4,7 +4,8 @@
 // realloc, then more random work. Secure mode must either abort, naming the misuse, or keep the heap sound:
 // malloc never hands out a block that is live (each new block is compared with every live one before it is
 // written), and live blocks keep their contents. Exits 0 when the heap stayed sound; fails (exit 1) when
-// malloc handed out a live block or a live block changed. Usage: double_free_random SEED [ROUNDS]
+// malloc handed out a live block or a live block changed. Usage: double_free_random SEED [ROUNDS [wide]]; `wide`
+// adds medium and large blocks (20 000 to 300 000 bytes) and C23's free_sized as the second free.
 #include "fixture.h"
 #include <pthread.h>
 
@@ -16,14 +17,15 @@ static size_t sizes[slotCount];
 static uint64_t tags[slotCount];
 static uint64_t nextTag = 1;
 static uint64_t state;
+static int wide;
 
 static uint64_t draw(uint64_t bound) { return fixtureRandom(&state) % bound; }
 
 /// Sizes of a few neighbouring classes (16 to 1 KiB, and one sealed class above 1 KiB at level 1), so that
 /// the blocks freed are the ones handed out again.
 static size_t drawSize(size_t victimSize) {
-  static const size_t others[] = {16, 24, 48, 64, 100, 200, 700, 1500};
-  return draw(3) != 0 ? victimSize : others[draw(sizeof others / sizeof others[0])];
+  static const size_t others[] = {16, 24, 48, 64, 100, 200, 700, 1500, 20000, 100000};
+  return draw(3) != 0 ? victimSize : others[draw(wide ? 10 : 8)];
 }
 
 /// A new block for `slot`, compared with every live block before anything is written to it.
@@ -73,9 +75,10 @@ int main(int argc, char **argv) {
   FIXTURE_CHECK(fixtureReportSwalloc(), "libswalloc.so is not loaded");
   uint64_t seed = strtoull(argv[1], NULL, 10);
   int rounds = argc > 2 ? atoi(argv[2]) : 2000;
+  wide = argc > 3 && strcmp(argv[3], "wide") == 0;
   state = seed * 0x9e3779b97f4a7c15ull + 1;
-  static const size_t victimSizes[] = {16, 32, 48, 96, 256, 1024, 1500};
-  size_t victimSize = victimSizes[draw(sizeof victimSizes / sizeof victimSizes[0])];
+  static const size_t victimSizes[] = {16, 32, 48, 96, 256, 1024, 1500, 20000, 100000, 300000};
+  size_t victimSize = victimSizes[draw(wide ? 10 : 7)];
   work((int)draw(rounds), victimSize);
 
   unsigned char *victim = malloc(victimSize);
@@ -83,6 +86,7 @@ int main(int argc, char **argv) {
   int firstRemote = draw(4) == 0;
   int secondRemote = draw(2) == 0;
   int secondRealloc = !secondRemote && draw(3) == 0;  // realloc of the freed block instead of a second free
+  int secondSized = wide && !secondRemote && !secondRealloc && draw(2) == 0;  // free_sized
   size_t reallocSize = 1 + draw(2 * victimSize);
   int between = (int)draw(8);
   int writeKind = (int)draw(4);  // 0: nothing; 1: the second word; 2: a random word; 3: zero at a random word
@@ -91,7 +95,8 @@ int main(int argc, char **argv) {
   uint64_t value = writeKind == 3 ? 0 : fixtureRandom(&state);
   printf("seed %llu: %zu-byte block %p, first free %s, %d steps, write %d at %zu, then %s\n",
          (unsigned long long)seed, victimSize, (void *)victim, firstRemote ? "remote" : "local", between,
-         writeKind, offset, secondRemote ? "free remote" : secondRealloc ? "realloc" : "free local");
+         writeKind, offset,
+         secondRemote ? "free remote" : secondRealloc ? "realloc" : secondSized ? "free_sized" : "free local");
   fflush(stdout);
   if (firstRemote) freeRemotely(victim); else free(victim);
   work(between, victimSize);
@@ -123,6 +128,10 @@ int main(int argc, char **argv) {
       sizes[slot] = reallocSize;
       tags[slot] = nextTag++;
       fixtureFill(moved, reallocSize, tags[slot]);
+    } else if (secondSized) {
+      void (*freeSized)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+      FIXTURE_CHECK(freeSized != NULL, "no free_sized");
+      freeSized(victim, victimSize);
     } else {
       free(victim);
     }
@@ -135,8 +144,10 @@ int main(int argc, char **argv) {
   // Past the end of every free list of the class: 3000 more blocks, each compared with the others before
   // it is written; every other one is never written (a block a free list holds twice is then handed out
   // again with its first word, the encoded link, intact).
-  enum { tailCount = 3000 };
-  static unsigned char *tail[tailCount];
+  enum { tailLimit = 3000 };
+  static unsigned char *tail[tailLimit];
+  int tailCount = (int)((64u << 20) / victimSize);  // at most 64 MiB
+  if (tailCount > tailLimit) tailCount = tailLimit;
   for (int i = 0; i < tailCount; i++) {
     tail[i] = malloc(victimSize);
     FIXTURE_CHECK(tail[i] != NULL, "malloc failed");
