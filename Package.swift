@@ -63,6 +63,9 @@ let package = Package(
         ])
       ]),
 
+    // Misuse of the Swift API's heaps, run by the tests in a child process (secure mode aborts).
+    .executableTarget(name: "swalloc-api-misuse", dependencies: ["Swalloc"], path: "Tests/APIMisuse"),
+
     // A C stress program: random sizes, threads, cross-thread frees, contents verified.
     .executableTarget(name: "swalloc-stress", path: "Sources/swalloc-stress"),
 

@@ -69,6 +69,31 @@ struct MisuseTests {
                            environment: level.environment)
   }
 
+  /// The Swift API's SwallocHeap.reallocate of a freed block (Tests/APIMisuse, a program of its own: the abort
+  /// would end the test process) came back resized in place at both levels until 2026-12-07; it checks its
+  /// pointer as free does now. By default it runs on, and the valid mode runs clean at every level.
+  @Test("SwallocHeap.reallocate of a freed block aborts in secure mode",
+        arguments: ["reallocate-freed", "reallocate-freed-sealed"], [Mode.secure, .secureFull])
+  func swiftHeapReallocateFreed(mode: String, level: Mode) async throws {
+    let program = try Preload.buildProduct("swalloc-api-misuse")
+    let result = try await runChild(program, [mode], preload: nil, environment: level.environment,
+                                    timeout: shortChildTimeout)
+    #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+    #expect(result.errorLines.contains { $0.hasPrefix("swalloc: SwallocHeap.reallocate(): freed block 0x") },
+            "\(result.summary)")
+    #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
+    let standard = try await runChild(program, [mode], preload: nil, timeout: shortChildTimeout)
+    #expect(standard.succeeded && standard.outputLines.contains("not stopped"), "\(standard.summary)")
+  }
+
+  @Test("SwallocHeap.reallocate's valid use runs clean at every level", arguments: Mode.withFull)
+  func swiftHeapReallocateValid(level: Mode) async throws {
+    let program = try Preload.buildProduct("swalloc-api-misuse")
+    let result = try await runChild(program, ["valid"], preload: nil, environment: level.environment,
+                                    timeout: shortChildTimeout)
+    #expect(result.succeeded && result.outputLines.contains("valid ok"), "\(result.summary)")
+  }
+
   /// Full marks the blocks it carves with the fresh marker (and a last word that decodes to no size): a
   /// free or malloc_usable_size of one is an invalid pointer, in every class.
   @Test("a block boundary never handed out is an invalid pointer at SWALLOC_SECURE=full", arguments: [
