@@ -385,10 +385,11 @@ enum Secure {
         } else {
           // Level 1: the link, and the freed marker (a block on a list twice, or written after free, has lost
           // it: the slow path pops the block again and reports).
-          if isValidLink(next, page) && block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
+          let valid = isValidLink(next, page)
+          if valid && block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
             return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: 0, full: false)
           }
-          if !isValidLink(next, page) { corrupted = block }
+          if !valid { corrupted = block }
         }
       }
     }

@@ -410,17 +410,8 @@ extension Secure {
     guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
     let page = segment.page(containing: address)
     guard page.pointee.state == .inUse else { return nil }
-    if !isBlockStart(address, page) { fail(pointer, .interior, function: "realloc()") }
-    if isParked(pointer, page) { fail(pointer, .freed, function: "realloc()") }
+    SecureChecks.checkLive(pointer, page, function: "realloc()")
     let blockByteCount = page.pointee.blockByteCount
-    let word = pointer.load(fromByteOffset: 8, as: UInt.self)
-    if word == freedMarker(pointer) {
-      let failure = markedFailure(pointer, page)
-      fail(pointer, failure == .doubleFree ? .freed : failure, function: "realloc()")
-    }
-    if Options.secureFull && isFresh(pointer, word: word, blockByteCount: blockByteCount) {
-      fail(pointer, .neverAllocated, function: "realloc()")
-    }
     // Level 1: the blocks of the direct classes have no seal (realloc's general path resizes them).
     guard isSealed(blockByteCount: blockByteCount) else { return nil }
     checkSeal(pointer, blockByteCount: blockByteCount)

@@ -85,7 +85,16 @@ enum SecureChecks {
     }
     let page = segment.page(containing: address)
     if page.pointee.state != .inUse { Secure.fail(pointer, .notLive, function: function) }
-    if !Secure.isBlockStart(address, page) { Secure.fail(pointer, .interior, function: function) }
+    checkLive(pointer, page, function: function)
+    return Swift.max(0, LibC.usableSize(pointer))
+  }
+
+  /// Aborts, with free's message for what it is, unless `pointer`, an address in `page` (in use), is a live
+  /// block: a block start, not freed (parked, or carrying the freed marker), at full not a block carved and
+  /// never handed out. malloc_usable_size's and realloc's checks (`function` names the call).
+  static func checkLive(_ pointer: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>,
+                        function: StaticString) {
+    if !Secure.isBlockStart(UInt(bitPattern: pointer), page) { Secure.fail(pointer, .interior, function: function) }
     if Secure.isParked(pointer, page) { Secure.fail(pointer, .freed, function: function) }
     let word = pointer.load(fromByteOffset: 8, as: UInt.self)
     if word == Secure.freedMarker(pointer) {
@@ -95,7 +104,6 @@ enum SecureChecks {
     if Options.secureFull && Secure.isFresh(pointer, word: word, blockByteCount: page.pointee.blockByteCount) {
       Secure.fail(pointer, .neverAllocated, function: function)
     }
-    return Swift.max(0, LibC.usableSize(pointer))
   }
 
   @inline(never)
