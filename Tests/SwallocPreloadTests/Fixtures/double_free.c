@@ -8,8 +8,6 @@
 // GCC sees through free(p); free(p) and warns; the double frees are the point here.
 #pragma GCC diagnostic ignored "-Wuse-after-free"
 
-static void allocateUnwritten(size_t count, size_t byteCount);
-
 /// Blocks kept live until the end, with their sizes; checked for duplicates and contents.
 enum { maximumLive = 1 << 16 };
 static void *live[maximumLive];
@@ -45,6 +43,20 @@ static void verifyLive(const char *when) {
 /// Allocates `count` live blocks of `byteCount`: enough to run through every free list of their class.
 static void allocateMany(size_t count, size_t byteCount) {
   for (size_t i = 0; i < count; i++) allocateLive(byteCount);
+}
+
+/// Allocates `count` blocks of `byteCount` without writing them (a program that fills its blocks later
+/// overwrites a block's encoded link, which secure mode's malloc checks: it would see a block handed out twice
+/// that way), and fails if one was handed out twice.
+static void allocateUnwritten(size_t count, size_t byteCount) {
+  enum { limit = 4096 };
+  static void *blocks[limit];
+  FIXTURE_CHECK(count <= limit, "too many blocks");
+  for (size_t i = 0; i < count; i++) {
+    blocks[i] = malloc(byteCount);
+    FIXTURE_CHECK(blocks[i] != NULL, "malloc(%zu) failed", byteCount);
+    for (size_t j = 0; j < i; j++) FIXTURE_CHECK(blocks[j] != blocks[i], "malloc returned %p twice", blocks[i]);
+  }
 }
 
 /// free(B); free(B) on the current page while another block of it is live: the page does not empty, so the
@@ -108,6 +120,13 @@ static void medium(void) {
   allocateMany(100, byteCount);
 }
 
+/// Runs `body(argument)` on a new thread and waits for it.
+static void onThread(void *(*body)(void *), void *argument) {
+  pthread_t thread;
+  FIXTURE_CHECK(pthread_create(&thread, NULL, body, argument) == 0, "pthread_create failed");
+  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+}
+
 static void *freeTwice(void *block) {
   free(block);
   free(block);
@@ -120,9 +139,7 @@ static void remote(void) {
   allocateLive(byteCount);
   void *block = malloc(byteCount);
   printf("remote block=%p\n", block);
-  pthread_t thread;
-  FIXTURE_CHECK(pthread_create(&thread, NULL, freeTwice, block) == 0, "pthread_create failed");
-  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+  onThread(freeTwice, block);
   allocateMany(3000, byteCount);
 }
 
@@ -153,9 +170,7 @@ static void remoteAfterOtherFrees(void) {
   allocateLive(byteCount);
   void *blocks[2] = {malloc(byteCount), malloc(byteCount)};
   printf("remote-after-other-frees block=%p\n", blocks[0]);
-  pthread_t thread;
-  FIXTURE_CHECK(pthread_create(&thread, NULL, freeWithOthersBetween, blocks) == 0, "pthread_create failed");
-  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+  onThread(freeWithOthersBetween, blocks);
   allocateMany(3000, byteCount);
 }
 
@@ -196,24 +211,8 @@ static void remoteWrittenThenFreedAgain(void) {
   free(block);
   free(x);
   block[1] = 42;
-  pthread_t thread;
-  FIXTURE_CHECK(pthread_create(&thread, NULL, freeOnce, block) == 0, "pthread_create failed");
-  FIXTURE_CHECK(pthread_join(thread, NULL) == 0, "pthread_join failed");
+  onThread(freeOnce, block);
   allocateUnwritten(1000, byteCount);
-}
-
-/// Allocates `count` blocks of `byteCount` without writing them (a program that fills its blocks later
-/// overwrites a block's encoded link, which secure mode's malloc checks: it would see a block handed out twice
-/// that way), and fails if one was handed out twice.
-static void allocateUnwritten(size_t count, size_t byteCount) {
-  enum { limit = 4096 };
-  static void *blocks[limit];
-  FIXTURE_CHECK(count <= limit, "too many blocks");
-  for (size_t i = 0; i < count; i++) {
-    blocks[i] = malloc(byteCount);
-    FIXTURE_CHECK(blocks[i] != NULL, "malloc(%zu) failed", byteCount);
-    for (size_t j = 0; j < i; j++) FIXTURE_CHECK(blocks[j] != blocks[i], "malloc returned %p twice", blocks[i]);
-  }
 }
 
 static const struct {
