@@ -1,6 +1,7 @@
 // swalloc-api-misuse: misuse of the Swift API's heaps, for the tests to run in a child process (secure mode
 // aborts, which would end the test process). Usage: swalloc-api-misuse MODE; prints "not stopped" when the
-// process went on past the misuse, "valid ok" for the valid mode.
+// process went on past the misuse, "valid ok" for the valid mode. `random SEED [STEPS [wide]]`: a random
+// program with one double free (RandomHeaps.swift).
 import Swalloc
 
 let mode = CommandLine.arguments.count > 1 ? CommandLine.arguments[1] : "valid"
@@ -13,6 +14,8 @@ case "reallocate-freed":
   heap.deallocate(block)
   print("reallocate \(heap.reallocate(block, byteCount: 40))")
   print("not stopped")
+case "random":
+  runRandomHeaps(CommandLine.arguments)
 case "reallocate-freed-sealed":
   let block = heap.allocate(byteCount: 3000)
   heap.deallocate(block)

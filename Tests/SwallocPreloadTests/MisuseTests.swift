@@ -86,6 +86,38 @@ struct MisuseTests {
     #expect(standard.succeeded && standard.outputLines.contains("not stopped"), "\(standard.summary)")
   }
 
+  /// Random programs over three SwallocHeaps with one double free (Tests/APIMisuse/RandomHeaps.swift): blocks
+  /// freed by their own heap, by another heap, on another thread or resized with reallocate; the victim freed
+  /// one of those ways, maybe written after free (its marker, a random word, a zero, its link and marker),
+  /// freed again or reallocated. Secure mode must abort with its message or keep the heaps sound (no live
+  /// block handed out, live blocks unchanged). The default mode hands out live blocks on some of these seeds
+  /// (seed 3: another thread's free, then the owner's: no check sees it), which shows the program can fail.
+  @Test("random SwallocHeap programs with one double free: secure mode aborts or never hands out a live block",
+        arguments: [Mode.secure, .secureFull])
+  func swiftHeapRandomDoubleFrees(level: Mode) async throws {
+    let program = try Preload.buildProduct("swalloc-api-misuse")
+    var aborted = 0
+    let runs = (1...100).map { ["random", String($0), "400"] } + (1...30).map { ["random", String($0), "400", "wide"] }
+    for arguments in runs {
+      let seed = arguments.dropFirst().joined(separator: " ")
+      let result = try await runChild(program, arguments, preload: nil, environment: level.environment,
+                                      timeout: shortChildTimeout)
+      #expect(!result.errorLines.contains { $0.hasSuffix("; ignored") }, "seed \(seed)\n\(result.summary)")
+      if result.succeeded {
+        #expect(result.outputLines.contains("random ok"), "seed \(seed)\n\(result.summary)")
+      } else if level == .secureFull && GuardedTests.died(result, of: SIGSEGV) {
+        #expect(result.errorLines.contains { $0.hasPrefix("swalloc: heap-use-after-free: write of 8 bytes at 0x") },
+                "seed \(seed)\n\(result.summary)")
+        aborted += 1
+      } else {
+        let reported = result.errorLines.contains { $0.hasPrefix("swalloc: ") && $0.hasSuffix(level.abortSuffix) }
+        #expect(GuardedTests.died(result, of: SIGABRT) && reported, "seed \(seed)\n\(result.summary)")
+        aborted += 1
+      }
+    }
+    #expect(aborted >= 100, "only \(aborted) of \(runs.count) seeds aborted")
+  }
+
   @Test("SwallocHeap.reallocate's valid use runs clean at every level", arguments: Mode.withFull)
   func swiftHeapReallocateValid(level: Mode) async throws {
     let program = try Preload.buildProduct("swalloc-api-misuse")
