@@ -98,9 +98,12 @@ enum Diagnostics {
 
   /// Where a double free was seen.
   enum DoubleFreeWitness {
-    /// At the second free itself: the block is the head of its page's local or free list, or of its
-    /// thread-free list. That free is ignored.
+    /// At the second free itself: the block carries its freed marker, or is the head of its page's local or
+    /// free list, or of its thread-free list. That free is ignored.
     case atFree
+    /// A realloc of a freed block (it carries its freed marker): the block stays free; realloc returns a new
+    /// block with a copy of what the freed one holds.
+    case atRealloc
     /// Later, in the page's lists (a cycle, or a wrong count when the page empties). The page's free blocks
     /// are set aside: none can be handed out twice.
     case inPageLists
@@ -130,6 +133,10 @@ enum Diagnostics {
         writer.text("swalloc: free(")
         writer.hexadecimal(UInt(bitPattern: block))
         writer.text("): double free detected; ignored\n")
+      case .atRealloc:
+        writer.text("swalloc: realloc(")
+        writer.hexadecimal(UInt(bitPattern: block))
+        writer.text("): freed block; it stays free, a new block gets its contents\n")
       case .inPageLists:
         writer.text(identified ? "swalloc: double free of " : "swalloc: double free detected in the page of ")
         writer.hexadecimal(UInt(bitPattern: block))

@@ -11,6 +11,8 @@ extension Heap {
       let page = Heap(heap).directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
         page.pointee.free = nextBlock(block)
+        // The freed marker goes (Heap.free): a later free of the block is no double free.
+        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
         page.pointee.used &+= 1
         Heap(heap).state.pointee.mallocCount &+= 1
         return block
@@ -86,6 +88,7 @@ extension Heap {
     }
     let block = page.pointee.free.unsafelyUnwrapped
     page.pointee.free = nextBlock(block)
+    block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
     page.pointee.used &+= 1
     state.pointee.mallocCount &+= 1
     return block

@@ -14,7 +14,11 @@ extension Heap {
       slot = descriptorSlot(address)
       let page = pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: swalloc_heap_get()) {
-        setNextBlock(block.unsafelyUnwrapped, page.pointee.localFree)
+        // A block that carries its freed marker is free already: reported and ignored (freedMarker).
+        let block = block.unsafelyUnwrapped
+        if block.load(fromByteOffset: 8, as: UInt.self) == slot { return freedTwice(block) }
+        block.storeBytes(of: slot, toByteOffset: 8, as: UInt.self)
+        setNextBlock(block, page.pointee.localFree)
         page.pointee.localFree = block
         page.pointee.used &-= 1
         // A queue's current page holds one extra count: `used` reaches 0 only on pages that can be retired.
@@ -25,6 +29,45 @@ extension Heap {
     // its descriptor slot (0: no page), which keeps its address computation to one instruction.
     freeSlow(block, slot)
     swalloc_after_slow_call()
+  }
+
+  /// A free of a block that carries its freed marker (default mode): a double free, reported and ignored.
+  /// Out of line, entered by a jump: the fast path saves nothing for it.
+  @inline(never)
+  static func freedTwice(_ block: UnsafeMutableRawPointer) {
+    Diagnostics.doubleFree(block, witness: .atFree)
+  }
+
+  /// The default mode's freed marker of a page block at `address` (word 8 of a freed block): the address
+  /// of its slice's descriptor slot (`descriptorSlot`), which free's fast path has in a register: one compare
+  /// and one store there, no key to load. It lies in the segment's header, which no program is given a
+  /// pointer to: a live block holds it only if the program copied it out of a freed block. Every hand-out
+  /// clears word 8 (malloc's fast path, `handOutBlock`, the Swift API's heaps), so a block that carries its
+  /// marker is free. (Secure mode has its own keyed marker: Secure.freedMarker.)
+  @inline(__always)
+  static func freedMarker(_ address: UInt) -> UInt { descriptorSlot(address) }
+
+  /// Whether `block` (in a page in use) carries its freed marker, and if not, marks it: the check and the
+  /// store of the frees the fast path does not push.
+  @inline(__always)
+  static func markFreed(_ block: UnsafeMutableRawPointer) -> Bool {
+    let marker = freedMarker(UInt(bitPattern: block))
+    if block.load(fromByteOffset: 8, as: UInt.self) == marker { return false }
+    block.storeBytes(of: marker, toByteOffset: 8, as: UInt.self)
+    return true
+  }
+
+  /// Default mode: whether `pointer` is a 16-byte aligned address of a page in use that carries its freed
+  /// marker, a freed block (slow paths: realloc). Huge blocks carry none (their span's memory may hold a
+  /// marker of the pages it held before).
+  static func isFreedPageBlock(_ pointer: UnsafeMutableRawPointer) -> Bool {
+    let address = UInt(bitPattern: pointer)
+    guard address & 15 == 0, let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else {
+      return false
+    }
+    let page = segment.page(containing: address)
+    guard page.pointee.state == .inUse, let start = page.pointee.start, pointer >= start else { return false }
+    return pointer.load(fromByteOffset: 8, as: UInt.self) == freedMarker(address)
   }
 
   /// The address of the descriptor of the 64 KiB slice that holds `address`, less
@@ -69,8 +112,8 @@ extension Heap {
   /// or into a page found through a stub. `encoded`: secure mode's links (Secure.setNext), whose freed
   /// markers have already ruled out a double free.
   func freeOwned(_ page: UnsafeMutablePointer<Page>, _ block: UnsafeMutableRawPointer, encoded: Bool = false) {
-    // A block at the head of a list is already free.
-    if !encoded && (block == page.pointee.localFree || block == page.pointee.free) {
+    // A block that carries its freed marker, or at the head of a list, is already free.
+    if !encoded && (block == page.pointee.localFree || block == page.pointee.free || !Heap.markFreed(block)) {
       return Diagnostics.doubleFree(block, witness: .atFree)
     }
     if page.pointee.isFull {
@@ -107,6 +150,8 @@ extension Heap {
       if encoded { Secure.fail(block, .doubleFree) }
       return Diagnostics.doubleFree(block, witness: .atFree)
     }
+    // Default mode: a block that carries its freed marker is already free (on a list of its page).
+    if !encoded && !markFreed(block) { return Diagnostics.doubleFree(block, witness: .atFree) }
     while true {
       if word & NotifyState.mask == NotifyState.notify {
         // The page is on its owner's full list. Claim the notification, then queue the page on the owner's

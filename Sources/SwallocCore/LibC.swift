@@ -111,6 +111,19 @@ enum LibC {
       swalloc_errno_set(ENOMEM)
       return nil
     }
+    // Default mode: a freed block (free marked it) stays free; the program gets a new block with its copy.
+    // (It came back resized in place, still on its page's free list, and was then handed out twice.)
+    // (`usable` >= 0: a block of a page in use, unless `mayBeSampled` says it may be a huge block or a sample
+    // slot, whose memory may hold a stale marker.)
+    if !Options.secure && UInt(bitPattern: pointer) & 15 == 0
+      && (mayBeSampled ? Heap.isFreedPageBlock(pointer)
+        : pointer.load(fromByteOffset: 8, as: UInt.self) == Heap.freedMarker(UInt(bitPattern: pointer)))
+    {
+      Diagnostics.doubleFree(pointer, witness: .atRealloc)
+      guard let block = allocate(byteCount) else { return nil }
+      memcpy(block, pointer, Swift.min(usable, byteCount))
+      return block
+    }
     let requested = UInt(bitPattern: byteCount)
     // Shrink or grow within the block when the new size still uses at least half of it (a quarter for huge
     // blocks: giving back their tail and growing again later costs page faults).

@@ -7,7 +7,8 @@
 // run through its free lists. Secure mode must either abort, naming the misuse, or keep the heaps sound:
 // no heap hands out a live block (each new block is compared with every live one before it is written), and
 // live blocks keep their contents. Prints "random ok" when the heaps stayed sound; exits 1, saying what
-// broke, when they did not. Usage: swalloc-api-misuse random SEED [STEPS [wide]].
+// broke, when they did not. Usage: swalloc-api-misuse random SEED [STEPS [wide] [nowrite]]; `nowrite` writes
+// nothing to the freed block (a plain double free, which the default mode must survive too).
 import Glibc
 import Swalloc
 
@@ -75,11 +76,13 @@ struct RandomHeaps {
   var slots: [LiveBlock?] = Array(repeating: nil, count: 192)
   var nextTag: UInt64 = 1
   let wide: Bool
+  let noWrite: Bool
   let victimSize: Int
 
-  init(seed: UInt64, wide: Bool) {
+  init(seed: UInt64, wide: Bool, noWrite: Bool) {
     random = RandomSource(state: seed &* 0x9E37_79B9_7F4A_7C15 &+ 1)
     self.wide = wide
+    self.noWrite = noWrite
     let victimSizes = [16, 32, 48, 96, 256, 1024, 1500, 20_000, 100_000, 300_000]
     victimSize = victimSizes[random.draw(wide ? 10 : 7)]
   }
@@ -170,7 +173,8 @@ struct RandomHeaps {
     let between = random.draw(8)
     // 0: nothing; 1: the second word (the freed marker); 2: a random word; 3: zero at a random word; 4: the
     // first two words (the link and the marker); 5: zero over both
-    let writeKind = random.draw(6)
+    let drawnKind = random.draw(6)
+    let writeKind = noWrite ? 0 : drawnKind
     let offset = writeKind == 1 || writeKind >= 4 ? 8 : 8 * random.draw(victimSize / 8)
     let value = writeKind == 3 || writeKind == 5 ? 0 : random.next()
     let linkValue = writeKind == 5 ? 0 : random.next()
@@ -240,9 +244,10 @@ func with<Result>(_ index: Int, _ body: (borrowing SwallocHeap) -> Result) -> Re
 
 func runRandomHeaps(_ arguments: [String]) {
   guard arguments.count > 2, let seed = UInt64(arguments[2]) else {
-    randomFailure("usage: swalloc-api-misuse random SEED [STEPS [wide]]")
+    randomFailure("usage: swalloc-api-misuse random SEED [STEPS [wide] [nowrite]]")
   }
   let steps = arguments.count > 3 ? Int(arguments[3]) ?? 400 : 400
-  var program = RandomHeaps(seed: seed, wide: arguments.count > 4 && arguments[4] == "wide")
+  let flags = arguments.dropFirst(4)
+  var program = RandomHeaps(seed: seed, wide: flags.contains("wide"), noWrite: flags.contains("nowrite"))
   program.run(steps: steps, seed: seed)
 }

@@ -47,6 +47,7 @@ extension Heap {
       let page = directPage((byteCount &+ 15) &>> 4)
       if let block = page.pointee.free {
         page.pointee.free = nextBlock(block)
+        block.storeBytes(of: 0, toByteOffset: 8, as: UInt.self)
         page.pointee.used &+= 1
         state.pointee.mallocCount &+= 1
         return block
@@ -88,6 +89,8 @@ extension Heap {
       let slot = Heap.descriptorSlot(address)
       let page = Heap.pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: base) {
+        // As Heap.free: a block with its freed marker is free already.
+        if !Heap.markFreed(block) { return Diagnostics.doubleFree(block, witness: .atFree) }
         setNextBlock(block, page.pointee.localFree)
         page.pointee.localFree = block
         page.pointee.used &-= 1

@@ -87,7 +87,10 @@ public struct SwallocHeap: ~Copyable {
     // Secure mode: a live block only, checked as free checks it (a freed block came back resized in place).
     let usable = Options.secure
       ? SecureChecks.checkedUsableSize(pointer, function: "SwallocHeap.reallocate()") : LibC.usableSize(pointer)
-    if usable < 0 { fatalError("SwallocHeap.reallocate: \(pointer) is not a live Swalloc heap block") }
+    // The default mode: a freed block carries its freed marker (Heap.free), which tells it from a live one.
+    if usable < 0 || (!Options.secure && Heap.isFreedPageBlock(pointer)) {
+      fatalError("SwallocHeap.reallocate: \(pointer) is not a live Swalloc heap block")
+    }
     if byteCount >= 0 && byteCount <= usable && byteCount >= usable / 2
       && Int(bitPattern: pointer) & (Swift.max(alignment, 1) &- 1) == 0
     {

@@ -4,8 +4,9 @@
 // realloc, then more random work. Secure mode must either abort, naming the misuse, or keep the heap sound:
 // malloc never hands out a block that is live (each new block is compared with every live one before it is
 // written), and live blocks keep their contents. Exits 0 when the heap stayed sound; fails (exit 1) when
-// malloc handed out a live block or a live block changed. Usage: double_free_random SEED [ROUNDS [wide]]; `wide`
-// adds medium and large blocks (20 000 to 300 000 bytes) and C23's free_sized as the second free.
+// malloc handed out a live block or a live block changed. Usage: double_free_random SEED [ROUNDS [wide] [nowrite]];
+// `wide` adds medium and large blocks (20 000 to 300 000 bytes) and C23's free_sized as the second free;
+// `nowrite` writes nothing to the freed block (a plain double free, which the default mode must survive too).
 #include "fixture.h"
 #include <pthread.h>
 
@@ -18,6 +19,7 @@ static uint64_t tags[slotCount];
 static uint64_t nextTag = 1;
 static uint64_t state;
 static int wide;
+static int noWrite;
 
 static uint64_t draw(uint64_t bound) { return fixtureRandom(&state) % bound; }
 
@@ -75,7 +77,10 @@ int main(int argc, char **argv) {
   FIXTURE_CHECK(fixtureReportSwalloc(), "libswalloc.so is not loaded");
   uint64_t seed = strtoull(argv[1], NULL, 10);
   int rounds = argc > 2 ? atoi(argv[2]) : 2000;
-  wide = argc > 3 && strcmp(argv[3], "wide") == 0;
+  for (int i = 3; i < argc; i++) {
+    wide |= strcmp(argv[i], "wide") == 0;
+    noWrite |= strcmp(argv[i], "nowrite") == 0;
+  }
   state = seed * 0x9e3779b97f4a7c15ull + 1;
   static const size_t victimSizes[] = {16, 32, 48, 96, 256, 1024, 1500, 20000, 100000, 300000};
   size_t victimSize = victimSizes[draw(wide ? 10 : 7)];
@@ -90,6 +95,7 @@ int main(int argc, char **argv) {
   size_t reallocSize = 1 + draw(2 * victimSize);
   int between = (int)draw(8);
   int writeKind = (int)draw(4);  // 0: nothing; 1: the second word; 2: a random word; 3: zero at a random word
+  if (noWrite) writeKind = 0;
   size_t words = victimSize / 8;
   size_t offset = writeKind == 1 ? 8 : 8 * draw(words);
   uint64_t value = writeKind == 3 ? 0 : fixtureRandom(&state);

@@ -183,12 +183,14 @@ int main(int argc, char **argv) {
     char *keep = malloc(48), *p = malloc(48);
     escape(keep);
     free(p);
+    printf("freed %p\n", (void *)p);
     printf("realloc %p\n", realloc(p, 40));
   } else if (strcmp(mode, "realloc-freed-sealed") == 0) {
     // The same for a sealed block (above 1 KiB), whose trailer still held its size.
     char *keep = malloc(3000), *p = malloc(3000);
     escape(keep);
     free(p);
+    printf("freed %p\n", (void *)p);
     printf("realloc %p\n", realloc(p, 2500));
   } else if (strcmp(mode, "realloc-interior-in-place") == 0) {
     char *p = malloc(64);
