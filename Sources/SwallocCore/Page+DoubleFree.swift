@@ -1,8 +1,9 @@
 // Page+DoubleFree: the list walks behind the double-free checks. A second free links the block into a list
 // it is already on (a cycle, or two lists sharing a tail), and malloc would then hand the block out twice.
-// The checks (Heap+Free.swift, Heap.findPage) run on slow paths only: free's fast path pays nothing. Walks
-// follow only links that point into the page's carved blocks, so a corrupted link is never dereferenced
-// outside the page.
+// The freed marker (Heap.freedMarker) stops a second free before that; these walks (Heap+Free.swift,
+// Heap.findPage, on slow paths only) are what is left when a write over the marker between the two frees
+// (a use after free) took it away. Walks follow only links that point into the page's carved blocks, so a
+// corrupted link is never dereferenced outside the page.
 
 extension UnsafeMutablePointer where Pointee == Page {
   /// Whether `block` lies among the page's carved blocks (`start ..< start + capacity * blockByteCount`).
