@@ -105,18 +105,7 @@ struct MisuseTests {
       let seed = arguments.dropFirst().joined(separator: " ")
       let result = try await runChild(program, arguments, preload: nil, environment: level.environment,
                                       timeout: shortChildTimeout)
-      #expect(!result.errorLines.contains { $0.hasSuffix("; ignored") }, "seed \(seed)\n\(result.summary)")
-      if result.succeeded {
-        #expect(result.outputLines.contains("random ok"), "seed \(seed)\n\(result.summary)")
-      } else if level == .secureFull && GuardedTests.died(result, of: SIGSEGV) {
-        #expect(result.errorLines.contains { $0.hasPrefix("swalloc: heap-use-after-free: write of 8 bytes at 0x") },
-                "seed \(seed)\n\(result.summary)")
-        aborted += 1
-      } else {
-        let reported = result.errorLines.contains { $0.hasPrefix("swalloc: ") && $0.hasSuffix(level.abortSuffix) }
-        #expect(GuardedTests.died(result, of: SIGABRT) && reported, "seed \(seed)\n\(result.summary)")
-        aborted += 1
-      }
+      if DoubleFreeTests.expectStoppedOrSound(result, level: level, okLine: "random ok", seed: seed) { aborted += 1 }
     }
     #expect(aborted >= 100, "only \(aborted) of \(runs.count) seeds aborted")
   }
