@@ -10,14 +10,18 @@ extension Heap {
     let address = UInt(bitPattern: block)
     // Null, foreign and 4 MiB-aligned huge pointers all have a map entry other than 1.
     var slot: UInt = 0
-    if SegmentMap.entry(address) == 1 {
-      slot = descriptorSlot(address)
+    let unit = SegmentMap.unit(address)
+    if SegmentMap.entry(unit: unit) == 1 {
+      // The segment's address from its unit number: address & ~Segment.mask for every user-space address,
+      // in one shift of the register that holds the unit (a copy and a mask from the address took two).
+      let segmentAddress = unit &<< UInt(Segment.shift)
+      slot = segmentAddress &+ descriptorOffset(address)
       let page = pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: swalloc_heap_get()) {
         // A block that carries its freed marker is free already: reported and ignored (freedMarker).
         let block = block.unsafelyUnwrapped
-        if block.load(fromByteOffset: 8, as: UInt.self) == slot { return freedTwice(block) }
-        block.storeBytes(of: slot, toByteOffset: 8, as: UInt.self)
+        if block.load(fromByteOffset: 8, as: UInt.self) == segmentAddress { return freedTwice(block) }
+        block.storeBytes(of: segmentAddress, toByteOffset: 8, as: UInt.self)
         setNextBlock(block, page.pointee.localFree)
         page.pointee.localFree = block
         page.pointee.used &-= 1
@@ -38,14 +42,14 @@ extension Heap {
     Diagnostics.doubleFree(block, witness: .atFree)
   }
 
-  /// The default mode's freed marker of a page block at `address` (word 8 of a freed block): the address
-  /// of its slice's descriptor slot (`descriptorSlot`), which free's fast path has in a register: one compare
-  /// and one store there, no key to load. It lies in the segment's header, which no program is given a
-  /// pointer to: a live block holds it only if the program copied it out of a freed block. Every hand-out
-  /// clears word 8 (malloc's fast path, `handOutBlock`, the Swift API's heaps), so a block that carries its
-  /// marker is free. (Secure mode has its own keyed marker: Secure.freedMarker.)
+  /// The default mode's freed marker of a page block at `address` (word 8 of a freed block): the address of
+  /// its segment, which free's fast path has in a register: one compare and one store there, no key to load.
+  /// It is the segment's header, which no program is given a pointer to: a live block holds it only if the
+  /// program copied it out of a freed block. Every hand-out clears word 8 (malloc's fast path,
+  /// `handOutBlock`, the Swift API's heaps), so a block that carries its marker is free. (Secure mode has its
+  /// own keyed marker: Secure.freedMarker.)
   @inline(__always)
-  static func freedMarker(_ address: UInt) -> UInt { descriptorSlot(address) }
+  static func freedMarker(_ address: UInt) -> UInt { address & ~Segment.mask }
 
   /// Whether `block` (in a page in use) carries its freed marker, and if not, marks it: the check and the
   /// store of the frees the fast path does not push.
@@ -75,8 +79,13 @@ extension Heap {
   @inline(__always)
   static func descriptorSlot(_ address: UInt) -> UInt {
     // Wrapping arithmetic: the segment map said a segment starts in this unit.
-    let segmentAddress = address & ~Segment.mask
-    return segmentAddress &+ (((address & Segment.mask) &>> UInt(Segment.sliceShift)) &<< UInt(Page.strideShift))
+    (address & ~Segment.mask) &+ descriptorOffset(address)
+  }
+
+  /// `descriptorSlot(address)`'s offset from its segment's address.
+  @inline(__always)
+  static func descriptorOffset(_ address: UInt) -> UInt {
+    ((address & Segment.mask) &>> UInt(Segment.sliceShift)) &<< UInt(Page.strideShift)
   }
 
   @inline(__always)

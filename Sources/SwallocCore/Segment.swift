@@ -231,8 +231,15 @@ enum SegmentMap {
   /// The map entry of the unit that holds `address` (addresses beyond 47 bits wrap; they are never ours).
   @inline(__always)
   static func entry(_ address: UInt) -> UInt8 {
-    base[Int(bitPattern: (address &>> UInt(Segment.shift)) & unitMask)]
+    entry(unit: unit(address))
   }
+
+  /// The number of the 4 MiB unit that holds `address` (beyond 47 bits: wrapped).
+  @inline(__always)
+  static func unit(_ address: UInt) -> UInt { (address &>> UInt(Segment.shift)) & unitMask }
+
+  @inline(__always)
+  static func entry(unit: UInt) -> UInt8 { base[Int(bitPattern: unit)] }
 
   static func set(_ address: UInt, _ value: UInt8) {
     // Atomic byte stores are plain stores on x86-64; readers only test for 0 / 1 / distance.
