@@ -135,8 +135,13 @@ struct WorkloadBuilder {
       throw BenchError("\(arguments.joined(separator: " ")) failed (\(result.terminationDescription)):\n"
         + result.standardError)
     }
-    try? FileManager.default.removeItem(atPath: output)
-    try FileManager.default.moveItem(atPath: temporary, toPath: output)
+    // rename(2) replaces `output` atomically: another run of the driver that found the binary already
+    // (tests run several at once with one cache) never sees it missing. (removeItem then moveItem left a
+    // moment without it: a concurrent run failed with "cannot run .../startup-...: No such file or
+    // directory", in CI on 2026-12-07.)
+    guard rename(temporary, output) == 0 else {
+      throw BenchError("cannot rename \(temporary) to \(output): \(String(cString: strerror(errno)))")
+    }
   }
 
   /// Writes a generated input into the cache (every time: it is cheap, and never stale).
