@@ -113,12 +113,7 @@ enum LibC {
     }
     // Default mode: a freed block (free marked it) stays free; the program gets a new block with its copy.
     // (It came back resized in place, still on its page's free list, and was then handed out twice.)
-    // (`usable` >= 0: a block of a page in use, unless `mayBeSampled` says it may be a huge block or a sample
-    // slot, whose memory may hold a stale marker.)
-    if !Options.secure && UInt(bitPattern: pointer) & 15 == 0
-      && (mayBeSampled ? Heap.isFreedPageBlock(pointer)
-        : pointer.load(fromByteOffset: 8, as: UInt.self) == Heap.freedMarker(UInt(bitPattern: pointer)))
-    {
+    if !Options.secure && isFreedBlock(pointer, mayBeSampled: mayBeSampled) {
       Diagnostics.doubleFree(pointer, witness: .atRealloc)
       guard let block = allocate(byteCount) else { return nil }
       memcpy(block, pointer, Swift.min(usable, byteCount))
@@ -159,6 +154,17 @@ enum LibC {
     memcpy(block, pointer, Swift.min(usable, byteCount))
     release(pointer)
     return block
+  }
+
+  /// Default mode: whether `pointer`, whose `usableSize` was not negative, is a freed page block (it carries
+  /// the freed marker: Heap.freedMarker). `usable` >= 0 means a block of a page in use, unless `mayBeSampled`
+  /// says it may be a huge block or a sample slot, whose memory may hold a stale marker: then the full check.
+  /// realloc's and SwallocHeap.reallocate's check.
+  @inline(__always)
+  static func isFreedBlock(_ pointer: UnsafeMutableRawPointer, mayBeSampled: Bool) -> Bool {
+    UInt(bitPattern: pointer) & 15 == 0
+      && (mayBeSampled ? Heap.isFreedPageBlock(pointer)
+        : pointer.load(fromByteOffset: 8, as: UInt.self) == Heap.freedMarker(UInt(bitPattern: pointer)))
   }
 
   /// How much larger than a growing huge block its span may be (a block that keeps growing fills it).

@@ -85,10 +85,12 @@ public struct SwallocHeap: ~Copyable {
     -> UnsafeMutableRawPointer
   {
     // Secure mode: a live block only, checked as free checks it (a freed block came back resized in place).
-    let usable = Options.secure
-      ? SecureChecks.checkedUsableSize(pointer, function: "SwallocHeap.reallocate()") : LibC.usableSize(pointer)
     // The default mode: a freed block carries its freed marker (Heap.free), which tells it from a live one.
-    if usable < 0 || (!Options.secure && Heap.isFreedPageBlock(pointer)) {
+    var mayBeSampled = false
+    let usable = Options.secure
+      ? SecureChecks.checkedUsableSize(pointer, function: "SwallocHeap.reallocate()")
+      : LibC.usableSize(pointer, mayBeSampled: &mayBeSampled)
+    if usable < 0 || (!Options.secure && LibC.isFreedBlock(pointer, mayBeSampled: mayBeSampled)) {
       fatalError("SwallocHeap.reallocate: \(pointer) is not a live Swalloc heap block")
     }
     if byteCount >= 0 && byteCount <= usable && byteCount >= usable / 2

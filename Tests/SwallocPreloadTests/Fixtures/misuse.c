@@ -34,6 +34,15 @@ static void writeAfterFree(size_t size, size_t offset, char value) {
   for (int i = 0; i < 2000; i++) escape(malloc(size));
 }
 
+/// realloc(p, `newSize`) of a freed block `p` of `size` bytes (a live neighbour kept): prints both addresses.
+static void reallocFreed(size_t size, size_t newSize) {
+  char *keep = malloc(size), *p = malloc(size);
+  escape(keep);
+  free(p);
+  printf("freed %p\n", (void *)p);
+  printf("realloc %p\n", realloc(p, newSize));
+}
+
 static void *freeTen(void *blocks) {
   for (int i = 0; i < 10; i++) free(((char **)blocks)[i]);
   return NULL;
@@ -180,18 +189,10 @@ int main(int argc, char **argv) {
     printf("usable %zu\n", malloc_usable_size(p));
   } else if (strcmp(mode, "realloc-freed-in-place") == 0) {
     // A size realloc would keep in place (40 of a 48-byte block's room): a freed block came back resized.
-    char *keep = malloc(48), *p = malloc(48);
-    escape(keep);
-    free(p);
-    printf("freed %p\n", (void *)p);
-    printf("realloc %p\n", realloc(p, 40));
+    reallocFreed(48, 40);
   } else if (strcmp(mode, "realloc-freed-sealed") == 0) {
     // The same for a sealed block (above 1 KiB), whose trailer still held its size.
-    char *keep = malloc(3000), *p = malloc(3000);
-    escape(keep);
-    free(p);
-    printf("freed %p\n", (void *)p);
-    printf("realloc %p\n", realloc(p, 2500));
+    reallocFreed(3000, 2500);
   } else if (strcmp(mode, "realloc-interior-in-place") == 0) {
     char *p = malloc(64);
     fixtureAddress(p);
