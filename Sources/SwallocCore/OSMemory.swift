@@ -42,28 +42,51 @@ enum OSMemory {
   }
 
   /// Maps `byteCount` bytes at an `alignment`-aligned address with extra `flags` (MAP_HUGETLB, MAP_LOCKED,
-  /// MAP_POPULATE) that apply to exactly those bytes: the alignment slack is reserved first as inaccessible
-  /// address space, then the mapping replaces the aligned part of it. Explicit huge pages are committed at
-  /// mmap time (no MAP_NORESERVE: a later fault cannot then fail with SIGBUS), and none are spent on slack.
-  /// The corresponding calls are `mmap(PROT_NONE)`, `mmap(MAP_FIXED | flags)` and `munmap`.
+  /// MAP_POPULATE) that apply to exactly those bytes; nil when the kernel refuses. Explicit huge pages are
+  /// committed at mmap time (no MAP_NORESERVE: a later fault cannot then fail with SIGBUS), and none are spent
+  /// on alignment slack.
+  ///
+  /// A mapping the kernel may refuse is first asked for where the kernel likes (no MAP_FIXED), so that a refusal
+  /// leaves nothing behind: Linux refuses a MAP_FIXED huge-page mapping (no free huge pages) only after it has
+  /// unmapped what was in the way, and the hole it leaves in the alignment reservation is anyone's. Another
+  /// thread's mmap took it, and unmapping the whole reservation then unmapped that thread's fresh mapping (its
+  /// segment vanished or was replaced: crashes in SWALLOC_HUGE_PAGES=explicit with no huge pages free, where
+  /// every segment took this path). When the first mapping is not aligned it goes, and an aligned one replaces
+  /// the aligned part of an inaccessible reservation; should that fail (another taker of huge pages got there
+  /// in between), only the reservation's slack on either side, ours for certain, is unmapped. MAP_LOCKED is
+  /// applied with mlock once the mapping stands (a refusal then leaves a whole mapping of ours to unmap), and
+  /// MAP_POPULATE with MADV_POPULATE_WRITE (a populated first mapping may be thrown away).
+  /// The corresponding calls are `mmap`, `mmap(PROT_NONE)`, `mmap(MAP_FIXED | flags)`, `munmap`, `mlock` and
+  /// `madvise(MADV_POPULATE_WRITE)`.
   static func reserveAligned(byteCount: Int, alignment: Int, flags: Int32) -> UnsafeMutableRawPointer? {
     let saved = swalloc_errno_get()
     defer { swalloc_errno_set(saved) }
-    let slackByteCount = byteCount + alignment
-    let area = mmap(nil, slackByteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-    if area == UnsafeMutableRawPointer(bitPattern: UInt.max) { return nil }
-    let start = UInt(bitPattern: area)
-    let aligned = (start &+ UInt(alignment) &- 1) & ~(UInt(alignment) &- 1)
-    let mapped = mmap(UnsafeMutableRawPointer(bitPattern: aligned), byteCount, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | flags, -1, 0)
-    if mapped == UnsafeMutableRawPointer(bitPattern: UInt.max) {
-      _ = munmap(area, slackByteCount)
+    let failed = UnsafeMutableRawPointer(bitPattern: UInt.max)  // MAP_FAILED
+    let mapFlags = MAP_PRIVATE | MAP_ANONYMOUS | (flags & ~(MAP_LOCKED | MAP_POPULATE))
+    guard var mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, mapFlags, -1, 0), mapped != failed else {
       return nil
     }
-    if aligned > start { _ = munmap(area, Int(aligned &- start)) }
-    let end = aligned &+ UInt(byteCount)
-    let slackEnd = start &+ UInt(slackByteCount)
-    if slackEnd > end { _ = munmap(UnsafeMutableRawPointer(bitPattern: end), Int(slackEnd &- end)) }
+    if UInt(bitPattern: mapped) & UInt(alignment &- 1) != 0 {
+      _ = munmap(mapped, byteCount)
+      let slackByteCount = byteCount + alignment
+      let area = mmap(nil, slackByteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+      if area == failed { return nil }
+      let start = UInt(bitPattern: area)
+      let aligned = (start &+ UInt(alignment) &- 1) & ~(UInt(alignment) &- 1)
+      let end = aligned &+ UInt(byteCount)
+      let slackEnd = start &+ UInt(slackByteCount)
+      if aligned > start { _ = munmap(area, Int(aligned &- start)) }
+      if slackEnd > end { _ = munmap(UnsafeMutableRawPointer(bitPattern: end), Int(slackEnd &- end)) }
+      guard let fixed = mmap(UnsafeMutableRawPointer(bitPattern: aligned), byteCount, PROT_READ | PROT_WRITE,
+                             mapFlags | MAP_FIXED, -1, 0), fixed != failed
+      else { return nil }  // the aligned part is left alone: it may be a hole that is someone else's by now
+      mapped = fixed
+    }
+    if flags & MAP_LOCKED != 0 && mlock(mapped, byteCount) != 0 {
+      _ = munmap(mapped, byteCount)
+      return nil
+    }
+    if flags & MAP_POPULATE != 0 { _ = madvise(mapped, byteCount, MADV_POPULATE_WRITE) }
     return mapped
   }
 
@@ -76,8 +99,25 @@ enum OSMemory {
   {
     guard let target = reserveAligned(byteCount: newByteCount, alignment: alignment) else { return nil }
     if swalloc_move_mapping(address, byteCount, newByteCount, target) != 0 { return target }
-    release(target, byteCount: newByteCount)
+    releaseIfStillOurs(target, byteCount: newByteCount)
     return nil
+  }
+
+  /// After a refused MAP_FIXED mmap or MREMAP_FIXED mremap onto a range of ours: the kernel may have unmapped
+  /// the range before refusing (mremap does when it runs out of mappings), leaving a hole that another thread's
+  /// mmap may have taken by now. Unmaps the range only when it is ours for certain: taken back whole with
+  /// MAP_FIXED_NOREPLACE (it was a hole, and nobody else's yet). Where any of it is mapped, whose it is cannot
+  /// be told (ours, untouched because the refusal came first, or another thread's): it is left alone, and at
+  /// worst a mapping of untouched memory leaks (no memory, address space only), after a refusal that comes
+  /// only to a process short of mappings or memory.
+  static func releaseIfStillOurs(_ address: UnsafeMutableRawPointer, byteCount: Int) {
+    let saved = swalloc_errno_get()
+    defer { swalloc_errno_set(saved) }
+    let taken = mmap(address, byteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                     -1, 0)
+    if taken == address { _ = munmap(address, byteCount) }
+    // A kernel before 4.17 takes the flag for a hint and maps elsewhere.
+    else if taken != UnsafeMutableRawPointer(bitPattern: UInt.max), let taken { _ = munmap(taken, byteCount) }
   }
 
   /// Asks the kernel to back a range with transparent huge pages. The corresponding call is
@@ -114,8 +154,13 @@ enum OSMemory {
     defer { swalloc_errno_set(saved) }
     let mapped = mmap(address, byteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0)
     if mapped == address { return }
-    _ = mprotect(address, byteCount, PROT_NONE)
-    _ = madvise(address, byteCount, MADV_DONTNEED)
+    if mprotect(address, byteCount, PROT_NONE) == 0 {
+      _ = madvise(address, byteCount, MADV_DONTNEED)
+      return
+    }
+    // Part of the range is unmapped: the kernel unmapped it before refusing. Taken back, inaccessible, where
+    // no other thread's mmap has got there first.
+    _ = mmap(address, byteCount, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE | MAP_NORESERVE, -1, 0)
   }
 
   /// Makes a range inaccessible, or readable and writable again; false when the kernel refuses (with
