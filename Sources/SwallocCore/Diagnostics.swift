@@ -149,11 +149,22 @@ enum Diagnostics {
     }
   }
 
+  /// Frees of a pointer into a block, reported on stderr without SWALLOC_VERBOSE (the first
+  /// `doubleFreeReportLimit`).
+  static let interiorFreeCount = Atomic<Int>(0)
+
   /// A free() that Swalloc cannot honour. The block is left alone (never corrupts memory); the event is
-  /// counted, and reported on stderr under SWALLOC_VERBOSE.
+  /// counted, and reported on stderr under SWALLOC_VERBOSE. A pointer into a block is always reported (the
+  /// first `doubleFreeReportLimit`), as a double free is: glibc usually aborts on one ("free(): invalid
+  /// pointer"), and it is the program's bug, where a foreign pointer may be another allocator's.
   static func invalidFree(_ block: UnsafeMutableRawPointer, reason: InvalidFreeReason) {
     invalidFreeCount.wrappingAdd(1, ordering: .relaxed)
-    if !Options.verbose { return }
+    if reason == .interior {
+      let number = interiorFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
+      if number > doubleFreeReportLimit && !Options.verbose { return }
+    } else if !Options.verbose {
+      return
+    }
     ErrorWriter.withWriter { writer in
       writer.text("swalloc: free(")
       writer.hexadecimal(UInt(bitPattern: block))

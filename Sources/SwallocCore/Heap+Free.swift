@@ -20,6 +20,10 @@ extension Heap {
       if page.pointee.owner == UInt(bitPattern: swalloc_heap_get()) {
         // A block that carries its freed marker is free already: reported and ignored (freedMarker).
         let block = block.unsafelyUnwrapped
+        // Only a block's start is pushed: a pointer into a block would be handed out over the live block.
+        if !Page.isMultiple(offset: address &- UInt(bitPattern: page.pointee.start), reciprocal: page.pointee.reciprocal) {
+          return freedInside(block)
+        }
         if block.load(fromByteOffset: 8, as: UInt.self) == segmentAddress { return freedTwice(block) }
         block.storeBytes(of: segmentAddress, toByteOffset: 8, as: UInt.self)
         setNextBlock(block, page.pointee.localFree)
@@ -33,6 +37,13 @@ extension Heap {
     // its descriptor slot (0: no page), which keeps its address computation to one instruction.
     freeSlow(block, slot)
     swalloc_after_slow_call()
+  }
+
+  /// A free of a pointer into a block, not at its start (default mode): reported and ignored (pushed, it
+  /// would be handed out over the live block). Out of line, entered by a jump: the fast path saves nothing.
+  @inline(never)
+  static func freedInside(_ block: UnsafeMutableRawPointer) {
+    Diagnostics.invalidFree(block, reason: .interior)
   }
 
   /// A free of a block that carries its freed marker (default mode): a double free, reported and ignored.
@@ -110,6 +121,10 @@ extension Heap {
     } else if page.pointee.owner == owned {
       // Pushed by the fast path, and the page is now empty.
       return heap.retireEmptied(page, lastFreed: block)
+    }
+    // Only a block's start goes on a list (the fast path checked the pointers it pushes).
+    if page.pointee.state == .inUse && !Secure.isBlockStart(UInt(bitPattern: block), page) {
+      return Diagnostics.invalidFree(block, reason: .interior)
     }
     // The heap profiler samples blocks of this page where they are (Profile.sampleInPage).
     if page.pointee.owner & Page.sampledTag != 0 { Profile.freeInSampledPage(page, block, heap: owned) }

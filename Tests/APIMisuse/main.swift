@@ -1,6 +1,7 @@
 // swalloc-api-misuse: misuse of the Swift API's heaps, for the tests to run in a child process (secure mode
 // aborts, which would end the test process). Usage: swalloc-api-misuse MODE; prints "not stopped" when the
-// process went on past the misuse, "valid ok" for the valid mode. `random SEED [STEPS [wide]]`: a random
+// process went on past the misuse, "valid ok" for the valid mode. `deallocate-interior`: deallocate of a
+// pointer into a live block. `random SEED [STEPS [wide]]`: a random
 // program with one double free (RandomHeaps.swift).
 import Swalloc
 
@@ -16,6 +17,14 @@ case "reallocate-freed":
   print("not stopped")
 case "random":
   runRandomHeaps(CommandLine.arguments)
+case "deallocate-interior":
+  // A pointer 16 bytes into a live block: never to be handed out over it.
+  let block = heap.allocate(byteCount: 48)
+  heap.deallocate(block + 16)
+  for _ in 0..<1000 {
+    precondition(heap.allocate(byteCount: 48) != block + 16, "allocate handed out a pointer into a live block")
+  }
+  print("not stopped")
 case "reallocate-freed-sealed":
   let block = heap.allocate(byteCount: 3000)
   heap.deallocate(block)

@@ -89,6 +89,27 @@ struct MisuseTests {
     #expect(standard.standardError.contains("is not a live Swalloc heap block"), "\(standard.summary)")
   }
 
+  /// SwallocHeap.deallocate of a pointer 16 bytes into a live block: secure mode aborts; the default mode
+  /// reports and ignores it (until 2026-12-07 its fast path pushed the pointer, and allocate handed it out
+  /// over the live block).
+  @Test("SwallocHeap.deallocate of a pointer into a block: reported and ignored by default, an abort in secure mode",
+        arguments: Mode.withFull)
+  func swiftHeapDeallocateInterior(level: Mode) async throws {
+    let program = try Preload.buildProduct("swalloc-api-misuse")
+    let result = try await runChild(program, ["deallocate-interior"], preload: nil,
+                                    environment: level == .standard ? ["SWALLOC_SECURE": "0"] : level.environment,
+                                    timeout: shortChildTimeout)
+    if level == .standard {
+      #expect(result.succeeded && result.outputLines.contains("not stopped"), "\(result.summary)")
+      #expect(result.errorLines.contains { $0.hasPrefix("swalloc: free(0x") && $0.hasSuffix("): pointer into the middle of a block; ignored") },
+              "\(result.summary)")
+    } else {
+      #expect(GuardedTests.died(result, of: SIGABRT), "\(result.summary)")
+      #expect(result.errorLines.contains { $0.contains("pointer into the middle of a block 0x") }, "\(result.summary)")
+      #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
+    }
+  }
+
   /// Random programs over three SwallocHeaps with one double free (Tests/APIMisuse/RandomHeaps.swift): blocks
   /// freed by their own heap, by another heap, on another thread or resized with reallocate; the victim freed
   /// one of those ways, maybe written after free (its marker, a random word, a zero, its link and marker),

@@ -46,6 +46,23 @@ struct SecureTests {
     #expect(!result.outputLines.contains("not stopped"), "\(result.summary)")
   }
 
+  /// The default mode: a free of a pointer 16 bytes into a live 40-byte block, by its owner (free's fast
+  /// path) or by another thread, is reported and ignored. Until 2026-12-07 the fast path pushed the pointer
+  /// on the page's list, and malloc handed it out over the live block (silent corruption).
+  @Test("by default a free of a pointer into a block is reported and ignored; malloc never hands it out",
+        arguments: ["interior", "remote-interior"])
+  func interiorFreeByDefault(mode: String) async throws {
+    let program = try await FixtureBuilds.shared.build("secure.c", as: .c)
+    let result = try await runPreloaded(program, [mode], timeout: shortChildTimeout)
+    expectLine("not stopped", in: result)
+    let pointer = try #require(
+      result.outputLines.compactMap { $0.wholeMatch(of: #/interior (0x[0-9a-f]+) ignored/#) }.first?.1,
+      "no `interior ... ignored` line\n\(result.summary)")
+    #expect(result.errorLines.contains("swalloc: free(\(pointer)): pointer into the middle of a block; ignored"),
+            "\(result.summary)")
+    #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
+  }
+
   /// The grown-span modes: secure mode once never grew a cached span with mremap (guard pages split it into
   /// several mappings); it now lifts the guards for the move and puts them back (`large` ran 1.7 to 2x the
   /// default mode's time and 1.3x its RSS without it). The guards must be there after the move.

@@ -89,7 +89,10 @@ extension Heap {
       let slot = Heap.descriptorSlot(address)
       let page = Heap.pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: base) {
-        // As Heap.free: a block with its freed marker is free already.
+        // As Heap.free: a pointer into a block is no block, and a block with its freed marker is free already.
+        if !Page.isMultiple(offset: address &- UInt(bitPattern: page.pointee.start), reciprocal: page.pointee.reciprocal) {
+          return Diagnostics.invalidFree(block, reason: .interior)
+        }
         if !Heap.markFreed(block) { return Diagnostics.doubleFree(block, witness: .atFree) }
         setNextBlock(block, page.pointee.localFree)
         page.pointee.localFree = block
@@ -113,6 +116,7 @@ extension Heap {
       // Another heap's block, a huge block, or no block at all: free() sorts these out.
       return Heap.free(block)
     }
+    if !Secure.isBlockStart(UInt(bitPattern: block), page) { return Diagnostics.invalidFree(block, reason: .interior) }
     freeOwned(page, block)
   }
 

@@ -129,10 +129,19 @@ int main(int argc, char **argv) {
     freeRemotely(a);
     freeRemotely(b);
     freeRemotely(a);
-  } else if (strcmp(mode, "remote-interior") == 0) {
-    freeRemotely(a + 16);
-  } else if (strcmp(mode, "interior") == 0) {
-    free(a + 16);
+  } else if (strcmp(mode, "remote-interior") == 0 || strcmp(mode, "interior") == 0) {
+    if (strcmp(mode, "interior") == 0) {
+      free(a + 16);
+    } else {
+      freeRemotely(a + 16);
+    }
+    // Where the free goes on (the default mode ignores it): malloc must never hand out the pointer, which
+    // would overlap the live block `a`.
+    for (int i = 0; i < 1000; i++) {
+      char *block = malloc(40);
+      FIXTURE_CHECK(block != a + 16, "malloc handed out %p, 16 bytes into the live block %p", block, a);
+    }
+    printf("interior %p ignored\n", a + 16);
   } else if (strcmp(mode, "foreign") == 0) {
     static char notOurs[64];
     free(notOurs + 16);
