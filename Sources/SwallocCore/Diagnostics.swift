@@ -159,8 +159,9 @@ enum Diagnostics {
   /// pointer"), and it is the program's bug, where a foreign pointer may be another allocator's.
   static func invalidFree(_ block: UnsafeMutableRawPointer, reason: InvalidFreeReason) {
     invalidFreeCount.wrappingAdd(1, ordering: .relaxed)
+    var number = 0
     if reason == .interior {
-      let number = interiorFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
+      number = interiorFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
       if number > doubleFreeReportLimit && !Options.verbose { return }
     } else if !Options.verbose {
       return
@@ -172,6 +173,9 @@ enum Diagnostics {
       case .foreign: writer.text("): pointer not allocated by swalloc; ignored\n")
       case .pageNotInUse: writer.text("): double free or stale pointer; ignored\n")
       case .interior: writer.text("): pointer into the middle of a block; ignored\n")
+      }
+      if number == doubleFreeReportLimit && !Options.verbose {
+        writer.text("swalloc: further frees of pointers into blocks are counted, not reported (SWALLOC_VERBOSE=1 reports them)\n")
       }
     }
   }

@@ -63,6 +63,21 @@ struct SecureTests {
     #expect(statisticsValues("invalid frees", in: result) == [1], "\(result.summary)")
   }
 
+  /// As double frees are: the first 10 reported without SWALLOC_VERBOSE, then one line says the rest are
+  /// counted; all of them are counted.
+  @Test("by default the first 10 frees of pointers into blocks are reported, then one line says the rest are counted")
+  func interiorFreeReportLimit() async throws {
+    let program = try await FixtureBuilds.shared.build("secure.c", as: .c)
+    let result = try await runPreloaded(program, ["interior-many"], timeout: shortChildTimeout)
+    expectLine("interior-many done", in: result)
+    let reports = result.errorLines.filter { $0.hasSuffix("): pointer into the middle of a block; ignored") }
+    #expect(reports.count == 10, "\(result.summary)")
+    #expect(result.errorLines.contains(
+      "swalloc: further frees of pointers into blocks are counted, not reported (SWALLOC_VERBOSE=1 reports them)"),
+            "\(result.summary)")
+    #expect(statisticsValues("invalid frees", in: result) == [15], "\(result.summary)")
+  }
+
   /// The grown-span modes: secure mode once never grew a cached span with mremap (guard pages split it into
   /// several mappings); it now lifts the guards for the move and puts them back (`large` ran 1.7 to 2x the
   /// default mode's time and 1.3x its RSS without it). The guards must be there after the move.

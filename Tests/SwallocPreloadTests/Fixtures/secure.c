@@ -142,6 +142,10 @@ int main(int argc, char **argv) {
       FIXTURE_CHECK(block != a + 16, "malloc handed out %p, 16 bytes into the live block %p", block, a);
     }
     printf("interior %p ignored\n", a + 16);
+  } else if (strcmp(mode, "interior-many") == 0) {
+    // Fifteen frees of pointers into live blocks (the default mode reports the first 10).
+    for (int i = 0; i < 15; i++) free((i % 2 ? a : b) + 16 + 8 * (i % 3));
+    puts("interior-many done");
   } else if (strcmp(mode, "foreign") == 0) {
     static char notOurs[64];
     free(notOurs + 16);
