@@ -21,7 +21,7 @@ extension Heap {
         // A block that carries its freed marker is free already: reported and ignored (freedMarker).
         let block = block.unsafelyUnwrapped
         // Only a block's start is pushed: a pointer into a block would be handed out over the live block.
-        if !Page.isMultiple(offset: address &- UInt(bitPattern: page.pointee.start), reciprocal: page.pointee.reciprocal) {
+        if !Page.isAtBlockBoundary(address, page) {
           return freedInside(block)
         }
         if block.load(fromByteOffset: 8, as: UInt.self) == segmentAddress { return freedTwice(block) }

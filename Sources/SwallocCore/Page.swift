@@ -225,6 +225,14 @@ extension Page {
     reciprocal.multipliedFullWidth(by: offset).low < reciprocal
   }
 
+  /// Whether `address`, in the slices of `page` (a page in use, not huge), is a multiple of its block size
+  /// from its start: the default mode's check that a freed pointer is a block's start (free's and the Swift
+  /// API heaps' fast paths). Unlike `Secure.isBlockStart` it does not bound the index by the carved capacity.
+  @inline(__always)
+  static func isAtBlockBoundary(_ address: UInt, _ page: UnsafeMutablePointer<Page>) -> Bool {
+    isMultiple(offset: address &- UInt(bitPattern: page.pointee.start), reciprocal: page.pointee.reciprocal)
+  }
+
   /// How much memory one extension touches: a few OS pages, so fresh memory is touched lazily.
   static let extendByteCount = 8 * 1024
 }

@@ -90,7 +90,7 @@ extension Heap {
       let page = Heap.pageAt(slot)
       if page.pointee.owner == UInt(bitPattern: base) {
         // As Heap.free: a pointer into a block is no block, and a block with its freed marker is free already.
-        if !Page.isMultiple(offset: address &- UInt(bitPattern: page.pointee.start), reciprocal: page.pointee.reciprocal) {
+        if !Page.isAtBlockBoundary(address, page) {
           return Diagnostics.invalidFree(block, reason: .interior)
         }
         if !Heap.markFreed(block) { return Diagnostics.doubleFree(block, witness: .atFree) }
