@@ -22,6 +22,12 @@ struct Page: ~Copyable {
   var used: Int32
   var state: PageState
   var sizeClass: UInt8
+  /// Secure mode: the carved blocks' bytes / 16 (`Secure.LinkReader.bound`) where that is below 2^16, else
+  /// 0xFFFF; 0 while nothing is carved. A hint for level 1's malloc fast path, which checks a link against it
+  /// with one load (a multiplication of two fields before); a link it refuses goes to the slow path, whose
+  /// check is exact. In the first cache line (two bytes that were padding). Never above the exact bound:
+  /// every reset of `capacity` resets it.
+  var linkBoundHint: UInt16
   /// Blocks carved out of the page so far (lazily, a few KiB at a time) and blocks that fit in it.
   var capacity: Int32
   var reserved: Int32

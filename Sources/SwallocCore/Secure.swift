@@ -298,6 +298,7 @@ enum Secure {
     setNext(UnsafeMutableRawPointer(bitPattern: last).unsafelyUnwrapped, page.pointee.free, key: key)
     page.pointee.free = UnsafeMutableRawPointer(bitPattern: first &+ UInt(bitPattern: offset) &* size)
     page.pointee.capacity &+= Int32(truncatingIfNeeded: count)
+    page.pointee.linkBoundHint = UInt16(truncatingIfNeeded: Swift.min(LinkReader.bound(page), 0xFFFF))
   }
 
   /// Marks a block `extend` carves: word 8 gets `block ^ marker` (full: the fresh marker, after a zero last
@@ -383,13 +384,14 @@ enum Secure {
           }
           if !isValidLink(next, page) { corrupted = block }
         } else {
-          // Level 1: the link, and the freed marker (a block on a list twice, or written after free, has lost
-          // it: the slow path pops the block again and reports).
-          let valid = isValidLink(next, page)
-          if valid && block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block) {
+          // Level 1: the link against the page's hint (one load: Page.linkBoundHint), and the freed marker (a
+          // block on a list twice, or written after free, has lost it). Either failing, the slow path pops the
+          // block again (Secure.pop), checks its link against the exact bound and its marker, and reports.
+          if isValidLink(next, start: UInt(bitPattern: page.pointee.start), bound: UInt(page.pointee.linkBoundHint))
+            && block.load(fromByteOffset: 8, as: UInt.self) == freedMarker(block)
+          {
             return handOut(heap, page, block, next: next, byteCount: byteCount, blockByteCount: 0, full: false)
           }
-          if !valid { corrupted = block }
         }
       }
     }
@@ -446,8 +448,10 @@ enum Secure {
   static func free(_ block: UnsafeMutableRawPointer?, full: Bool) {
     let address = UInt(bitPattern: block)
     var slot: UInt = 0
-    if SegmentMap.entry(address) == 1 {
-      slot = Heap.descriptorSlot(address)
+    let unit = SegmentMap.unit(address)
+    if SegmentMap.entry(unit: unit) == 1 {
+      // The segment's address from its unit number, in one shift (Heap.free).
+      slot = (unit &<< UInt(Segment.shift)) &+ Heap.descriptorOffset(address)
       let page = Heap.pageAt(slot)
       // The owner word is the heap's address only while the page is in use and not full.
       // Level 1: a sealed block's page (above 1 KiB: SecureCanary.swift) carries Page.sealedTag in its owner

@@ -189,6 +189,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
       page.pointee.used = 0
       page.pointee.state = slice & ((1 << slicesPerPageShift) - 1) == 0 ? .free : .stub
       page.pointee.capacity = 0
+      page.pointee.linkBoundHint = 0
       page.pointee.reserved = 0
       page.pointee.next = nil
       page.pointee.previous = nil

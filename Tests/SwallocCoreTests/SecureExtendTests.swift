@@ -41,6 +41,40 @@ struct SecureExtendTests {
     #expect(Set(offsets) == Set((0..<count).map { $0 * blockByteCount }))
   }
 
+  /// Level 1's malloc fast path checks links against `Page.linkBoundHint`, the slow path against the exact
+  /// bound: on the pages the fast path serves (64 KiB, classes up to 1 KiB) the two must agree after every
+  /// extension (a hint below the bound sends valid links to the slow path; one above it would let an
+  /// overwritten link into the blocks not carved yet through). Where the bound passes 2^16 (pages of 1 MiB
+  /// and more carved), the hint saturates below it.
+  @Test("the link-bound hint follows the carved bytes, and never exceeds them",
+        arguments: [(64 * 1024, 16), (64 * 1024, 48), (64 * 1024, 1024), (2 * 1024 * 1024, 16384)])
+  func linkBoundHint(byteCount: Int, blockByteCount: Int) {
+    withTestPage(byteCount: byteCount, blockByteCount: blockByteCount) { page, region in
+      Secure.initialize()
+      #expect(page.pointee.linkBoundHint == 0)
+      while page.pointee.capacity < page.pointee.reserved {
+        Secure.extend(page, full: false, bits: Secure.random())
+        let bound = Secure.LinkReader.bound(page)
+        #expect(bound == UInt(page.pointee.capacity) * UInt(blockByteCount) / 16)
+        #expect(UInt(page.pointee.linkBoundHint) == Swift.min(bound, 0xFFFF))
+        if bound < 0xFFFF {
+          var block = page.pointee.free
+          var walked = 0
+          while let current = block, walked <= Int(page.pointee.capacity) {
+            let next = Secure.next(current)
+            #expect(Secure.isValidLink(next, start: UInt(bitPattern: region), bound: UInt(page.pointee.linkBoundHint)))
+            block = next
+            walked += 1
+          }
+          #expect(walked == Int(page.pointee.capacity))
+        }
+      }
+      // The first block boundary past the carved blocks is refused by the hint too.
+      let past = region + Int(page.pointee.capacity) * blockByteCount
+      #expect(!Secure.isValidLink(past, start: UInt(bitPattern: region), bound: UInt(page.pointee.linkBoundHint)))
+    }
+  }
+
   /// Secure.extend's stride search wraps around in 2 ... count - 2: it must find a stride there.
   @Test("every extension count from 5 on but 6 has a stride in 2 ... count - 2 prime to it")
   func strideExists() {

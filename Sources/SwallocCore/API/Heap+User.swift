@@ -190,6 +190,7 @@ extension Heap {
         page.pointee.samplePoint = 0
         page.pointee.threadFree.store(0, ordering: .relaxed)
         page.pointee.capacity = 0
+        page.pointee.linkBoundHint = 0
         page.pointee.reserved = 0
         page.pointee.next = nil
         page.pointee.previous = nil
