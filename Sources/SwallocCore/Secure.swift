@@ -17,6 +17,10 @@ enum Secure {
   /// The key of freed markers, independent of `keyWord` (a freed block read after its free shows its
   /// marker, which must not give away the link key).
   static let markerKeyWord = Atomic<UInt>(0)
+  /// `keyWord`'s value once set, in a plain word: the fast paths xor it straight from memory (an atomic load
+  /// takes an instruction of its own). Written only by `initialize`, after the exchange that decides the key,
+  /// with that key (threads racing there write the same value).
+  @exclusivity(unchecked) nonisolated(unsafe) static var plainKey: UInt = 0
   /// The state of the block-order generator (splitmix64 over a shared counter).
   static let randomState = Atomic<UInt>(0)
 
@@ -29,6 +33,7 @@ enum Secure {
     var seed = UInt(swalloc_random_word())
     if seed == 0 { seed = UInt(swalloc_now_ms()) &* 0x9E37_79B9_7F4A_7C15 }
     _ = keyWord.compareExchange(expected: 0, desired: mix(seed) | 1, ordering: .relaxed)
+    plainKey = keyWord.load(ordering: .relaxed)
     _ = markerKeyWord.compareExchange(expected: 0, desired: mix(seed ^ 0x2545_F491_4F6C_DD1D) | 1, ordering: .relaxed)
     _ = randomState.compareExchange(expected: 0, desired: mix(seed ^ 0x5851_F42D_4C95_7F2D), ordering: .relaxed)
     initializeCanaries(seed: seed)
@@ -50,7 +55,7 @@ enum Secure {
   }
 
   @inline(__always)
-  static var key: UInt { keyWord.load(ordering: .relaxed) }
+  static var key: UInt { plainKey }
 
   @inline(__always)
   static var markerKey: UInt { markerKeyWord.load(ordering: .relaxed) }
