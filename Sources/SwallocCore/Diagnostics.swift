@@ -125,8 +125,7 @@ enum Diagnostics {
   /// say which) a block of the page.
   static func doubleFree(_ block: UnsafeMutableRawPointer, witness: DoubleFreeWitness, identified: Bool = true) {
     invalidFreeCount.wrappingAdd(1, ordering: .relaxed)
-    let number = doubleFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
-    if number > doubleFreeReportLimit && !Options.verbose { return }
+    guard let number = reportNumber(doubleFreeCount) else { return }
     ErrorWriter.withWriter { writer in
       switch witness {
       case .atFree:
@@ -143,10 +142,24 @@ enum Diagnostics {
         writer.text(identified ? " detected" : "")
         writer.text(" (the free list of its page is corrupted); the page's free blocks are set aside\n")
       }
-      if number == doubleFreeReportLimit && !Options.verbose {
-        writer.text("swalloc: further double frees are counted, not reported (SWALLOC_VERBOSE=1 reports them)\n")
-      }
+      noteLimitReached(&writer, number: number, kind: "double frees")
     }
+  }
+
+  /// The number of a report of a kind that `counter` counts and `doubleFreeReportLimit` limits (double frees,
+  /// frees of pointers into blocks), or nil past the limit without SWALLOC_VERBOSE.
+  static func reportNumber(_ counter: borrowing Atomic<Int>) -> Int? {
+    let number = counter.wrappingAdd(1, ordering: .relaxed).newValue
+    return number > doubleFreeReportLimit && !Options.verbose ? nil : number
+  }
+
+  /// After the last report such a kind gets (`number` at the limit, without SWALLOC_VERBOSE), the line that
+  /// says the rest are counted.
+  static func noteLimitReached(_ writer: inout ErrorWriter, number: Int, kind: StaticString) {
+    if number != doubleFreeReportLimit || Options.verbose { return }
+    writer.text("swalloc: further ")
+    writer.text(kind)
+    writer.text(" are counted, not reported (SWALLOC_VERBOSE=1 reports them)\n")
   }
 
   /// Frees of a pointer into a block, reported on stderr without SWALLOC_VERBOSE (the first
@@ -161,8 +174,8 @@ enum Diagnostics {
     invalidFreeCount.wrappingAdd(1, ordering: .relaxed)
     var number = 0
     if reason == .interior {
-      number = interiorFreeCount.wrappingAdd(1, ordering: .relaxed).newValue
-      if number > doubleFreeReportLimit && !Options.verbose { return }
+      guard let counted = reportNumber(interiorFreeCount) else { return }
+      number = counted
     } else if !Options.verbose {
       return
     }
@@ -174,9 +187,7 @@ enum Diagnostics {
       case .pageNotInUse: writer.text("): double free or stale pointer; ignored\n")
       case .interior: writer.text("): pointer into the middle of a block; ignored\n")
       }
-      if number == doubleFreeReportLimit && !Options.verbose {
-        writer.text("swalloc: further frees of pointers into blocks are counted, not reported (SWALLOC_VERBOSE=1 reports them)\n")
-      }
+      noteLimitReached(&writer, number: number, kind: "frees of pointers into blocks")
     }
   }
 }

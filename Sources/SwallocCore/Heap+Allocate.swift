@@ -170,8 +170,7 @@ extension Heap {
     page.pointee.used = 0
     page.pointee.state = .inUse
     page.pointee.sizeClass = UInt8(sizeClass)
-    page.pointee.capacity = 0
-    page.pointee.linkBoundHint = 0
+    page.clearCarving()
     page.pointee.reserved = Int32(area.byteCount / blockByteCount)
     page.pointee.blockByteCount = blockByteCount
     page.pointee.reciprocal = Page.reciprocal(of: blockByteCount)

@@ -270,8 +270,7 @@ extension Heap {
     page.pointee.free = nil
     page.pointee.localFree = nil
     page.pointee.samplePoint = 0
-    page.pointee.capacity = 0
-    page.pointee.linkBoundHint = 0
+    page.clearCarving()
     page.pointee.reserved = 0
     let now = swalloc_now_ms()
     page.pointee.retiredAt = now

@@ -26,7 +26,7 @@ struct Page: ~Copyable {
   /// 0xFFFF; 0 while nothing is carved. A hint for level 1's malloc fast path, which checks a link against it
   /// with one load (a multiplication of two fields before); a link it refuses goes to the slow path, whose
   /// check is exact. In the first cache line (two bytes that were padding). Never above the exact bound:
-  /// every reset of `capacity` resets it.
+  /// `clearCarving` resets both.
   var linkBoundHint: UInt16
   /// Blocks carved out of the page so far (lazily, a few KiB at a time) and blocks that fit in it.
   var capacity: Int32
@@ -100,6 +100,13 @@ extension UnsafeMutablePointer where Pointee == Page {
   @inline(__always)
   var segment: UnsafeMutablePointer<Segment> {
     UnsafeMutablePointer<Segment>(bitPattern: UInt(bitPattern: self) & ~Segment.mask)!
+  }
+
+  /// Nothing carved: `capacity` 0 and with it `linkBoundHint`, which must never exceed the carved bytes
+  /// (secure malloc's fast path trusts it). Every reset of a page's carving goes through here.
+  func clearCarving() {
+    pointee.capacity = 0
+    pointee.linkBoundHint = 0
   }
 
   /// Carves up to `extendByteCount` more blocks out of the page onto `free` (which must be empty).

@@ -188,8 +188,7 @@ extension UnsafeMutablePointer where Pointee == Segment {
       page.pointee.heap = nil
       page.pointee.used = 0
       page.pointee.state = slice & ((1 << slicesPerPageShift) - 1) == 0 ? .free : .stub
-      page.pointee.capacity = 0
-      page.pointee.linkBoundHint = 0
+      page.clearCarving()
       page.pointee.reserved = 0
       page.pointee.next = nil
       page.pointee.previous = nil

@@ -189,8 +189,7 @@ extension Heap {
         page.pointee.heldCount = 0
         page.pointee.samplePoint = 0
         page.pointee.threadFree.store(0, ordering: .relaxed)
-        page.pointee.capacity = 0
-        page.pointee.linkBoundHint = 0
+        page.clearCarving()
         page.pointee.reserved = 0
         page.pointee.next = nil
         page.pointee.previous = nil
