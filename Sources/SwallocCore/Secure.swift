@@ -559,8 +559,36 @@ enum Secure {
     guard let block else { return }
     let heap = Heap(swalloc_secure_heap_get())
     if slot & 1 != 0 { return heap.retire(Heap.pageAt(slot & ~1)) }
-    if slot != 0 && !Options.secureFull && freeRemote(block, page: Heap.pageAt(slot), heap: heap) { return }
+    if slot != 0 && !Options.secureFull {
+      let page = Heap.pageAt(slot)
+      if page.pointee.owner == UInt(bitPattern: heap.base) | Page.sealedTag {
+        if freeSealedOwned(block, page, heap: heap) { return }
+      } else if freeRemote(block, page: page, heap: heap) {
+        return
+      }
+    }
     free(block, heap: heap, slot: slot)
+  }
+
+  /// Level 1's free of a sealed block (above 1 KiB) of a page of the calling thread's heap that is in use
+  /// and not full (its owner word is the heap's address with `Page.sealedTag` and no other tag): the checks
+  /// of `free(_:heap:slot:)` for it (a block start, no freed marker, its seal, the end of the block before),
+  /// then the marker and the push as on the fast path, without the general path's calls and saved registers
+  /// (about 160 instructions a free before). False, having changed nothing, when the pointer is not a block
+  /// start or the marker is set: the general path reports.
+  @inline(__always)
+  static func freeSealedOwned(_ block: UnsafeMutableRawPointer, _ page: UnsafeMutablePointer<Page>, heap: Heap)
+    -> Bool
+  {
+    let marker = freedMarker(block)
+    if !isBlockStart(UInt(bitPattern: block), page) || block.load(fromByteOffset: 8, as: UInt.self) == marker {
+      return false
+    }
+    let blockByteCount = page.pointee.blockByteCount
+    checkSeal(block, blockByteCount: blockByteCount)
+    if block != page.pointee.start { checkPrevious(block, blockByteCount: blockByteCount) }
+    if pushFreed(block, marker: marker, page) { heap.retire(page) }
+    return true
   }
 
   /// Level 1's free of a block of another heap's page (the slow path's usual case under producer/consumer
