@@ -76,24 +76,32 @@ enum LibC {
     }
     // Secure mode: a page block is checked as free checks it (a live block start: a freed block, or a
     // pointer inside one, came back resized in place until 2026-12-07), a sealed one's seal too, and that one
-    // is resized in place within its room (the direct classes at level 1, guarded and sample slots and huge
-    // blocks: nil). When it must move, it moves as any block does below (a block growing past 64 KiB into a
-    // huge span with room to grow: moving it into each large class on the way made level 1's realloc
-    // workload 1.6x slower).
+    // is resized in place within its room. A block it checked and did not resize (level 1's direct classes,
+    // or one that must move) comes with its usable size, not looked up again below; guarded and sample slots
+    // and huge blocks go the general way. When it must move, it moves as any block does below (a block
+    // growing past 64 KiB into a huge span with room to grow: moving it into each large class on the way made
+    // level 1's realloc workload 1.6x slower).
     var mustMove = false
-    if Options.secure, let inPlace = Secure.resizeInPlace(pointer, byteCount: byteCount) {
-      if inPlace {
+    var mayBeSampled = false
+    var usable = -1
+    if Options.secure {
+      switch Secure.resizeInPlace(pointer, byteCount: byteCount) {
+      case .resized:
         // A block the heap profiler samples where it is (level 1's sealed classes) keeps its sample.
         if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
         return pointer
+      case .checked(let size, let sampled, let move):
+        usable = size
+        mayBeSampled = sampled
+        mustMove = move
+      case .notPageBlock:
+        break
       }
-      mustMove = true
     }
     // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
     // class's): in place where that block would stay (keeping its sample), else moved as that block would be
     // (a block growing past 64 KiB into a huge span with room to grow).
-    var mayBeSampled = false
-    let usable = usableSize(pointer, mayBeSampled: &mayBeSampled)
+    if usable < 0 { usable = usableSize(pointer, mayBeSampled: &mayBeSampled) }
     if usable < 0 {
       // A slot that holds no live block is reported as its free would be.
       if mayBeSampled && SamplePoints.isEnabled && SampleSlots.contains(pointer) {
@@ -293,9 +301,12 @@ enum LibC {
     if page.pointee.owner & Page.sampledTag != 0 { mayBeSampled = true }
     let offset = pointer - page.pointee.start!
     if offset < 0 { return -1 }
-    // Interior pointers get what is left of their block.
+    // Interior pointers get what is left of their block: the offset past the block's start from the block
+    // index, which the page's reciprocal gives exactly for any offset in the page (a 64-bit division before:
+    // realloc and malloc_usable_size paid for one each call).
     let blockByteCount = page.pointee.blockByteCount
-    let inside = offset % blockByteCount
+    let index = Page.blockIndex(offset: UInt(bitPattern: offset), reciprocal: page.pointee.reciprocal)
+    let inside = offset &- Int(bitPattern: index) &* blockByteCount
     if Options.secure && Secure.isSealed(blockByteCount: blockByteCount) {
       // A parked block (freed; none of it readable) has none.
       if Secure.isParked(pointer - inside, page) { return -1 }

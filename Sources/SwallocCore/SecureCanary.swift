@@ -400,26 +400,43 @@ extension Secure {
       ? byteCount &+ trailerByteCount : Swift.max(byteCount, SizeClass.largeMaxByteCount &+ 1)
   }
 
+  /// What `resizeInPlace` found.
+  enum Resize {
+    /// Not a page block (huge, guarded, foreign): realloc's general path handles it.
+    case notPageBlock
+    /// Resized in place (resealed).
+    case resized
+    /// A live page block, checked, of `usable` bytes (what `LibC.usableSize` gives for it), that realloc
+    /// resizes or moves as any block; `sampled`: its page holds a block the heap profiler samples
+    /// (`LibC.usableSize`'s `mayBeSampled`). `mustMove`: a sealed block the new size does not fit.
+    case checked(usable: Int, sampled: Bool, mustMove: Bool)
+  }
+
   /// `realloc` of a secure page block: checks that it is a live block start (as free does: not inside a
   /// block, not freed, at full not a block never handed out) and its seal, then resizes it in place
-  /// (resealed) when the new size still uses at least half of the block's room. Nil: not a page block (huge,
-  /// guarded, foreign: realloc's general path handles those), or one of a class without a seal (level 1's
-  /// direct classes, which the general path resizes); false: it must move.
-  static func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Bool? {
+  /// (resealed) when the new size still uses at least half of the block's room. A block of a class without
+  /// a seal (level 1's direct classes), or one that must move, comes back checked with its usable size, so
+  /// that realloc does not look it up a second time.
+  static func resizeInPlace(_ pointer: UnsafeMutableRawPointer, byteCount: Int) -> Resize {
     let address = UInt(bitPattern: pointer)
-    guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return nil }
+    guard let segment = SegmentMap.segment(of: address), segment.pointee.kind != .huge else { return .notPageBlock }
     let page = segment.page(containing: address)
-    guard page.pointee.state == .inUse else { return nil }
+    guard page.pointee.state == .inUse else { return .notPageBlock }
     SecureChecks.checkLive(pointer, page, function: "realloc()")
     let blockByteCount = page.pointee.blockByteCount
+    let sampled = page.pointee.owner & Page.sampledTag != 0
     // Level 1: the blocks of the direct classes have no seal (realloc's general path resizes them).
-    guard isSealed(blockByteCount: blockByteCount) else { return nil }
+    guard isSealed(blockByteCount: blockByteCount) else {
+      return .checked(usable: blockByteCount, sampled: sampled, mustMove: false)
+    }
     checkSeal(pointer, blockByteCount: blockByteCount)
     let room = UInt(bitPattern: blockByteCount &- trailerByteCount)
     let wanted = UInt(bitPattern: byteCount)
-    if wanted > room || wanted < room / 2 { return false }
+    if wanted > room || wanted < room / 2 {
+      return .checked(usable: requestedSize(pointer, blockByteCount: blockByteCount), sampled: sampled, mustMove: true)
+    }
     seal(pointer, byteCount: byteCount, blockByteCount: blockByteCount)
-    return true
+    return .resized
   }
 }
 

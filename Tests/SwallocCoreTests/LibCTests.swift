@@ -20,6 +20,27 @@ struct LibCTests {
     for block in blocks { LibC.free(block) }
   }
 
+  /// The usable size of a pointer inside a block is what is left of the block (LibC.usableSize finds the
+  /// block's start from the page's reciprocal, no division): checked at every 16-byte offset of the first
+  /// blocks of small classes, and at offsets spread over medium and large blocks, against the block size.
+  @Test("malloc_usable_size of a pointer inside a block is what is left of it",
+        arguments: [16, 48, 112, 1000, 1024, 3000, 20_000, 70_000, 300_000])
+  func usableSizeInside(byteCount: Int) throws {
+    var blocks: [UnsafeMutableRawPointer] = []
+    for _ in 0..<5 { blocks.append(try #require(LibC.malloc(byteCount))) }
+    for block in blocks {
+      let whole = LibC.mallocUsableSize(block)
+      #expect(whole >= byteCount)
+      let step = whole <= 4096 ? 16 : whole / 61
+      var offset = 0
+      while offset < whole {
+        #expect(LibC.mallocUsableSize(block + offset) == whole - offset, "offset \(offset) of \(whole)")
+        offset += step
+      }
+    }
+    for block in blocks { LibC.free(block) }
+  }
+
   @Test("malloc(0) is unique and freeable; free(NULL) is a no-op")
   func zeroAndNull() throws {
     let a = try #require(LibC.malloc(0))

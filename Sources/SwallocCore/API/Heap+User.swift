@@ -134,8 +134,7 @@ extension Heap {
     if segment.pointee.heap != base { return false }
     let page = segment.page(containing: address)
     guard page.pointee.state == .inUse, let start = page.pointee.start else { return false }
-    let offset = block - start
-    return offset >= 0 && offset % page.pointee.blockByteCount == 0
+    return block >= start && Page.isAtBlockBoundary(address, page)
   }
 
   /// Traps unless the calling thread owns this heap (checked on slow paths only: it costs a call).
