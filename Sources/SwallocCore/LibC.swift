@@ -83,25 +83,22 @@ enum LibC {
     // level 1's realloc workload 1.6x slower).
     var mustMove = false
     var mayBeSampled = false
-    var usable = -1
-    if Options.secure {
-      switch Secure.resizeInPlace(pointer, byteCount: byteCount) {
-      case .resized:
-        // A block the heap profiler samples where it is (level 1's sealed classes) keeps its sample.
-        if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
-        return pointer
-      case .checked(let size, let sampled, let move):
-        usable = size
-        mayBeSampled = sampled
-        mustMove = move
-      case .notPageBlock:
-        break
-      }
+    let usable: Int
+    switch Options.secure ? Secure.resizeInPlace(pointer, byteCount: byteCount) : .notPageBlock {
+    case .resized:
+      // A block the heap profiler samples where it is (level 1's sealed classes) keeps its sample.
+      if SamplePoints.isEnabled { SamplePoints.resizedInPlace(pointer, byteCount: byteCount) }
+      return pointer
+    case .checked(let size, let sampled, let move):
+      usable = size
+      mayBeSampled = sampled
+      mustMove = move
+    case .notPageBlock:
+      // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
+      // class's): in place where that block would stay (keeping its sample), else moved as that block would
+      // be (a block growing past 64 KiB into a huge span with room to grow).
+      usable = usableSize(pointer, mayBeSampled: &mayBeSampled)
     }
-    // A sampled block in a sample slot is resized like the block it stands for (its usable size is its
-    // class's): in place where that block would stay (keeping its sample), else moved as that block would be
-    // (a block growing past 64 KiB into a huge span with room to grow).
-    if usable < 0 { usable = usableSize(pointer, mayBeSampled: &mayBeSampled) }
     if usable < 0 {
       // A slot that holds no live block is reported as its free would be.
       if mayBeSampled && SamplePoints.isEnabled && SampleSlots.contains(pointer) {
